@@ -1,0 +1,41 @@
+//! `infalign`: the native InfAlign command.
+//!
+//! Each subcommand reads files and writes files into a run directory, so any step of the
+//! pipeline (data -> tokenizer -> base policy -> reward -> calibration -> CTRL -> evaluation ->
+//! bundle) can be rerun or inspected alone.
+
+use clap::{Parser, Subcommand};
+
+mod backend;
+mod theory;
+
+/// Inference-aware alignment: calibrate, transform, KL-regularised RL.
+#[derive(Debug, Parser)]
+#[command(name = "infalign", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Exact win-rate-versus-KL theory in calibrated space (no model needed).
+    Theory(theory::TheoryArgs),
+    /// Check which compute backends work on this machine (CPU flex, GPU wgpu).
+    Backend(backend::BackendArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Theory(args) => theory::run(args),
+        Command::Backend(args) => backend::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

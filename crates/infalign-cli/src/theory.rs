@@ -1,0 +1,642 @@
+//! `infalign theory`: tables and plots from the exact theory engine.
+//!
+//! - `infalign theory [--n 1,2,4,8,32] [--kl 0.1,0.25,0.5,1] [--json] [--out-dir DIR] [--no-plots]`
+//!   prints, for BoN and WoN, each N and each KL budget, the win rate of identity, log, the best
+//!   exp / negexp (with its t) and the optimal transform, as a markdown table or (with `--json`)
+//!   an array of rows `{"procedure", "n", "kl", "transform", "t", "win_rate"}`; it also writes the
+//!   table (theory-table.md, theory-table.json) and SVG plots (win rate versus KL, one per N, and
+//!   the transform shapes) into the output directory.
+//! - `infalign theory point --transform SPEC --lambda L --n N [--json]` evaluates one tilted
+//!   policy and prints `{"kl", "expected_u", "win_rate": {"standard", "bon", "won"}}`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use infalign_core::theory::{self, BestT, OptimalSolution};
+use infalign_core::{ExpFamily, Procedure, Transform};
+use serde_json::{json, Value};
+
+/// Exact win-rate-versus-KL theory in calibrated space.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct TheoryArgs {
+    #[command(subcommand)]
+    command: Option<TheoryCommand>,
+    #[command(flatten)]
+    table: TableArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum TheoryCommand {
+    /// Evaluate one tilted policy: KL, E[U] and the standard / BoN_N / WoN_N win rates.
+    Point(PointArgs),
+}
+
+/// Options of the table (the default action of `infalign theory`).
+#[derive(Debug, Args)]
+struct TableArgs {
+    /// Values of N (comma-separated).
+    #[arg(long = "n", value_delimiter = ',', default_values_t = vec![1u32, 2, 4, 8, 32])]
+    n: Vec<u32>,
+    /// KL budgets in nats (comma-separated).
+    #[arg(long = "kl", value_delimiter = ',', default_values_t = vec![0.1f64, 0.25, 0.5, 1.0])]
+    kl: Vec<f64>,
+    /// Print the table as a JSON array of rows instead of markdown.
+    #[arg(long)]
+    json: bool,
+    /// Directory for the SVG plots and the table files.
+    #[arg(long, default_value = "theory-out")]
+    out_dir: PathBuf,
+    /// Do not write plots or table files.
+    #[arg(long)]
+    no_plots: bool,
+    /// Largest KL (nats) on the plots' x axis.
+    #[arg(long, default_value_t = 2.0)]
+    plot_max_kl: f64,
+}
+
+#[derive(Debug, Args)]
+struct PointArgs {
+    /// Transform spec: identity, log, exp:T, negexp:T, normexp:T, normnegexp:T, or
+    /// optimal:bon:N:L / optimal:won:N:L.
+    #[arg(long)]
+    transform: Transform,
+    /// lambda = 1/beta (>= 0).
+    #[arg(long)]
+    lambda: f64,
+    /// N for the BoN / WoN win rates.
+    #[arg(long = "n", default_value_t = 1)]
+    n: u32,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: TheoryArgs) -> anyhow::Result<()> {
+    match args.command {
+        Some(TheoryCommand::Point(point)) => run_point(point),
+        None => run_table(args.table),
+    }
+}
+
+fn run_point(args: PointArgs) -> anyhow::Result<()> {
+    let evaluation = theory::evaluate(&args.transform, args.lambda, args.n)
+        .with_context(|| format!("evaluating {} at lambda = {}", args.transform, args.lambda))?;
+    if args.json {
+        let value = json!({
+            "kl": evaluation.kl,
+            "expected_u": evaluation.expected_u,
+            "win_rate": {
+                "standard": evaluation.win_rate.standard,
+                "bon": evaluation.win_rate.bon,
+                "won": evaluation.win_rate.won,
+            }
+        });
+        println!("{}", serde_json::to_string(&value)?);
+    } else {
+        println!("transform   {}", args.transform);
+        println!("lambda      {}", args.lambda);
+        println!("KL          {:.9} nats", evaluation.kl);
+        println!("E[U]        {:.9}", evaluation.expected_u);
+        println!("standard    {:.9}", evaluation.win_rate.standard);
+        println!("BoN_{:<3}     {:.9}", args.n, evaluation.win_rate.bon);
+        println!("WoN_{:<3}     {:.9}", args.n, evaluation.win_rate.won);
+    }
+    Ok(())
+}
+
+/// One cell of the table.
+struct Row {
+    procedure: Procedure,
+    n: u32,
+    kl: f64,
+    transform: &'static str,
+    t: Option<f64>,
+    win_rate: f64,
+}
+
+impl Row {
+    fn to_json(&self) -> Value {
+        json!({
+            "procedure": self.procedure.as_str(),
+            "n": self.n,
+            "kl": self.kl,
+            "transform": self.transform,
+            "t": self.t,
+            "win_rate": self.win_rate,
+        })
+    }
+}
+
+const TRANSFORM_NAMES: [&str; 5] = ["identity", "log", "exp", "negexp", "optimal"];
+
+/// Everything computed for one (procedure, N), reused by the plots.
+struct Block {
+    procedure: Procedure,
+    n: u32,
+    rows: Vec<Row>,
+    best_exp: Vec<BestT>,
+    best_negexp: Vec<BestT>,
+}
+
+fn compute_block(procedure: Procedure, n: u32, budgets: &[f64]) -> anyhow::Result<Block> {
+    let context = |what: &str| format!("{what} for {procedure} N = {n}");
+    let mut identity = Vec::new();
+    let mut log = Vec::new();
+    let mut best_exp = Vec::new();
+    let mut best_negexp = Vec::new();
+    for &kl in budgets {
+        identity.push(
+            theory::evaluate_at_kl(&Transform::Identity, n, kl)
+                .with_context(|| context("identity"))?
+                .win_rate_for(procedure),
+        );
+        log.push(
+            theory::evaluate_at_kl(&Transform::Log, n, kl)
+                .with_context(|| context("log"))?
+                .win_rate_for(procedure),
+        );
+        best_exp.push(
+            theory::best_t(ExpFamily::Exp, procedure, n, kl)
+                .with_context(|| context("best exp"))?,
+        );
+        best_negexp.push(
+            theory::best_t(ExpFamily::NegExp, procedure, n, kl)
+                .with_context(|| context("best negexp"))?,
+        );
+    }
+    let optimal: Vec<OptimalSolution> = theory::optimal_envelope(procedure, n, budgets)
+        .with_context(|| context("optimal envelope"))?;
+    let mut rows = Vec::new();
+    for (i, &kl) in budgets.iter().enumerate() {
+        let row = |transform, t, win_rate| Row {
+            procedure,
+            n,
+            kl,
+            transform,
+            t,
+            win_rate,
+        };
+        rows.push(row("identity", None, identity[i]));
+        rows.push(row("log", None, log[i]));
+        rows.push(row("exp", Some(best_exp[i].t), best_exp[i].win_rate));
+        rows.push(row("negexp", Some(best_negexp[i].t), best_negexp[i].win_rate));
+        rows.push(row("optimal", None, optimal[i].win_rate));
+    }
+    Ok(Block {
+        procedure,
+        n,
+        rows,
+        best_exp,
+        best_negexp,
+    })
+}
+
+fn validate_table_args(args: &TableArgs) -> anyhow::Result<()> {
+    if args.n.is_empty() {
+        bail!("--n needs at least one value");
+    }
+    if let Some(n) = args.n.iter().find(|&&n| n == 0 || n > 64) {
+        bail!("--n value {n} is out of range: N must be between 1 and 64");
+    }
+    if args.kl.is_empty() {
+        bail!("--kl needs at least one budget");
+    }
+    if let Some(kl) = args.kl.iter().find(|kl| !(kl.is_finite() && **kl > 0.0)) {
+        bail!("--kl value {kl} is not a positive number of nats");
+    }
+    if !(args.plot_max_kl.is_finite() && args.plot_max_kl > 0.0) {
+        bail!(
+            "--plot-max-kl {} is not a positive number of nats",
+            args.plot_max_kl
+        );
+    }
+    Ok(())
+}
+
+fn run_table(args: TableArgs) -> anyhow::Result<()> {
+    validate_table_args(&args)?;
+    let mut blocks = Vec::new();
+    for procedure in Procedure::ALL {
+        for &n in &args.n {
+            eprintln!("theory: {procedure} N = {n} ...");
+            blocks.push(compute_block(procedure, n, &args.kl)?);
+        }
+    }
+    let rows: Vec<&Row> = blocks.iter().flat_map(|b| b.rows.iter()).collect();
+    let json_text = serde_json::to_string_pretty(&Value::Array(
+        rows.iter().map(|row| row.to_json()).collect(),
+    ))?;
+    let markdown = markdown_table(&blocks, &args.kl);
+    if args.json {
+        println!("{json_text}");
+    } else {
+        print!("{markdown}");
+    }
+    if !args.no_plots {
+        std::fs::create_dir_all(&args.out_dir)
+            .with_context(|| format!("creating {}", args.out_dir.display()))?;
+        write_atomic(&args.out_dir.join("theory-table.md"), &markdown)?;
+        write_atomic(&args.out_dir.join("theory-table.json"), &json_text)?;
+        write_plots(&args, &blocks)?;
+        eprintln!("theory: wrote table and plots to {}", args.out_dir.display());
+    }
+    Ok(())
+}
+
+fn markdown_table(blocks: &[Block], budgets: &[f64]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| procedure | N | KL (nats) | identity | log | best exp (t) | best negexp (t) | optimal |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    for block in blocks {
+        for (i, &kl) in budgets.iter().enumerate() {
+            let cells = &block.rows[i * TRANSFORM_NAMES.len()..(i + 1) * TRANSFORM_NAMES.len()];
+            let cell = |row: &Row| match row.t {
+                Some(t) => format!("{:.4} (t = {})", row.win_rate, format_t(t)),
+                None => format!("{:.4}", row.win_rate),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                if block.procedure == Procedure::BestOfN {
+                    "BoN"
+                } else {
+                    "WoN"
+                },
+                block.n,
+                kl,
+                cell(&cells[0]),
+                cell(&cells[1]),
+                cell(&cells[2]),
+                cell(&cells[3]),
+                cell(&cells[4]),
+            );
+        }
+    }
+    out
+}
+
+fn format_t(t: f64) -> String {
+    if t >= 100.0 {
+        format!("{t:.0}")
+    } else if t >= 10.0 {
+        format!("{t:.1}")
+    } else {
+        format!("{t:.2}")
+    }
+}
+
+fn write_atomic(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let file_name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let temporary = path.with_file_name(format!(".{file_name}.tmp"));
+    std::fs::write(&temporary, contents)
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plots
+
+const COLORS: [&str; 6] = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+];
+
+struct Series {
+    label: String,
+    points: Vec<(f64, f64)>,
+    color: &'static str,
+    dashed: bool,
+}
+
+struct Chart {
+    title: String,
+    x_label: String,
+    y_label: String,
+    x_range: (f64, f64),
+    y_range: (f64, f64),
+    series: Vec<Series>,
+    /// Legend in a column right of the plot instead of inside its lower right corner.
+    legend_outside: bool,
+}
+
+const PLOT_WIDTH: f64 = 560.0;
+const LEGEND_WIDTH: f64 = 230.0;
+
+impl Chart {
+    fn width(&self) -> f64 {
+        PLOT_WIDTH + if self.legend_outside { LEGEND_WIDTH } else { 0.0 }
+    }
+}
+
+/// Win-rate-versus-KL curve of a transform: a lambda sweep up to the lambda of `max_kl`.
+fn transform_curve(
+    transform: &Transform,
+    procedure: Procedure,
+    n: u32,
+    max_kl: f64,
+) -> anyhow::Result<Vec<(f64, f64)>> {
+    let lambda_max = theory::lambda_for_kl(transform, max_kl)?;
+    let lambdas = theory::log_spaced(lambda_max * 1e-3, lambda_max, 60)?;
+    let mut points = vec![(0.0, 0.5)];
+    for evaluation in theory::win_rate_curve(transform, n, &lambdas)? {
+        points.push((evaluation.kl, evaluation.win_rate_for(procedure)));
+    }
+    Ok(points)
+}
+
+fn write_plots(args: &TableArgs, blocks: &[Block]) -> anyhow::Result<()> {
+    let max_kl = args.plot_max_kl;
+    // The t shown on the plots is the best t at the budget closest to the middle of the list.
+    let middle = args.kl.len() / 2;
+    for &n in &args.n {
+        let mut charts = Vec::new();
+        for procedure in Procedure::ALL {
+            let Some(block) = blocks
+                .iter()
+                .find(|b| b.procedure == procedure && b.n == n)
+            else {
+                continue;
+            };
+            let t_exp = block.best_exp[middle].t;
+            let t_negexp = block.best_negexp[middle].t;
+            let mut series = Vec::new();
+            let curves: [(String, Transform, bool); 4] = [
+                ("identity".into(), Transform::Identity, false),
+                ("log".into(), Transform::Log, false),
+                (
+                    format!("exp (t = {})", format_t(t_exp)),
+                    Transform::NormExp { t: t_exp },
+                    false,
+                ),
+                (
+                    format!("negexp (t = {})", format_t(t_negexp)),
+                    Transform::NormNegExp { t: t_negexp },
+                    false,
+                ),
+            ];
+            for (i, (label, transform, dashed)) in curves.into_iter().enumerate() {
+                series.push(Series {
+                    points: transform_curve(&transform, procedure, n, max_kl)?,
+                    label,
+                    color: COLORS[i],
+                    dashed,
+                });
+            }
+            let budgets: Vec<f64> = (1..=40).map(|i| max_kl * i as f64 / 40.0).collect();
+            let mut optimal = vec![(0.0, 0.5)];
+            for solution in theory::optimal_envelope(procedure, n, &budgets)? {
+                optimal.push((solution.kl, solution.win_rate));
+            }
+            series.push(Series {
+                label: "optimal".into(),
+                points: optimal,
+                color: "#000000",
+                dashed: true,
+            });
+            let y_max = series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| p.1))
+                .fold(0.5f64, f64::max);
+            charts.push(Chart {
+                title: format!(
+                    "{} win rate, N = {n}",
+                    if procedure == Procedure::BestOfN {
+                        "Best-of-N"
+                    } else {
+                        "Worst-of-N"
+                    }
+                ),
+                x_label: "KL(pi || pi_ref) (nats)".into(),
+                y_label: "win rate vs reference".into(),
+                x_range: (0.0, max_kl),
+                y_range: (0.5, (y_max + 0.02).min(1.0)),
+                series,
+                legend_outside: false,
+            });
+        }
+        let svg = render_svg(&charts);
+        write_atomic(&args.out_dir.join(format!("winrate-vs-kl-n{n}.svg")), &svg)?;
+    }
+    write_atomic(
+        &args.out_dir.join("transform-shapes.svg"),
+        &render_svg(&[shapes_chart()?]),
+    )?;
+    Ok(())
+}
+
+fn shapes_chart() -> anyhow::Result<Chart> {
+    let grid: Vec<f64> = (0..=200).map(|i| i as f64 / 200.0).collect();
+    let mut series = Vec::new();
+    let mut add = |label: String, f: &dyn Fn(f64) -> f64, color, dashed| {
+        series.push(Series {
+            label,
+            points: grid.iter().map(|&u| (u, f(u))).collect(),
+            color,
+            dashed,
+        });
+    };
+    add("identity".into(), &|u| u, COLORS[0], false);
+    add(
+        "log (rescaled on [e^-5, 1])".into(),
+        &|u: f64| ((u.max(1e-300).ln() + 5.0) / 5.0).max(0.0),
+        COLORS[1],
+        false,
+    );
+    for (i, t) in [4.0, 12.0].into_iter().enumerate() {
+        let exp = Transform::NormExp { t };
+        add(
+            format!("exp (t = {t})"),
+            &|u| exp.value(u),
+            COLORS[2 + i],
+            false,
+        );
+        let negexp = Transform::NormNegExp { t };
+        add(
+            format!("negexp (t = {t})"),
+            &|u| negexp.value(u),
+            COLORS[2 + i],
+            true,
+        );
+    }
+    for (procedure, color) in [(Procedure::BestOfN, "#000000"), (Procedure::WorstOfN, "#7f7f7f")] {
+        let solution = theory::optimal_envelope(procedure, 4, &[0.5])?
+            .pop()
+            .context("optimal envelope returned no solution")?;
+        let transform = solution.transform;
+        let (low, high) = (transform.value(0.0), transform.value(1.0));
+        add(
+            format!("optimal {procedure}_4 at 0.5 nats"),
+            &|u| (transform.value(u) - low) / (high - low),
+            color,
+            true,
+        );
+    }
+    Ok(Chart {
+        title: "Transform shapes Phi(u), rescaled to [0, 1]".into(),
+        x_label: "calibrated reward u".into(),
+        y_label: "Phi (rescaled)".into(),
+        x_range: (0.0, 1.0),
+        y_range: (0.0, 1.0),
+        series,
+        legend_outside: true,
+    })
+}
+
+fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
+    let span = (hi - lo).max(1e-12);
+    let raw = span / target.max(1) as f64;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|s| span / s <= target as f64 + 0.5)
+        .unwrap_or(10.0 * magnitude);
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step + 1e-9).floor() as i64;
+    (first..=last).map(|k| k as f64 * step).collect()
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn render_svg(charts: &[Chart]) -> String {
+    let height = 420.0;
+    let total_width: f64 = charts.iter().map(Chart::width).sum();
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{total_width}" height="{height}" viewBox="0 0 {total_width} {height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        svg,
+        r#"<rect width="{total_width}" height="{height}" fill="white"/>"#
+    );
+    let mut offset = 0.0;
+    for (index, chart) in charts.iter().enumerate() {
+        let (left, right, top, bottom) = (
+            offset + 60.0,
+            offset + PLOT_WIDTH - 20.0,
+            40.0,
+            height - 50.0,
+        );
+        let (x0, x1) = chart.x_range;
+        let (y0, y1) = chart.y_range;
+        let sx = |x: f64| left + (x - x0) / (x1 - x0) * (right - left);
+        let sy = |y: f64| bottom - (y - y0) / (y1 - y0) * (bottom - top);
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{}</text>"#,
+            (left + right) / 2.0,
+            escape(&chart.title)
+        );
+        for tick in nice_ticks(x0, x1, 6) {
+            let x = sx(tick);
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{bottom}" stroke="#e6e6e6"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
+                bottom + 16.0,
+                trim_number(tick)
+            );
+        }
+        for tick in nice_ticks(y0, y1, 6) {
+            let y = sy(tick);
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{left}" y1="{y:.1}" x2="{right}" y2="{y:.1}" stroke="#e6e6e6"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+                left - 6.0,
+                y + 4.0,
+                trim_number(tick)
+            );
+        }
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{left}" y="{top}" width="{}" height="{}" fill="none" stroke="black"/>"#,
+            right - left,
+            bottom - top
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+            (left + right) / 2.0,
+            height - 14.0,
+            escape(&chart.x_label)
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="middle" transform="rotate(-90 {} {})">{}</text>"#,
+            offset + 16.0,
+            (top + bottom) / 2.0,
+            offset + 16.0,
+            (top + bottom) / 2.0,
+            escape(&chart.y_label)
+        );
+        let _ = writeln!(
+            svg,
+            r#"<clipPath id="plot{index}"><rect x="{left}" y="{top}" width="{}" height="{}"/></clipPath>"#,
+            right - left,
+            bottom - top
+        );
+        for (i, series) in chart.series.iter().enumerate() {
+            let mut path = String::new();
+            for &(x, y) in series.points.iter().filter(|p| p.0.is_finite() && p.1.is_finite()) {
+                let _ = write!(path, "{:.2},{:.2} ", sx(x), sy(y));
+            }
+            let dash = if series.dashed {
+                r#" stroke-dasharray="6 4""#
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                svg,
+                r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="1.8"{dash} clip-path="url(#plot{index})"/>"#,
+                path.trim_end(),
+                series.color
+            );
+            let (legend_x, legend_y) = if chart.legend_outside {
+                (right + 200.0, top + 10.0 + 18.0 * i as f64)
+            } else {
+                (right, bottom - 12.0 - 16.0 * (chart.series.len() - 1 - i) as f64)
+            };
+            let dash_legend = if series.dashed {
+                r#" stroke-dasharray="6 4""#
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                svg,
+                r#"<line x1="{}" y1="{legend_y:.1}" x2="{}" y2="{legend_y:.1}" stroke="{}" stroke-width="1.8"{dash_legend}/><text x="{}" y="{:.1}">{}</text>"#,
+                legend_x - 190.0,
+                legend_x - 166.0,
+                series.color,
+                legend_x - 160.0,
+                legend_y + 4.0,
+                escape(&series.label)
+            );
+        }
+        offset += chart.width();
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn trim_number(value: f64) -> String {
+    let text = format!("{value:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".into()
+    } else {
+        text.to_string()
+    }
+}

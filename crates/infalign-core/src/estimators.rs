@@ -1,0 +1,414 @@
+//! Estimators from samples: inference-time win rates, KL, and bootstrap confidence intervals.
+//!
+//! # Win rates under BoN_N / WoN_N
+//!
+//! Given M >= N rewards per side for one prompt, the estimator averages the tie-split win
+//! indicator over **all** pairs of N-subsets (one subset per side): the exact U-statistic, not a
+//! random draw. With one side sorted, a_(1) <= ... <= a_(M), the maximum of a uniformly random
+//! N-subset is a_(i) with probability C(i-1, N-1) / C(M, N) (the minimum: C(M-i, N-1) / C(M, N));
+//! with these weights p and q on the two sides,
+//!
+//! ```text
+//! W = sum_i sum_j p_i q_j (1{a_i > b_j} + 0.5 1{a_i = b_j})
+//! ```
+//!
+//! which one merge of the two sorted lists computes in O(M log M) (the sort dominates). Because
+//! every N-subset of i.i.d. draws is itself an i.i.d. N-sample, the estimator is unbiased for
+//! W(T_N(pi) > T_N(pi_ref) | x). Binomials are taken in log space, so M may be large.
+//!
+//! # KL
+//!
+//! From log-ratios l = log pi(y|x) - log pi_ref(y|x), y ~ pi: k1 = mean(l), unbiased; k3 =
+//! mean((r - 1) - log r) with r = pi_ref/pi = e^-l, also unbiased, never negative per sample and
+//! usually of lower variance. Both come with their standard error.
+//!
+//! # Confidence intervals
+//!
+//! [`bootstrap_mean`] resamples prompts with replacement (a seeded ChaCha8 stream, so the interval
+//! is reproducible and identical on every platform) and reports the percentile interval.
+
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{check_finite, invalid, Error, Result};
+use crate::selection::Procedure;
+
+/// A sample mean with its standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MeanEstimate {
+    /// The sample mean.
+    pub mean: f64,
+    /// Sample standard deviation / sqrt(count) (n - 1 in the variance; 0 for a single sample,
+    /// where it is undefined).
+    pub std_error: f64,
+    /// Number of samples.
+    pub count: usize,
+}
+
+/// Mean and standard error of finite values.
+pub fn mean_estimate(values: &[f64]) -> Result<MeanEstimate> {
+    if values.is_empty() {
+        return Err(Error::Empty { what: "samples" });
+    }
+    check_finite("sample", values)?;
+    let count = values.len();
+    let mean = values.iter().sum::<f64>() / count as f64;
+    let std_error = if count > 1 {
+        let ss: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
+        (ss / (count - 1) as f64 / count as f64).sqrt()
+    } else {
+        0.0
+    };
+    Ok(MeanEstimate {
+        mean,
+        std_error,
+        count,
+    })
+}
+
+/// The k1 KL estimator: mean of log pi(y) - log pi_ref(y) over y ~ pi, with its standard error.
+pub fn kl_k1(log_ratios: &[f64]) -> Result<MeanEstimate> {
+    check_finite("log ratio", log_ratios)?;
+    mean_estimate(log_ratios)
+}
+
+/// The k3 KL estimator: mean of (r - 1) - log r, r = pi_ref(y)/pi(y) = exp(-log_ratio), y ~ pi.
+pub fn kl_k3(log_ratios: &[f64]) -> Result<MeanEstimate> {
+    check_finite("log ratio", log_ratios)?;
+    let terms: Vec<f64> = log_ratios.iter().map(|&l| (-l).exp_m1() + l).collect();
+    check_finite("k3 term (log ratio too negative)", &terms)?;
+    mean_estimate(&terms)
+}
+
+/// log(k!) for k = 0..=max.
+fn log_factorials(max: usize) -> Vec<f64> {
+    let mut table = Vec::with_capacity(max + 1);
+    let mut running = 0.0;
+    table.push(0.0);
+    for k in 1..=max {
+        running += (k as f64).ln();
+        table.push(running);
+    }
+    table
+}
+
+/// Probability that the served sample (maximum for BoN, minimum for WoN) of a uniformly random
+/// N-subset of M sorted values is the i-th smallest, i = 1..M (returned 0-based).
+pub fn order_statistic_weights(procedure: Procedure, m: usize, n: usize) -> Result<Vec<f64>> {
+    if n == 0 {
+        return Err(invalid("n", n, "N must be at least 1"));
+    }
+    if m < n {
+        return Err(Error::TooFewSamples {
+            what: "samples per side",
+            available: m,
+            needed: n,
+        });
+    }
+    let lf = log_factorials(m);
+    let log_choose = |a: usize, b: usize| lf[a] - lf[b] - lf[a - b];
+    let log_total = log_choose(m, n);
+    let mut weights = vec![0.0; m];
+    for (index, weight) in weights.iter_mut().enumerate() {
+        let i = index + 1;
+        // Number of subsets whose served element is the i-th smallest.
+        let below_or_above = match procedure {
+            Procedure::BestOfN => i - 1,
+            Procedure::WorstOfN => m - i,
+        };
+        if below_or_above >= n - 1 {
+            *weight = (log_choose(below_or_above, n - 1) - log_total).exp();
+        }
+    }
+    // Renormalise away rounding (the exact weights sum to 1).
+    let total: f64 = weights.iter().sum();
+    for weight in &mut weights {
+        *weight /= total;
+    }
+    Ok(weights)
+}
+
+fn sorted_copy(what: &'static str, values: &[f64]) -> Result<Vec<f64>> {
+    check_finite(what, values)?;
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    Ok(sorted)
+}
+
+/// Unbiased estimate of W(T_N(pi) > T_N(pi_ref) | x) for T = BoN or WoN from M_1 >= N policy
+/// rewards and M_2 >= N reference rewards of one prompt (ties split); N = 1 gives the standard
+/// win rate (the Mann-Whitney statistic).
+pub fn procedure_win_rate(
+    procedure: Procedure,
+    n: usize,
+    policy_rewards: &[f64],
+    reference_rewards: &[f64],
+) -> Result<f64> {
+    if n == 0 {
+        return Err(invalid("n", n, "N must be at least 1"));
+    }
+    if policy_rewards.len() < n {
+        return Err(Error::TooFewSamples {
+            what: "policy rewards",
+            available: policy_rewards.len(),
+            needed: n,
+        });
+    }
+    if reference_rewards.len() < n {
+        return Err(Error::TooFewSamples {
+            what: "reference rewards",
+            available: reference_rewards.len(),
+            needed: n,
+        });
+    }
+    let a = sorted_copy("policy reward", policy_rewards)?;
+    let b = sorted_copy("reference reward", reference_rewards)?;
+    let p = order_statistic_weights(procedure, a.len(), n)?;
+    let q = order_statistic_weights(procedure, b.len(), n)?;
+    // prefix[k] = q_0 + ... + q_(k-1)
+    let mut prefix = Vec::with_capacity(b.len() + 1);
+    let mut running = 0.0;
+    prefix.push(0.0);
+    for &weight in &q {
+        running += weight;
+        prefix.push(running);
+    }
+    let (mut below, mut at_or_below) = (0usize, 0usize);
+    let mut win = 0.0;
+    for (&value, &weight) in a.iter().zip(&p) {
+        while below < b.len() && b[below] < value {
+            below += 1;
+        }
+        if at_or_below < below {
+            at_or_below = below;
+        }
+        while at_or_below < b.len() && b[at_or_below] <= value {
+            at_or_below += 1;
+        }
+        let less = prefix[below];
+        let equal = prefix[at_or_below] - prefix[below];
+        win += weight * (less + 0.5 * equal);
+    }
+    Ok(win.clamp(0.0, 1.0))
+}
+
+/// [`procedure_win_rate`] for best-of-N.
+pub fn bon_win_rate(n: usize, policy_rewards: &[f64], reference_rewards: &[f64]) -> Result<f64> {
+    procedure_win_rate(Procedure::BestOfN, n, policy_rewards, reference_rewards)
+}
+
+/// [`procedure_win_rate`] for worst-of-N.
+pub fn won_win_rate(n: usize, policy_rewards: &[f64], reference_rewards: &[f64]) -> Result<f64> {
+    procedure_win_rate(Procedure::WorstOfN, n, policy_rewards, reference_rewards)
+}
+
+/// A percentile bootstrap confidence interval for a mean over prompts.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ConfidenceInterval {
+    /// The mean of the original values.
+    pub estimate: f64,
+    /// Lower end of the interval.
+    pub lower: f64,
+    /// Upper end of the interval.
+    pub upper: f64,
+    /// Coverage, e.g. 0.95.
+    pub level: f64,
+    /// Standard deviation of the bootstrap means.
+    pub std_error: f64,
+    /// Number of bootstrap resamples.
+    pub resamples: usize,
+}
+
+/// Uniform integer in [0, bound) (Lemire's method, unbiased).
+fn uniform_index(rng: &mut ChaCha8Rng, bound: usize) -> usize {
+    let s = bound as u64;
+    let mut m = u128::from(rng.next_u64()) * u128::from(s);
+    if (m as u64) < s {
+        let threshold = s.wrapping_neg() % s;
+        while (m as u64) < threshold {
+            m = u128::from(rng.next_u64()) * u128::from(s);
+        }
+    }
+    (m >> 64) as usize
+}
+
+/// Linear-interpolated quantile of sorted values.
+fn quantile_sorted(sorted: &[f64], probability: f64) -> f64 {
+    let position = probability.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let low = position.floor() as usize;
+    let high = (low + 1).min(sorted.len() - 1);
+    let fraction = position - low as f64;
+    sorted[low] + fraction * (sorted[high] - sorted[low])
+}
+
+/// Percentile bootstrap interval for the mean of per-prompt values, resampling prompts with
+/// replacement `resamples` times from a ChaCha8 stream seeded with `seed` (deterministic).
+///
+/// Errors: no values, non-finite values, `level` outside (0, 1), or `resamples` < 2.
+pub fn bootstrap_mean(
+    per_prompt: &[f64],
+    level: f64,
+    resamples: usize,
+    seed: u64,
+) -> Result<ConfidenceInterval> {
+    if per_prompt.is_empty() {
+        return Err(Error::Empty {
+            what: "per-prompt values",
+        });
+    }
+    check_finite("per-prompt value", per_prompt)?;
+    if !(level > 0.0 && level < 1.0) {
+        return Err(invalid(
+            "level",
+            level,
+            "the confidence level must be in (0, 1)",
+        ));
+    }
+    if resamples < 2 {
+        return Err(invalid("resamples", resamples, "needs at least 2"));
+    }
+    let count = per_prompt.len();
+    let estimate = per_prompt.iter().sum::<f64>() / count as f64;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut means = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        let mut sum = 0.0;
+        for _ in 0..count {
+            sum += per_prompt[uniform_index(&mut rng, count)];
+        }
+        means.push(sum / count as f64);
+    }
+    means.sort_by(f64::total_cmp);
+    let mean_of_means = means.iter().sum::<f64>() / resamples as f64;
+    let variance = means
+        .iter()
+        .map(|m| (m - mean_of_means) * (m - mean_of_means))
+        .sum::<f64>()
+        / (resamples - 1) as f64;
+    let tail = (1.0 - level) / 2.0;
+    Ok(ConfidenceInterval {
+        estimate,
+        lower: quantile_sorted(&means, tail),
+        upper: quantile_sorted(&means, 1.0 - tail),
+        level,
+        std_error: variance.sqrt(),
+        resamples,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// All N-subsets of 0..m as index vectors.
+    fn subsets(m: usize, n: usize) -> Vec<Vec<usize>> {
+        fn recurse(
+            start: usize,
+            m: usize,
+            n: usize,
+            current: &mut Vec<usize>,
+            out: &mut Vec<Vec<usize>>,
+        ) {
+            if current.len() == n {
+                out.push(current.clone());
+                return;
+            }
+            for i in start..m {
+                current.push(i);
+                recurse(i + 1, m, n, current, out);
+                current.pop();
+            }
+        }
+        let mut out = Vec::new();
+        recurse(0, m, n, &mut Vec::new(), &mut out);
+        out
+    }
+
+    fn brute_force(procedure: Procedure, n: usize, a: &[f64], b: &[f64]) -> f64 {
+        let pick = |values: &[f64], subset: &[usize]| {
+            let chosen = subset.iter().map(|&i| values[i]);
+            match procedure {
+                Procedure::BestOfN => chosen.fold(f64::NEG_INFINITY, f64::max),
+                Procedure::WorstOfN => chosen.fold(f64::INFINITY, f64::min),
+            }
+        };
+        let sa = subsets(a.len(), n);
+        let sb = subsets(b.len(), n);
+        let mut total = 0.0;
+        for s in &sa {
+            for t in &sb {
+                let (x, y) = (pick(a, s), pick(b, t));
+                total += if x > y {
+                    1.0
+                } else if x == y {
+                    0.5
+                } else {
+                    0.0
+                };
+            }
+        }
+        total / (sa.len() * sb.len()) as f64
+    }
+
+    #[test]
+    fn u_statistic_equals_enumeration_over_subsets() {
+        let a = [0.3, 1.0, -2.0, 1.0, 0.7, 0.3, 5.0];
+        let b = [1.0, 0.2, 0.3, -1.0, 0.9, 2.5];
+        for n in 1..=5 {
+            for procedure in Procedure::ALL {
+                let fast = procedure_win_rate(procedure, n, &a, &b).unwrap();
+                let slow = brute_force(procedure, n, &a, &b);
+                assert!(
+                    (fast - slow).abs() < 1e-13,
+                    "{procedure} N={n}: {fast} vs {slow}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn weights_sum_to_one_for_large_m() {
+        let w = order_statistic_weights(Procedure::BestOfN, 100_000, 64).unwrap();
+        assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!(w[..63].iter().all(|&x| x == 0.0));
+        let w = order_statistic_weights(Procedure::WorstOfN, 10, 10).unwrap();
+        assert_eq!(w[0], 1.0);
+    }
+
+    #[test]
+    fn kl_estimators() {
+        let e = kl_k1(&[0.1, 0.3]).unwrap();
+        assert!((e.mean - 0.2).abs() < 1e-15);
+        assert!((e.std_error - 0.1).abs() < 1e-15);
+        let e = kl_k3(&[0.0, 0.0]).unwrap();
+        assert_eq!(e.mean, 0.0);
+        assert!(kl_k3(&[0.5]).unwrap().mean > 0.0);
+        assert!(kl_k1(&[]).is_err());
+        assert!(kl_k3(&[f64::NAN]).is_err());
+    }
+
+    #[test]
+    fn bootstrap_is_deterministic_and_covers_the_mean() {
+        let values: Vec<f64> = (0..50).map(|i| (i as f64 * 0.37).sin()).collect();
+        let a = bootstrap_mean(&values, 0.95, 2000, 7).unwrap();
+        let b = bootstrap_mean(&values, 0.95, 2000, 7).unwrap();
+        assert_eq!(a, b);
+        assert!(a.lower < a.estimate && a.estimate < a.upper);
+        let se = mean_estimate(&values).unwrap().std_error;
+        assert!(
+            (a.std_error / se - 1.0).abs() < 0.15,
+            "{} vs {se}",
+            a.std_error
+        );
+        assert!(bootstrap_mean(&values, 1.0, 100, 0).is_err());
+        assert!(bootstrap_mean(&[], 0.9, 100, 0).is_err());
+    }
+
+    #[test]
+    fn errors_not_panics() {
+        assert!(bon_win_rate(3, &[1.0, 2.0], &[1.0, 2.0, 3.0]).is_err());
+        assert!(won_win_rate(0, &[1.0], &[1.0]).is_err());
+        assert!(bon_win_rate(1, &[f64::NAN], &[1.0]).is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! Project automation, run as `cargo xtask <command>`.
+//!
+//! - `setup`: install what is missing (wasm32 toolchain, trunk, wasm-bindgen-cli, Chromium, a
+//!   software Vulkan driver, Python and Node test dependencies). Safe to rerun.
+//! - `build-web`: build the browser lab with Trunk into `dist/`.
+//! - `serve`: build it and serve `dist/` on localhost.
+//! - `test`: the whole test suite (native crates, then the browser tests against the built page).
+//! - `ci`: a formatting check, then `test`.
+//!
+//! `serve` and `test` run `setup` first, so a fresh clone needs only those two commands.
+
+mod serve;
+mod setup;
+mod summary;
+mod toolchain;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "InfAlign Lab project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install whatever is missing for building, serving and testing. Safe to rerun.
+    Setup,
+    /// Build the browser lab into dist/ (release: small and fast).
+    BuildWeb {
+        /// Build the unoptimised debug profile instead (faster to build, much slower to run).
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Build the browser lab and serve it on localhost.
+    Serve {
+        /// Port to listen on (0 picks a free one).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Serve the existing dist/ without rebuilding it.
+        #[arg(long)]
+        no_build: bool,
+    },
+    /// Run the whole test suite: native crates, then the browser tests.
+    Test {
+        /// Only the native crates (no web build, no browser).
+        #[arg(long)]
+        native_only: bool,
+    },
+    /// What CI runs: a formatting check, then the whole test suite.
+    Ci,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::Setup => setup::run(),
+        Task::BuildWeb { dev } => build_web(!dev),
+        Task::Serve {
+            port,
+            host,
+            no_build,
+        } => {
+            if no_build {
+                Ok(())
+            } else {
+                setup::run().and_then(|()| build_web(true))
+            }
+            .and_then(|()| serve::serve(&repo_root().join("dist"), &host, port))
+        }
+        Task::Test { native_only } => test(native_only),
+        Task::Ci => ci(),
+    };
+    if let Err(error) = result {
+        eprintln!("xtask: error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The repository root (the parent of this crate's folder).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the repository root")
+        .to_path_buf()
+}
+
+/// Print a command the way a person would type it, then run it; fail on a non-zero exit.
+pub fn run_command(command: &mut Command) -> Result<()> {
+    eprintln!("xtask: $ {}", describe(command));
+    let status = command
+        .status()
+        .with_context(|| format!("could not start `{}`", describe(command)))?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", describe(command));
+    }
+    Ok(())
+}
+
+pub fn describe(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|part| part.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Build the web app with Trunk, using whichever wasm32 toolchain this machine has.
+fn build_web(release: bool) -> Result<()> {
+    let root = repo_root();
+    let wasm = toolchain::WasmToolchain::detect().context(
+        "no wasm32 toolchain: run `cargo xtask setup` (or `rustup target add wasm32-unknown-unknown`)",
+    )?;
+    let mut trunk = Command::new("trunk");
+    trunk.current_dir(&root).arg("build");
+    if release {
+        trunk.arg("--release");
+    }
+    // Tools cannot be downloaded here; trunk must use the wasm-bindgen on PATH.
+    trunk.arg("--offline");
+    wasm.configure(&mut trunk);
+    run_command(&mut trunk)?;
+    let wasm_files: Vec<_> = std::fs::read_dir(root.join("dist"))?
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "wasm"))
+        .collect();
+    for file in wasm_files {
+        let size = file.metadata()?.len();
+        eprintln!(
+            "xtask: built {} ({:.1} MB)",
+            file.path().display(),
+            size as f64 / 1e6
+        );
+    }
+    Ok(())
+}
+
+/// The README's test command.
+fn test(native_only: bool) -> Result<()> {
+    setup::run()?;
+    let root = repo_root();
+    let mut totals = summary::Totals::default();
+
+    eprintln!("xtask: == native tests ==");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.current_dir(&root).args(["test", "--workspace", "--exclude", "infalign-web"]);
+    let native = summary::run_and_count(&mut cargo, summary::Runner::Cargo)?;
+    totals.add("native (cargo test)", native);
+
+    if !native_only {
+        eprintln!("xtask: == web build ==");
+        match build_web(true) {
+            Ok(()) => {
+                eprintln!("xtask: == browser tests ==");
+                let mut node = Command::new("node");
+                node.current_dir(&root)
+                    .args(["--test", "--test-reporter=spec", "--test-concurrency=1"])
+                    .arg("tests/browser/lab.test.mjs")
+                    .env("INFALIGN_DIST", root.join("dist"));
+                let browser = summary::run_and_count(&mut node, summary::Runner::Node)?;
+                totals.add("browser (playwright)", browser);
+            }
+            Err(error) => {
+                eprintln!("xtask: the web build failed: {error:#}");
+                totals.add("web build", summary::Counts::failed_stage());
+            }
+        }
+    }
+    totals.report()
+}
+
+fn ci() -> Result<()> {
+    let root = repo_root();
+    let mut fmt = Command::new(env!("CARGO"));
+    fmt.current_dir(&root).args(["fmt", "--all", "--", "--check"]);
+    run_command(&mut fmt).context("formatting differs: run `cargo fmt --all`")?;
+    test(false)
+}

@@ -1,0 +1,204 @@
+//! `cargo xtask setup`: install only what is missing; safe to rerun.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::toolchain::{self, WasmToolchain};
+use crate::{repo_root, run_command};
+
+/// Trunk 0.22 needs a newer rustc than this project's minimum; 0.21.14 is the last that fits.
+const TRUNK_VERSION: &str = "0.21.14";
+/// Python packages for the numerical cross-checks and the NumPy benchmark peer.
+const PYTHON_PACKAGES: &[&str] = &["mpmath==1.3.0", "numpy==2.2.6"];
+
+pub fn run() -> Result<()> {
+    let root = repo_root();
+    let mut apt = AptPlan::default();
+
+    // The wasm32 toolchain: rustup's target when present, else Debian's rustc-web route.
+    match WasmToolchain::detect() {
+        Some(found) => eprintln!("setup: wasm32 toolchain: {found:?}"),
+        None => {
+            let added = Command::new("rustup")
+                .args(["target", "add", "wasm32-unknown-unknown"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if !added || !toolchain::rustup_has_wasm_target() {
+                eprintln!(
+                    "setup: rustup cannot add wasm32-unknown-unknown here; using Debian's rustc-web"
+                );
+                apt.want(&["rustc-web", "cargo-web", "rust-web-src", "rust-web-llvm", "lld-22"]);
+            }
+        }
+    }
+    // A browser for the end-to-end tests, and a software Vulkan driver for native wgpu tests.
+    if !Path::new(&chromium_path()).exists() {
+        apt.want(&["chromium"]);
+    }
+    apt.want_missing_packages(&["mesa-vulkan-drivers", "libvulkan1"]);
+    apt.install()?;
+
+    install_cargo_tool("trunk", "trunk", TRUNK_VERSION, true)?;
+    let bindgen = wasm_bindgen_version(&root)?;
+    // No --locked: the registry mirror lacks one of its locked dependencies.
+    install_cargo_tool("wasm-bindgen", "wasm-bindgen-cli", &bindgen, false)?;
+    eprintln!(
+        "setup: wasm-opt: not used (data-wasm-opt=\"0\"); the web-release profile sizes the binary"
+    );
+
+    setup_python(&root)?;
+    setup_node(&root)?;
+    eprintln!("setup: done");
+    Ok(())
+}
+
+/// Chromium for the browser tests (`INFALIGN_CHROMIUM` overrides).
+pub fn chromium_path() -> String {
+    std::env::var("INFALIGN_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_string())
+}
+
+#[derive(Default)]
+struct AptPlan {
+    packages: Vec<String>,
+}
+
+impl AptPlan {
+    fn want(&mut self, packages: &[&str]) {
+        self.packages.extend(packages.iter().map(|p| p.to_string()));
+    }
+
+    fn want_missing_packages(&mut self, packages: &[&str]) {
+        for package in packages {
+            let installed = Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", package])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+                .unwrap_or(false);
+            if !installed {
+                self.packages.push(package.to_string());
+            }
+        }
+    }
+
+    fn install(&self) -> Result<()> {
+        if self.packages.is_empty() {
+            eprintln!("setup: system packages: all present");
+            return Ok(());
+        }
+        if Command::new("apt-get").arg("--version").output().is_err() {
+            bail!(
+                "missing system packages {:?} and no apt-get here: install their equivalents by hand",
+                self.packages
+            );
+        }
+        let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+        let apt = |args: &[&str]| {
+            let mut command = Command::new(sudo.first().copied().unwrap_or("apt-get"));
+            if !sudo.is_empty() {
+                command.arg("apt-get");
+            }
+            command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+            command
+        };
+        run_command(&mut apt(&["update", "-qq"]))?;
+        let mut install = apt(&["install", "-y", "-qq", "--no-install-recommends"]);
+        install.args(&self.packages);
+        run_command(&mut install)
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// `cargo install` a tool unless `binary --version` already reports `version`.
+fn install_cargo_tool(binary: &str, package: &str, version: &str, locked: bool) -> Result<()> {
+    let current = Command::new(binary)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if let Some(current) = &current {
+        if current.split_whitespace().any(|word| word == version) {
+            eprintln!("setup: {binary}: {current}");
+            return Ok(());
+        }
+        eprintln!("setup: {binary}: found {current}, need {version}");
+    }
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.args(["install", &format!("{package}@{version}")]);
+    if locked {
+        cargo.arg("--locked");
+    }
+    run_command(&mut cargo)
+}
+
+/// The wasm-bindgen version that Cargo.lock pins; the CLI must match it exactly.
+fn wasm_bindgen_version(root: &Path) -> Result<String> {
+    let lock = std::fs::read_to_string(root.join("Cargo.lock"))
+        .with_context(|| format!("reading {}", root.join("Cargo.lock").display()))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "name = \"wasm-bindgen\"" {
+            if let Some(version) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = \""))
+                .and_then(|v| v.strip_suffix('"'))
+            {
+                return Ok(version.to_string());
+            }
+        }
+    }
+    bail!("Cargo.lock has no wasm-bindgen package")
+}
+
+/// A virtual environment at `.venv` with the Python packages the tests and benchmarks use.
+fn setup_python(root: &Path) -> Result<()> {
+    let venv = root.join(".venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        run_command(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    let have_all = Command::new(&python)
+        .args(["-c", "import mpmath, numpy"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if have_all {
+        eprintln!("setup: python packages: present in {}", venv.display());
+        return Ok(());
+    }
+    run_command(
+        Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args(PYTHON_PACKAGES),
+    )
+}
+
+/// The browser tests' Node packages, exactly as the committed lock file says.
+fn setup_node(root: &Path) -> Result<()> {
+    let dir = root.join("tests/browser");
+    let marker = dir.join("node_modules/.package-lock.json");
+    let lock = dir.join("package-lock.json");
+    let up_to_date = match (marker.metadata(), lock.metadata()) {
+        (Ok(m), Ok(l)) => m.modified()? >= l.modified()?,
+        _ => false,
+    };
+    if up_to_date {
+        eprintln!("setup: node packages: present");
+        return Ok(());
+    }
+    run_command(
+        Command::new("npm")
+            .current_dir(&dir)
+            .args(["ci", "--no-audit", "--no-fund"]),
+    )
+}
