@@ -68,14 +68,12 @@ fn main() {
             port,
             host,
             no_build,
-        } => {
-            if no_build {
-                Ok(())
-            } else {
-                setup::run().and_then(|()| build_web(true))
-            }
-            .and_then(|()| serve::serve(&repo_root().join("dist"), &host, port))
+        } => if no_build {
+            Ok(())
+        } else {
+            setup::run().and_then(|()| build_web(true))
         }
+        .and_then(|()| serve::serve(&repo_root().join("dist"), &host, port)),
         Task::Test { native_only } => test(native_only),
         Task::Ci => ci(),
     };
@@ -124,8 +122,6 @@ fn build_web(release: bool) -> Result<()> {
     if release {
         trunk.arg("--release");
     }
-    // Tools cannot be downloaded here; trunk must use the wasm-bindgen on PATH.
-    trunk.arg("--offline");
     wasm.configure(&mut trunk);
     run_command(&mut trunk)?;
     let wasm_files: Vec<_> = std::fs::read_dir(root.join("dist"))?
@@ -151,7 +147,13 @@ fn test(native_only: bool) -> Result<()> {
 
     eprintln!("xtask: == native tests ==");
     let mut cargo = Command::new(env!("CARGO"));
-    cargo.current_dir(&root).args(["test", "--workspace", "--exclude", "infalign-web"]);
+    cargo.current_dir(&root).args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "infalign-web",
+        "--no-fail-fast",
+    ]);
     let native = summary::run_and_count(&mut cargo, summary::Runner::Cargo)?;
     totals.add("native (cargo test)", native);
 
@@ -180,7 +182,8 @@ fn test(native_only: bool) -> Result<()> {
 fn ci() -> Result<()> {
     let root = repo_root();
     let mut fmt = Command::new(env!("CARGO"));
-    fmt.current_dir(&root).args(["fmt", "--all", "--", "--check"]);
+    fmt.current_dir(&root)
+        .args(["fmt", "--all", "--", "--check"]);
     run_command(&mut fmt).context("formatting differs: run `cargo fmt --all`")?;
     test(false)
 }

@@ -30,7 +30,13 @@ pub fn run() -> Result<()> {
                 eprintln!(
                     "setup: rustup cannot add wasm32-unknown-unknown here; using Debian's rustc-web"
                 );
-                apt.want(&["rustc-web", "cargo-web", "rust-web-src", "rust-web-llvm", "lld-22"]);
+                apt.want(&[
+                    "rustc-web",
+                    "cargo-web",
+                    "rust-web-src",
+                    "rust-web-llvm",
+                    "lld-22",
+                ]);
             }
         }
     }
@@ -178,7 +184,13 @@ fn setup_python(root: &Path) -> Result<()> {
     }
     run_command(
         Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
             .args(PYTHON_PACKAGES),
     )
 }

@@ -99,7 +99,11 @@ impl Totals {
                 "{stage}: {} passed, {} failed{}",
                 counts.passed,
                 counts.failed,
-                if counts.runner_failed { " (runner exited with an error)" } else { "" }
+                if counts.runner_failed {
+                    " (runner exited with an error)"
+                } else {
+                    ""
+                }
             );
             passed += counts.passed;
             failed += counts.failed;
@@ -124,7 +128,11 @@ mod tests {
             Runner::Cargo,
             &mut counts,
         );
-        parse_line("test result: ok. 1 passed; 0 failed; 0 ignored", Runner::Cargo, &mut counts);
+        parse_line(
+            "test result: ok. 1 passed; 0 failed; 0 ignored",
+            Runner::Cargo,
+            &mut counts,
+        );
         parse_line("running 12 tests", Runner::Cargo, &mut counts);
         assert_eq!((counts.passed, counts.failed), (13, 3));
     }

@@ -182,7 +182,11 @@ fn compute_block(procedure: Procedure, n: u32, budgets: &[f64]) -> anyhow::Resul
         rows.push(row("identity", None, identity[i]));
         rows.push(row("log", None, log[i]));
         rows.push(row("exp", Some(best_exp[i].t), best_exp[i].win_rate));
-        rows.push(row("negexp", Some(best_negexp[i].t), best_negexp[i].win_rate));
+        rows.push(row(
+            "negexp",
+            Some(best_negexp[i].t),
+            best_negexp[i].win_rate,
+        ));
         rows.push(row("optimal", None, optimal[i].win_rate));
     }
     Ok(Block {
@@ -241,7 +245,10 @@ fn run_table(args: TableArgs) -> anyhow::Result<()> {
         write_atomic(&args.out_dir.join("theory-table.md"), &markdown)?;
         write_atomic(&args.out_dir.join("theory-table.json"), &json_text)?;
         write_plots(&args, &blocks)?;
-        eprintln!("theory: wrote table and plots to {}", args.out_dir.display());
+        eprintln!(
+            "theory: wrote table and plots to {}",
+            args.out_dir.display()
+        );
     }
     Ok(())
 }
@@ -333,7 +340,12 @@ const LEGEND_WIDTH: f64 = 230.0;
 
 impl Chart {
     fn width(&self) -> f64 {
-        PLOT_WIDTH + if self.legend_outside { LEGEND_WIDTH } else { 0.0 }
+        PLOT_WIDTH
+            + if self.legend_outside {
+                LEGEND_WIDTH
+            } else {
+                0.0
+            }
     }
 }
 
@@ -360,10 +372,7 @@ fn write_plots(args: &TableArgs, blocks: &[Block]) -> anyhow::Result<()> {
     for &n in &args.n {
         let mut charts = Vec::new();
         for procedure in Procedure::ALL {
-            let Some(block) = blocks
-                .iter()
-                .find(|b| b.procedure == procedure && b.n == n)
-            else {
+            let Some(block) = blocks.iter().find(|b| b.procedure == procedure && b.n == n) else {
                 continue;
             };
             let t_exp = block.best_exp[middle].t;
@@ -467,7 +476,10 @@ fn shapes_chart() -> anyhow::Result<Chart> {
             true,
         );
     }
-    for (procedure, color) in [(Procedure::BestOfN, "#000000"), (Procedure::WorstOfN, "#7f7f7f")] {
+    for (procedure, color) in [
+        (Procedure::BestOfN, "#000000"),
+        (Procedure::WorstOfN, "#7f7f7f"),
+    ] {
         let solution = theory::optimal_envelope(procedure, 4, &[0.5])?
             .pop()
             .context("optimal envelope returned no solution")?;
@@ -590,7 +602,11 @@ fn render_svg(charts: &[Chart]) -> String {
         );
         for (i, series) in chart.series.iter().enumerate() {
             let mut path = String::new();
-            for &(x, y) in series.points.iter().filter(|p| p.0.is_finite() && p.1.is_finite()) {
+            for &(x, y) in series
+                .points
+                .iter()
+                .filter(|p| p.0.is_finite() && p.1.is_finite())
+            {
                 let _ = write!(path, "{:.2},{:.2} ", sx(x), sy(y));
             }
             let dash = if series.dashed {
@@ -607,7 +623,10 @@ fn render_svg(charts: &[Chart]) -> String {
             let (legend_x, legend_y) = if chart.legend_outside {
                 (right + 200.0, top + 10.0 + 18.0 * i as f64)
             } else {
-                (right, bottom - 12.0 - 16.0 * (chart.series.len() - 1 - i) as f64)
+                (
+                    right,
+                    bottom - 12.0 - 16.0 * (chart.series.len() - 1 - i) as f64,
+                )
             };
             let dash_legend = if series.dashed {
                 r#" stroke-dasharray="6 4""#

@@ -18,6 +18,20 @@
 
 use std::sync::OnceLock;
 
+/// x^n by binary exponentiation (inlined; `f64::powi` is a library call).
+#[inline(always)]
+pub(crate) fn power(mut x: f64, mut n: u32) -> f64 {
+    let mut result = 1.0;
+    while n > 0 {
+        if n & 1 == 1 {
+            result *= x;
+        }
+        x *= x;
+        n >>= 1;
+    }
+    result
+}
+
 /// Gauss-Legendre nodes per panel.
 pub(crate) const ORDER: usize = 16;
 
@@ -492,19 +506,19 @@ fn refine_panel_order(
     let rule = rule();
     let mut cdf = [0.0; ORDER];
     panel.cdf_nodes(cdf_at_a, z, &mut cdf);
-    let n = stats.n as i32;
+    let n = stats.n;
     let mut error = 0.0f64;
     if stats.best {
         let mut f = [0.0; ORDER];
         for j in 0..ORDER {
-            f[j] = cdf[j].powi(n) * panel.u[j].powi(n - 1);
+            f[j] = power(cdf[j], n) * power(panel.u[j], n - 1);
         }
         error = error.max(rule.tail_size(&f));
     }
     if stats.worst {
         let mut f = [0.0; ORDER];
         for j in 0..ORDER {
-            f[j] = (1.0 - cdf[j]).powi(n) * panel.w[j].powi(n - 1);
+            f[j] = power(1.0 - cdf[j], n) * power(panel.w[j], n - 1);
         }
         error = error.max(rule.tail_size(&f));
     }

@@ -292,8 +292,10 @@ impl TryFrom<TransformRepr> for Transform {
 pub(crate) enum Shape<'a> {
     Identity,
     Log,
-    NormExp(f64),
-    NormNegExp(f64),
+    /// t and 1 / (1 - e^-t).
+    NormExp(f64, f64),
+    /// t and 1 / (1 - e^-t).
+    NormNegExp(f64, f64),
     Table(&'a OptimalTransform),
 }
 
@@ -310,8 +312,8 @@ impl Shape<'_> {
                     (-w).ln_1p()
                 }
             }
-            Shape::NormExp(t) => (-t * w).exp_m1() / -(-t).exp_m1(),
-            Shape::NormNegExp(t) => (-t * u).exp() * (-t * w).exp_m1() / -(-t).exp_m1(),
+            Shape::NormExp(t, inverse) => (-t * w).exp_m1() * inverse,
+            Shape::NormNegExp(t, inverse) => (-t * u).exp() * (-t * w).exp_m1() * inverse,
             Shape::Table(table) => table.minus_top(u),
         }
     }
@@ -385,13 +387,18 @@ impl Transform {
         match self {
             Transform::Identity => (Shape::Identity, 1.0),
             Transform::Log => (Shape::Log, 1.0),
-            Transform::Exp { t } => (Shape::NormExp(*t), t.exp_m1()),
-            Transform::NegExp { t } => (Shape::NormNegExp(*t), -(-t).exp_m1()),
-            Transform::NormExp { t } => (Shape::NormExp(*t), 1.0),
-            Transform::NormNegExp { t } => (Shape::NormNegExp(*t), 1.0),
+            Transform::Exp { t } => (Shape::NormExp(*t, inverse(*t)), t.exp_m1()),
+            Transform::NegExp { t } => (Shape::NormNegExp(*t, inverse(*t)), -(-t).exp_m1()),
+            Transform::NormExp { t } => (Shape::NormExp(*t, inverse(*t)), 1.0),
+            Transform::NormNegExp { t } => (Shape::NormNegExp(*t, inverse(*t)), 1.0),
             Transform::Optimal(optimal) => (Shape::Table(optimal), 1.0),
         }
     }
+}
+
+/// 1 / (1 - e^-t).
+fn inverse(t: f64) -> f64 {
+    1.0 / -(-t).exp_m1()
 }
 
 impl fmt::Display for Transform {

@@ -10,7 +10,11 @@ use infalign_model::smoke::{reference_smoke, run_smoke, SmokeResult, COLS, ROWS}
 const TOLERANCE: f32 = 1e-5;
 
 fn assert_close(actual: &SmokeResult, expected: &SmokeResult, label: &str) {
-    assert_eq!(actual.probabilities.len(), ROWS * COLS, "{label}: wrong size");
+    assert_eq!(
+        actual.probabilities.len(),
+        ROWS * COLS,
+        "{label}: wrong size"
+    );
     for (k, (a, e)) in actual
         .probabilities
         .iter()
@@ -39,7 +43,10 @@ fn reference_rows_are_probability_distributions() {
         assert!(row.iter().all(|p| *p > 0.0 && *p < 1.0));
     }
     // Not a degenerate constant output: the rows differ.
-    assert_ne!(reference.probabilities[0..COLS], reference.probabilities[COLS..2 * COLS]);
+    assert_ne!(
+        reference.probabilities[0..COLS],
+        reference.probabilities[COLS..2 * COLS]
+    );
 }
 
 #[test]

@@ -35,8 +35,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid, Error, Result};
 use crate::quadrature::{
-    integrate, locate, panels_between, refine_density, refine_order_statistics, rule, Integrated,
-    OrderStatistics, Panel, ORDER,
+    integrate, locate, panels_between, power, refine_density, refine_order_statistics, rule,
+    Integrated, OrderStatistics, Panel, ORDER,
 };
 use crate::selection::Procedure;
 use crate::transform::{ExpFamily, Transform};
@@ -45,7 +45,9 @@ pub mod closed_form;
 pub mod discrete;
 mod optimal;
 
-pub use optimal::{optimal_curve, optimal_envelope, optimal_transform, OptimalSolution, SATURATION};
+pub use optimal::{
+    optimal_curve, optimal_envelope, optimal_transform, OptimalSolution, SATURATION,
+};
 
 /// Where the log-density is below -CUT_LOG (relative to its peak) the density is neglected.
 const CUT_LOG: f64 = 90.0;
@@ -167,7 +169,12 @@ pub(crate) fn resolve(
         panels.extend(panels_between(1.0, w_cut, 2, psi));
     }
     // Graded towards u = 1, where increasing transforms put the mass.
-    for (start, end) in [(1.0, 0.5), (0.5, 0.25), (0.25, 1.0 / 16.0), (1.0 / 16.0, 0.0)] {
+    for (start, end) in [
+        (1.0, 0.5),
+        (0.5, 0.25),
+        (0.25, 1.0 / 16.0),
+        (1.0 / 16.0, 0.0),
+    ] {
         panels.extend(panels_between(w_cut * start, w_cut * end, 1, psi));
     }
     let mut panels = refine_density(panels, DENSITY_TOLERANCE.max(floor), psi);
@@ -218,8 +225,8 @@ pub(crate) fn moments(resolved: &Resolved, n: u32) -> Moments {
                 s_u += weight * g * panel.u[j];
             }
             if n > 1 {
-                s_bon += weight * cdf[j].powi(ni) * panel.u[j].powi(ni - 1);
-                s_won += weight * (1.0 - cdf[j]).powi(ni) * panel.w[j].powi(ni - 1);
+                s_bon += weight * power(cdf[j], n) * power(panel.u[j], n - 1);
+                s_won += weight * power(1.0 - cdf[j], n) * power(panel.w[j], n - 1);
             }
         }
         e_psi += half * s_psi;
@@ -298,10 +305,9 @@ fn resolve_transform(
     };
     // psi = lambda_shape * (Phi - Phi(1)) with |Phi - Phi(1)| <= 1 for the normalised shapes.
     let noise = lambda_shape * 4.0 * f64::EPSILON;
-    let resolved = resolve(&mut psi, stats, false, noise)
-        .ok_or_else(|| {
-            degenerate("the density is narrower than 1e-290 or needs more than the panel budget")
-        })?;
+    let resolved = resolve(&mut psi, stats, false, noise).ok_or_else(|| {
+        degenerate("the density is narrower than 1e-290 or needs more than the panel budget")
+    })?;
     if !resolved.integrated.z.is_finite() || resolved.integrated.z <= 0.0 {
         return Err(degenerate("the normaliser is not a positive finite number"));
     }
@@ -587,7 +593,8 @@ fn lambda_for_kl_from(
     let step = if guess.is_some() { 0.25 } else { 1.0 };
     let mut kl_at = |lambda_shape: f64| kl(transform, lambda_shape / scale);
     let describe = || transform.to_string();
-    let (lambda_shape, kl) = solve_for_kl(budget, shape_guess, step, LAMBDA_MAX, &mut kl_at, &describe)?;
+    let (lambda_shape, kl) =
+        solve_for_kl(budget, shape_guess, step, LAMBDA_MAX, &mut kl_at, &describe)?;
     Ok((lambda_shape / scale, kl))
 }
 

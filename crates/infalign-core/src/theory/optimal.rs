@@ -24,7 +24,7 @@
 
 use super::{check_lambda, check_n, moments, resolve, solve_for_kl, Resolved};
 use crate::error::{Error, Result};
-use crate::quadrature::{integrate, rule, OrderStatistics, Panel, PiecewiseNodal, ORDER};
+use crate::quadrature::{integrate, power, rule, OrderStatistics, Panel, PiecewiseNodal, ORDER};
 use crate::selection::Procedure;
 use crate::transform::{OptimalTransform, Transform};
 
@@ -97,15 +97,15 @@ fn phi_from_cdf(
 ) -> f64 {
     let rule = rule();
     let n2 = (n as f64) * (n as f64);
-    let power = n as i32 - 1;
+    let exponent = n - 1;
     phi.clear();
     let mut start = 0.0;
     for (panel, f) in panels.iter().zip(cdf) {
         let mut integrand = [0.0; ORDER];
         for j in 0..ORDER {
             integrand[j] = match procedure {
-                Procedure::BestOfN => n2 * (f[j] * panel.u[j]).powi(power),
-                Procedure::WorstOfN => n2 * ((1.0 - f[j]) * panel.w[j]).powi(power),
+                Procedure::BestOfN => n2 * power(f[j] * panel.u[j], exponent),
+                Procedure::WorstOfN => n2 * power((1.0 - f[j]) * panel.w[j], exponent),
             };
         }
         let mut cumulative = [0.0; ORDER];
@@ -309,7 +309,6 @@ fn iterate_on_grid(
     let mut iterations = 1;
     let mut previous: Option<(Vec<f64>, Vec<f64>)> = None;
     while iterations < budget && residual.is_finite() {
-        if std::env::var_os("INFALIGN_DEBUG").is_some() { eprintln!("lambda {lambda} it {iterations} res {residual:.3e} dim {}", x.len()); }
         if residual < FIXED_POINT_TOLERANCE {
             return Ok((iterations, residual));
         }
@@ -320,11 +319,7 @@ fn iterate_on_grid(
             );
         }
         let gamma = history.coefficients(&f);
-        let mut proposal: Vec<f64> = x
-            .iter()
-            .zip(&f)
-            .map(|(xi, fi)| xi + MIXING * fi)
-            .collect();
+        let mut proposal: Vec<f64> = x.iter().zip(&f).map(|(xi, fi)| xi + MIXING * fi).collect();
         for ((coefficient, dx), df) in gamma.iter().zip(&history.delta_x).zip(&history.delta_f) {
             for ((value, a), b) in proposal.iter_mut().zip(dx).zip(df) {
                 *value -= coefficient * (a + MIXING * b);
@@ -349,7 +344,10 @@ fn iterate_on_grid(
         if candidate_residual > residual {
             history.clear();
         }
-        previous = Some((std::mem::replace(&mut x, candidate), std::mem::replace(&mut f, candidate_f)));
+        previous = Some((
+            std::mem::replace(&mut x, candidate),
+            std::mem::replace(&mut f, candidate_f),
+        ));
         residual = candidate_residual;
     }
     if residual < FIXED_POINT_TOLERANCE {
