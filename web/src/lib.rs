@@ -4,7 +4,7 @@
 //! offers an adapter and on the CPU (flex) otherwise, says which one it got (with a visible notice
 //! when it had to fall back), and runs a small tensor computation whose result it displays.
 
-use infalign_model::backend::{cpu_device, gpu_device, BackendKind};
+use infalign_model::backend::{resolve_backend, BackendKind, BackendPreference};
 use infalign_model::smoke::{run_smoke, SmokeResult, COLS};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -53,14 +53,14 @@ impl BackendState {
 
 /// Try WebGPU, fall back to the CPU, and run the smoke computation on whichever came up.
 async fn start_backend() -> BackendState {
-    let (device, kind, fallback_reason) = match gpu_device().await {
-        Ok(device) => (device, BackendKind::Wgpu, None),
-        Err(error) => (cpu_device(), BackendKind::Flex, Some(error.to_string())),
+    let resolved = match resolve_backend(BackendPreference::Auto).await {
+        Ok(resolved) => resolved,
+        Err(error) => return BackendState::Failed(error.to_string()),
     };
-    match run_smoke(&device, kind.name()).await {
+    match run_smoke(&resolved.device, resolved.kind.name()).await {
         Ok(result) => BackendState::Ready {
-            kind,
-            fallback_reason,
+            kind: resolved.kind,
+            fallback_reason: resolved.fallback_reason,
             result,
         },
         Err(error) => BackendState::Failed(error.to_string()),

@@ -45,19 +45,18 @@ pub fn smoke_tensor(device: &Device) -> Tensor<2> {
 
 /// Run the computation on `device` and read the result back (asynchronously, as WebGPU requires).
 pub async fn run_smoke(device: &Device, backend: &'static str) -> Result<SmokeResult> {
+    let readback = |reason: String| Error::Readback {
+        what: "smoke probabilities",
+        backend,
+        reason,
+    };
     let data = smoke_tensor(device)
         .into_data_async()
         .await
-        .map_err(|error| Error::Readback {
-            what: "smoke probabilities",
-            backend,
-            reason: format!("{error:?}"),
-        })?;
-    let probabilities: Vec<f32> = data.to_vec().map_err(|error| Error::Readback {
-        what: "smoke probabilities",
-        backend,
-        reason: format!("{error:?}"),
-    })?;
+        .map_err(|error| readback(format!("{error:?}")))?;
+    let probabilities: Vec<f32> = data
+        .to_vec()
+        .map_err(|error| readback(format!("{error:?}")))?;
     Ok(SmokeResult {
         score: score(&probabilities),
         probabilities,
