@@ -85,7 +85,12 @@ fn main() {
 
 /// The repository root (the parent of this crate's folder).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // `cargo run` sets CARGO_MANIFEST_DIR for the process it starts. Prefer that to the path
+    // compiled in: a shared target directory can hold an xtask binary built from another clone.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    Path::new(&manifest_dir)
         .parent()
         .expect("xtask lives one level below the repository root")
         .to_path_buf()
