@@ -11,11 +11,17 @@ Prints the median wall time of --repeats runs, and with --compare FILE (JSON lin
 `cargo run -p infalign-core --release --example curve`) the largest absolute differences
 against the Rust engine.
 
+With --rust-example PATH (the built example, e.g.
+target/release/examples/curve), it also times the Rust engine on the same curve in the same run,
+alternating rounds of the two sides, and prints both medians and their ratio.
+
 Usage: python scripts/bench_theory_numpy.py [--repeats 30] [--compare rust_curve.jsonl]
+                                           [--rust-example PATH] [--rounds 5]
 """
 import argparse
 import json
 import statistics
+import subprocess
 import time
 
 import numpy as np
@@ -56,11 +62,41 @@ def curve(lambdas, u, w, t=T, n=N):
     return kl, expected_u, bon, won
 
 
+def side_by_side(rust_example, rounds, repeats):
+    """Alternate rounds of NumPy and Rust timings of the same curve; report medians and ratio."""
+    lambdas = np.geomspace(1e-2, 1e3, 200)
+    u, w = grid()
+    curve(lambdas, u, w)  # warm-up
+    numpy_ms, rust_ms = [], []
+    for _ in range(rounds):
+        for _ in range(repeats):
+            start = time.perf_counter()
+            curve(lambdas, u, w)
+            numpy_ms.append(1e3 * (time.perf_counter() - start))
+        run = subprocess.run(
+            [rust_example, "--repeats", str(repeats)], check=True, capture_output=True, text=True
+        )
+        rust_ms.append(json.loads(run.stdout)["median_ms"])
+    numpy_median = statistics.median(numpy_ms)
+    rust_median = statistics.median(rust_ms)
+    print(f"curve normexp:12, N = 4, 200 lambdas; {rounds} alternating rounds of {repeats} runs")
+    print(f"  numpy {np.__version__} ({u.size}-point grid): median {numpy_median:.2f} ms"
+          f" (spread {min(numpy_ms):.2f}-{max(numpy_ms):.2f})")
+    print(f"  rust infalign-core: median of round medians {rust_median:.2f} ms"
+          f" (spread {min(rust_ms):.2f}-{max(rust_ms):.2f})")
+    print(f"  ratio numpy / rust = {numpy_median / rust_median:.2f}x")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--compare", help="JSON lines from the Rust example `curve`")
+    parser.add_argument("--rust-example", help="path of the built Rust example `curve`, timed beside NumPy")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds with --rust-example")
     args = parser.parse_args()
+    if args.rust_example:
+        side_by_side(args.rust_example, args.rounds, args.repeats)
+        return
 
     lambdas = np.geomspace(1e-2, 1e3, 200)
     u, w = grid()
