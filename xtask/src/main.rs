@@ -159,6 +159,18 @@ fn test(native_only: bool) -> Result<()> {
         "infalign-web",
         "--no-fail-fast",
     ]);
+    // Mesa's software Vulkan driver complains on every device it opens when there is no
+    // XDG_RUNTIME_DIR (as in CI containers); give it a private one so the log stays readable.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let runtime_dir = std::env::temp_dir().join("infalign-xdg-runtime");
+        std::fs::create_dir_all(&runtime_dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&runtime_dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        cargo.env("XDG_RUNTIME_DIR", runtime_dir);
+    }
     let native = summary::run_and_count(&mut cargo, summary::Runner::Cargo)?;
     totals.add("native (cargo test)", native);
 

@@ -7,7 +7,10 @@
 use clap::{Parser, Subcommand};
 
 mod backend;
+mod data;
+mod files;
 mod theory;
+mod tokenizer;
 
 /// Inference-aware alignment: calibrate, transform, KL-regularised RL.
 #[derive(Debug, Parser)]
@@ -19,6 +22,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Obtain and prepare the dialogue corpus (chitchat) and prompt sets.
+    Data(data::DataArgs),
+    /// Train the byte-level BPE tokenizer on the dialogue corpus.
+    Tokenizer(tokenizer::TokenizerArgs),
     /// Exact win-rate-versus-KL theory in calibrated space (no model needed).
     Theory(theory::TheoryArgs),
     /// Check which compute backends work on this machine (CPU flex, GPU wgpu).
@@ -28,7 +35,9 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Data(args) => data::run(args),
         Command::Theory(args) => theory::run(args),
+        Command::Tokenizer(args) => tokenizer::run(args),
         Command::Backend(args) => backend::run(args),
     };
     match result {

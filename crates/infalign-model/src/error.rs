@@ -1,5 +1,7 @@
 //! The crate's error type.
 
+use std::path::PathBuf;
+
 /// Errors raised by `infalign-model`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -16,6 +18,36 @@ pub enum Error {
     /// A backend name given by a user was not recognised.
     #[error("unknown backend {given:?}: expected one of `cpu`, `wgpu`, `auto`")]
     UnknownBackend { given: String },
+    /// A setting or argument is out of range.
+    #[error("invalid {what}: {reason}")]
+    Invalid { what: String, reason: String },
+    /// A file could not be read or written.
+    #[error("{}: {error}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    /// A whole document (a JSON file, an archive) is malformed.
+    #[error("{origin}: {reason}")]
+    Parse { origin: String, reason: String },
+    /// One record of a line-oriented file is malformed; `line` counts from 1.
+    #[error("{origin}, line {line}: {reason}")]
+    Record {
+        origin: String,
+        line: usize,
+        reason: String,
+    },
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            error,
+        }
+    }
 }
 
 /// `Result` with this crate's [`Error`].

@@ -5,8 +5,10 @@
 //! a software Vulkan driver, and in the browser.
 
 pub mod backend;
+pub mod data;
 pub mod error;
 pub mod smoke;
+pub mod tokenizer;
 
 pub use backend::{BackendKind, BackendPreference};
 pub use error::{Error, Result};

@@ -55,7 +55,7 @@ pub async fn run_smoke(device: &Device, backend: &'static str) -> Result<SmokeRe
         .await
         .map_err(|error| readback(format!("{error:?}")))?;
     let probabilities: Vec<f32> = data
-        .to_vec()
+        .try_to_vec::<f32>()
         .map_err(|error| readback(format!("{error:?}")))?;
     Ok(SmokeResult {
         score: score(&probabilities),
