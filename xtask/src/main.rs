@@ -118,6 +118,11 @@ pub fn describe(command: &Command) -> String {
 
 /// Build the web app with Trunk, using whichever wasm32 toolchain this machine has.
 fn build_web(release: bool) -> Result<()> {
+    build_web_logged(release, None)
+}
+
+/// [`build_web`], with Trunk's output going to `log` instead of this terminal when given.
+fn build_web_logged(release: bool, log: Option<&Path>) -> Result<()> {
     let root = repo_root();
     let wasm = toolchain::WasmToolchain::detect().context(
         "no wasm32 toolchain: run `cargo xtask setup` (or `rustup target add wasm32-unknown-unknown`)",
@@ -128,6 +133,11 @@ fn build_web(release: bool) -> Result<()> {
         trunk.arg("--release");
     }
     wasm.configure(&mut trunk);
+    if let Some(log) = log {
+        let file =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        trunk.stdout(file.try_clone()?).stderr(file);
+    }
     run_command(&mut trunk)?;
     let wasm_files: Vec<_> = std::fs::read_dir(root.join("dist"))?
         .filter_map(|entry| entry.ok())
@@ -149,6 +159,23 @@ fn test(native_only: bool) -> Result<()> {
     setup::run()?;
     let root = repo_root();
     let mut totals = summary::Totals::default();
+
+    // The web build and the native tests share nothing but the target directory (different
+    // targets and profiles, so no cargo lock between them): run them side by side, so that one
+    // fills the core the other leaves idle in its single-crate stretches and its final link.
+    let web_log =
+        std::env::temp_dir().join(format!("infalign-web-build-{}.log", std::process::id()));
+    let web_build = (!native_only).then(|| {
+        eprintln!(
+            "xtask: == web build, in the background (log: {}) ==",
+            web_log.display()
+        );
+        let log = web_log.clone();
+        std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            (build_web_logged(true, Some(&log)), start.elapsed())
+        })
+    });
 
     eprintln!("xtask: == native tests ==");
     let mut cargo = Command::new(env!("CARGO"));
@@ -174,10 +201,16 @@ fn test(native_only: bool) -> Result<()> {
     let native = summary::run_and_count(&mut cargo, summary::Runner::Cargo)?;
     totals.add("native (cargo test)", native);
 
-    if !native_only {
-        eprintln!("xtask: == web build ==");
-        match build_web(true) {
+    if let Some(web_build) = web_build {
+        let (result, elapsed) = web_build
+            .join()
+            .map_err(|_| anyhow::anyhow!("the web build thread panicked"))?;
+        match result {
             Ok(()) => {
+                eprintln!(
+                    "xtask: web build finished in {:.0} s",
+                    elapsed.as_secs_f64()
+                );
                 eprintln!("xtask: == browser tests ==");
                 let mut node = Command::new("node");
                 node.current_dir(&root)
@@ -188,6 +221,12 @@ fn test(native_only: bool) -> Result<()> {
                 totals.add("browser (playwright)", browser);
             }
             Err(error) => {
+                let log = std::fs::read_to_string(&web_log).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                eprintln!("xtask: last lines of {}:", web_log.display());
+                for line in &lines[lines.len().saturating_sub(80)..] {
+                    eprintln!("{line}");
+                }
                 eprintln!("xtask: the web build failed: {error:#}");
                 totals.add("web build", summary::Counts::failed_stage());
             }
