@@ -102,11 +102,15 @@ pub fn run(args: DataArgs) -> anyhow::Result<()> {
 }
 
 fn fetch(args: FetchArgs) -> anyhow::Result<()> {
+    // Every branch hands over a wheel whose sha256 has been checked, once.
     let (wheel, origin) = match &args.wheel {
-        Some(path) => (
-            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
-            path.display().to_string(),
-        ),
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let origin = path.display().to_string();
+            chitchat::verify_wheel(&bytes, &origin)?;
+            (bytes, origin)
+        }
         None => {
             let cached = args.out.join("download").join(chitchat::WHEEL_NAME);
             match std::fs::read(&cached) {
@@ -126,7 +130,6 @@ fn fetch(args: FetchArgs) -> anyhow::Result<()> {
             }
         }
     };
-    chitchat::verify_wheel(&wheel, &origin)?;
     let dataset = extract(&wheel, &origin)?;
     prepare(
         &dataset,

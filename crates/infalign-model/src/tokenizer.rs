@@ -128,13 +128,7 @@ impl DialogueTokenizer {
 
 /// A dialogue's training text: each turn closed by [`END_OF_TURN`].
 pub fn training_text(dialogue: &crate::data::Dialogue) -> String {
-    let mut text = String::new();
-    for turn in &dialogue.turns {
-        text.push_str(turn.role.prefix());
-        text.push_str(&turn.text);
-        text.push_str(END_OF_TURN);
-    }
-    text
+    dialogue.to_text_with_turn_end(END_OF_TURN)
 }
 
 #[cfg(test)]

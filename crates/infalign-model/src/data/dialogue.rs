@@ -56,10 +56,16 @@ pub struct Dialogue {
 impl Dialogue {
     /// The whole dialogue in the text form.
     pub fn to_text(&self) -> String {
+        self.to_text_with_turn_end("")
+    }
+
+    /// The text form with `turn_end` after every turn (the tokenizer's end-of-turn token).
+    pub fn to_text_with_turn_end(&self, turn_end: &str) -> String {
         let mut text = String::new();
         for turn in &self.turns {
             text.push_str(turn.role.prefix());
             text.push_str(&turn.text);
+            text.push_str(turn_end);
         }
         text
     }
@@ -79,22 +85,7 @@ impl Dialogue {
 /// Read dialogues written one JSON object per line (`{"id", "turns", ...}`; other fields, such
 /// as the `text` that `infalign data` adds for readers, are ignored). Errors name the line.
 pub fn read_jsonl(reader: impl std::io::BufRead, origin: &str) -> crate::Result<Vec<Dialogue>> {
-    let mut dialogues = Vec::new();
-    for (index, line) in reader.lines().enumerate() {
-        let record = |reason: String| crate::Error::Record {
-            origin: origin.to_string(),
-            line: index + 1,
-            reason,
-        };
-        let line = line.map_err(|error| record(format!("unreadable: {error}")))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let dialogue: Dialogue = serde_json::from_str(&line)
-            .map_err(|error| record(format!("expected {{\"id\", \"turns\"}}: {error}")))?;
-        dialogues.push(dialogue);
-    }
-    Ok(dialogues)
+    super::parse_json_lines(reader, origin, "{\"id\", \"turns\"}", Ok)
 }
 
 /// Make free text safe for one turn: collapse runs of whitespace (newlines included) to one

@@ -50,28 +50,16 @@ pub fn split_pair(chosen: &str, rejected: &str) -> Option<PreferencePair> {
 /// Parse HH-RLHF JSON lines from `reader`; `origin` names the input in errors. Blank lines are
 /// skipped; anything else that is not a valid pair is an error naming its line.
 pub fn parse_jsonl(reader: impl BufRead, origin: &str) -> Result<Vec<PreferencePair>> {
-    let mut pairs = Vec::new();
-    for (index, line) in reader.lines().enumerate() {
-        let line_number = index + 1;
-        let record = |reason: String| Error::Record {
-            origin: origin.to_string(),
-            line: line_number,
-            reason,
-        };
-        let line = line.map_err(|error| record(format!("unreadable: {error}")))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let raw: RawPair = serde_json::from_str(&line)
-            .map_err(|error| record(format!("expected {{\"chosen\", \"rejected\"}}: {error}")))?;
-        let pair = split_pair(&raw.chosen, &raw.rejected).ok_or_else(|| {
-            record(format!(
-                "`chosen` and `rejected` share no prompt ending with {ASSISTANT_CUE:?}"
-            ))
-        })?;
-        pairs.push(pair);
-    }
-    Ok(pairs)
+    super::parse_json_lines(
+        reader,
+        origin,
+        "{\"chosen\", \"rejected\"}",
+        |raw: RawPair| {
+            split_pair(&raw.chosen, &raw.rejected).ok_or_else(|| {
+                format!("`chosen` and `rejected` share no prompt ending with {ASSISTANT_CUE:?}")
+            })
+        },
+    )
 }
 
 /// Load an HH-RLHF file, `.jsonl` or gzip-compressed (recognised by its magic bytes, whatever
