@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 mod backend;
 mod data;
 mod files;
+mod pretrain;
+mod sample;
 mod theory;
 mod tokenizer;
 
@@ -26,6 +28,10 @@ enum Command {
     Data(data::DataArgs),
     /// Train the byte-level BPE tokenizer on the dialogue corpus.
     Tokenizer(tokenizer::TokenizerArgs),
+    /// Train the base policy pi_ref on the dialogue corpus (checkpoints, resume, final bundle).
+    Pretrain(pretrain::PretrainArgs),
+    /// Sample N responses from a bundle's policy, score them, show Best-of-N and Worst-of-N.
+    Sample(sample::SampleArgs),
     /// Exact win-rate-versus-KL theory in calibrated space (no model needed).
     Theory(theory::TheoryArgs),
     /// Check which compute backends work on this machine (CPU flex, GPU wgpu).
@@ -39,6 +45,8 @@ fn main() -> std::process::ExitCode {
         Command::Theory(args) => theory::run(args),
         Command::Tokenizer(args) => tokenizer::run(args),
         Command::Backend(args) => backend::run(args),
+        Command::Pretrain(args) => pretrain::run(args),
+        Command::Sample(args) => sample::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

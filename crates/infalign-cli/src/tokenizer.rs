@@ -43,7 +43,8 @@ pub fn run(args: TokenizerArgs) -> anyhow::Result<()> {
     }
 }
 
-fn read_split(data: &Path, split: Split) -> anyhow::Result<Vec<Dialogue>> {
+/// The dialogues of one split of a data directory.
+pub fn read_split(data: &Path, split: Split) -> anyhow::Result<Vec<Dialogue>> {
     let path = data.join(format!("dialogues-{split}.jsonl"));
     let file = std::fs::File::open(&path).with_context(|| {
         format!(

@@ -5,10 +5,25 @@
 //! a software Vulkan driver, and in the browser.
 
 pub mod backend;
+pub mod bundle;
 pub mod data;
 pub mod error;
+pub mod policy;
+pub mod pretrain;
+pub mod reward;
 pub mod smoke;
 pub mod tokenizer;
 
 pub use backend::{BackendKind, BackendPreference};
 pub use error::{Error, Result};
+pub use policy::{Policy, PolicyConfig, SamplingConfig};
+pub use reward::{Reward, RewardSpec};
+
+/// The sha256 of `bytes`, as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}

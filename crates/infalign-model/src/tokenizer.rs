@@ -126,6 +126,17 @@ impl DialogueTokenizer {
     }
 }
 
+/// The policy's input for one user message: a human turn (whitespace collapsed, so the message
+/// cannot forge a turn marker), closed by [`END_OF_TURN`], then the assistant cue. This is how
+/// every human turn looks in training text, so the policy answers it as the assistant.
+pub fn chat_prompt(message: &str) -> String {
+    use crate::data::dialogue::{clean_utterance, ASSISTANT_CUE, HUMAN_PREFIX};
+    format!(
+        "{HUMAN_PREFIX}{}{END_OF_TURN}{ASSISTANT_CUE}",
+        clean_utterance(message)
+    )
+}
+
 /// A dialogue's training text: each turn closed by [`END_OF_TURN`].
 pub fn training_text(dialogue: &crate::data::Dialogue) -> String {
     dialogue.to_text_with_turn_end(END_OF_TURN)

@@ -49,9 +49,7 @@ pub struct Corpus {
 
 /// Check that `bytes` are the published wheel ([`WHEEL_SHA256`]); `origin` names them in errors.
 pub fn verify_wheel(bytes: &[u8], origin: &str) -> Result<()> {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(bytes);
-    let actual: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    let actual = crate::sha256_hex(bytes);
     if actual == WHEEL_SHA256 {
         Ok(())
     } else {

@@ -1,0 +1,189 @@
+//! `infalign sample`: N responses from a bundle's policy to one prompt, with their rewards (raw
+//! and calibrated against reference samples) and the Best-of-N and Worst-of-N picks.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use infalign_core::selection::{best_of_n, worst_of_n};
+use infalign_core::ReferenceTable;
+use infalign_model::backend::{resolve_backend, BackendPreference};
+use infalign_model::bundle::Bundle;
+use infalign_model::policy::{generate, SamplingConfig};
+use infalign_model::reward::{Reward, RewardSpec};
+use infalign_model::tokenizer::chat_prompt;
+
+use crate::files::print_stdout;
+
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// A bundle directory (written by `infalign pretrain`, or `static/default-model`).
+    #[arg(long)]
+    bundle: PathBuf,
+    /// The user's message; it becomes one human turn.
+    #[arg(long)]
+    prompt: String,
+    /// Number of responses.
+    #[arg(long, default_value_t = 4)]
+    n: usize,
+    /// Longest response, in tokens.
+    #[arg(long, default_value_t = 48)]
+    max_new_tokens: usize,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Softmax temperature (0: greedy).
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Keep the k most likely tokens (0: all).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Nucleus sampling mass (1: all).
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Reward: `vader`, `rustrict` or `linear:PATH` (default: the bundle's, else `vader`).
+    #[arg(long)]
+    reward: Option<String>,
+    /// Calibrate rewards against K reference responses sampled from the same policy.
+    #[arg(long)]
+    reference_k: Option<usize>,
+    /// `cpu`, `wgpu` or `auto`.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Response {
+    text: String,
+    reward: f64,
+    calibrated_reward: Option<f64>,
+}
+
+pub fn run(args: SampleArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.n >= 1, "--n must be at least 1");
+    if args.reference_k == Some(0) {
+        anyhow::bail!("--reference-k must be at least 1");
+    }
+    let bundle = Bundle::read_dir(&args.bundle)?;
+    let backend = pollster::block_on(resolve_backend(args.device.parse::<BackendPreference>()?))?;
+    let policy = bundle
+        .policy(&backend.device)
+        .with_context(|| format!("loading the policy of {}", args.bundle.display()))?;
+    let spec: RewardSpec = match &args.reward {
+        Some(text) => text.parse()?,
+        None => bundle.manifest.reward.clone().unwrap_or(RewardSpec::Vader),
+    };
+    let reward = spec.load()?;
+    let sampling = SamplingConfig {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        max_new_tokens: args.max_new_tokens,
+        use_cache: true,
+    };
+    let tokenizer = &bundle.tokenizer;
+    let prompt = tokenizer.encode(&chat_prompt(&args.prompt))?;
+    let stop = Some(tokenizer.end_of_turn());
+
+    let started = Instant::now();
+    let generation = pollster::block_on(generate(
+        &policy,
+        &vec![prompt.clone(); args.n],
+        stop,
+        &sampling,
+        args.seed,
+    ))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let texts: Vec<String> = generation
+        .responses
+        .iter()
+        .map(|ids| Ok(tokenizer.decode(ids)?.trim().to_string()))
+        .collect::<anyhow::Result<_>>()?;
+    let rewards = score(reward.as_ref(), &args.prompt, &texts)?;
+
+    let calibration = match args.reference_k {
+        Some(k) => {
+            // Reference samples from a separate stream of the same policy.
+            let reference = pollster::block_on(generate(
+                &policy,
+                &vec![prompt; k],
+                stop,
+                &sampling,
+                args.seed ^ 0x5EED_0F_2EF5,
+            ))?;
+            let reference_texts: Vec<String> = reference
+                .responses
+                .iter()
+                .map(|ids| Ok(tokenizer.decode(ids)?.trim().to_string()))
+                .collect::<anyhow::Result<_>>()?;
+            Some(ReferenceTable::new(score(
+                reward.as_ref(),
+                &args.prompt,
+                &reference_texts,
+            )?)?)
+        }
+        None => None,
+    };
+    let responses: Vec<Response> = texts
+        .into_iter()
+        .zip(&rewards)
+        .map(|(text, &reward)| {
+            Ok(Response {
+                text,
+                reward,
+                calibrated_reward: match &calibration {
+                    Some(table) => Some(table.calibrated_reward(reward)?),
+                    None => None,
+                },
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let best = best_of_n(&rewards)?;
+    let worst = worst_of_n(&rewards)?;
+    let tokens = generation.tokens_generated();
+
+    if args.json {
+        let object = serde_json::json!({
+            "prompt": args.prompt,
+            "reward": spec.to_string(),
+            "responses": responses,
+            "best": best,
+            "worst": worst,
+            "timing": {"seconds": seconds, "tokens": tokens},
+        });
+        return print_stdout(&format!("{object}\n"));
+    }
+    let mut out = format!("reward: {}\n", reward.name());
+    for (index, response) in responses.iter().enumerate() {
+        let mark = match (index == best, index == worst) {
+            (true, true) => "best+worst",
+            (true, false) => "best",
+            (false, true) => "worst",
+            _ => "",
+        };
+        let calibrated = response
+            .calibrated_reward
+            .map(|u| format!("  u {u:.3}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{index:>3} {mark:>10}  r {:+.3}{calibrated}  {}\n",
+            response.reward, response.text
+        ));
+    }
+    out.push_str(&format!(
+        "Best-of-{n}: #{best}; Worst-of-{n}: #{worst}; {tokens} tokens in {seconds:.2} s ({:.0} tokens/s)\n",
+        tokens as f64 / seconds.max(1e-9),
+        n = args.n
+    ));
+    print_stdout(&out)
+}
+
+fn score(reward: &dyn Reward, prompt: &str, texts: &[String]) -> anyhow::Result<Vec<f64>> {
+    let prompts = vec![prompt; texts.len()];
+    let responses: Vec<&str> = texts.iter().map(String::as_str).collect();
+    Ok(reward.score_batch(&prompts, &responses)?)
+}

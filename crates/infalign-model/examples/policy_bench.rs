@@ -1,0 +1,188 @@
+//! Policy throughput: sampling tokens/s with and without the KV cache, and training tokens/s,
+//! on flex (CPU) and on wgpu, for one model shape. Prints medians over repeats as a table, or
+//! JSON lines with `--json`.
+//!
+//! `cargo run -p infalign-model --release --example policy_bench -- [--device cpu|wgpu|both]
+//!  [--d-model 128] [--layers 4] [--vocab 4096] [--context 128] [--batch 16] [--new-tokens 48]
+//!  [--prompt-tokens 16] [--repeats 5] [--json]`
+
+use std::time::Instant;
+
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::Device;
+use infalign_model::backend::{cpu_device, gpu_device};
+use infalign_model::policy::{generate, Policy, PolicyConfig, SamplingConfig, TokenBatch};
+
+struct Options {
+    device: String,
+    d_model: usize,
+    layers: usize,
+    vocab: usize,
+    context: usize,
+    batch: usize,
+    new_tokens: usize,
+    prompt_tokens: usize,
+    repeats: usize,
+    json: bool,
+}
+
+fn parse() -> Result<Options, String> {
+    let mut options = Options {
+        device: "cpu".into(),
+        d_model: 128,
+        layers: 4,
+        vocab: 4096,
+        context: 128,
+        batch: 16,
+        new_tokens: 48,
+        prompt_tokens: 16,
+        repeats: 5,
+        json: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        if flag == "--json" {
+            options.json = true;
+            continue;
+        }
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        let number = || {
+            value
+                .parse::<usize>()
+                .map_err(|_| format!("{flag}: `{value}` is not a positive integer"))
+        };
+        match flag.as_str() {
+            "--device" => options.device = value.clone(),
+            "--d-model" => options.d_model = number()?,
+            "--layers" => options.layers = number()?,
+            "--vocab" => options.vocab = number()?,
+            "--context" => options.context = number()?,
+            "--batch" => options.batch = number()?,
+            "--new-tokens" => options.new_tokens = number()?,
+            "--prompt-tokens" => options.prompt_tokens = number()?,
+            "--repeats" => options.repeats = number()?.max(1),
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    Ok(options)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        0.5 * (values[middle - 1] + values[middle])
+    }
+}
+
+/// Median seconds of `work` over `repeats` runs, after one warm-up run.
+fn time(repeats: usize, mut work: impl FnMut()) -> f64 {
+    work();
+    median(
+        (0..repeats)
+            .map(|_| {
+                let start = Instant::now();
+                work();
+                start.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn bench(options: &Options, device: &Device, name: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let config = PolicyConfig::new(
+        options.vocab,
+        options.d_model,
+        options.layers,
+        options.context,
+    );
+    let policy = Policy::init(&config, 0, device)?;
+    let prompt: Vec<u32> = (0..options.prompt_tokens)
+        .map(|t| (t * 37 % options.vocab) as u32)
+        .collect();
+    let prompts = vec![prompt; options.batch];
+    let new_tokens = options.batch * options.new_tokens;
+    for use_cache in [true, false] {
+        let sampling = SamplingConfig {
+            max_new_tokens: options.new_tokens,
+            use_cache,
+            ..SamplingConfig::default()
+        };
+        let seconds = time(options.repeats, || {
+            pollster::block_on(generate(&policy, &prompts, None, &sampling, 1)).expect("sampling");
+        });
+        let work = if use_cache {
+            "sample (KV cache)"
+        } else {
+            "sample (no cache)"
+        };
+        report(options, name, work, seconds, new_tokens);
+    }
+
+    let trainable = Policy::init(&config, 0, &device.clone().autodiff())?;
+    let windows: Vec<Vec<u32>> = (0..options.batch)
+        .map(|row| {
+            (0..=options.context)
+                .map(|t| ((row * 131 + t * 17) % options.vocab) as u32)
+                .collect()
+        })
+        .collect();
+    let first = vec![1; options.batch];
+    let batch = TokenBatch::new(&windows, &first, options.context + 1, &trainable.device())?;
+    let mut optimizer = AdamWConfig::new().init();
+    let mut model = Some(trainable);
+    let seconds = time(options.repeats, || {
+        let policy = model.take().expect("the model");
+        let loss = policy.loss(&batch);
+        // Reading the loss waits for the device, so the time covers the whole step.
+        let _ = loss.clone().into_data();
+        let grads = GradientsParams::from_grads(loss.backward(), &policy);
+        model = Some(optimizer.step(1e-4, policy, grads));
+    });
+    report(options, name, "train step", seconds, batch.target_count());
+    Ok(())
+}
+
+fn report(options: &Options, device: &str, work: &str, seconds: f64, tokens: usize) {
+    let rate = tokens as f64 / seconds;
+    if options.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "device": device, "work": work, "median_s": seconds, "tokens": tokens,
+                "tokens_per_s": rate, "d_model": options.d_model, "layers": options.layers,
+                "vocab": options.vocab, "context": options.context, "batch": options.batch,
+                "repeats": options.repeats,
+            })
+        );
+    } else {
+        println!("{device:<6} {work:<18} {seconds:>9.4} s {rate:>10.0} tokens/s ({tokens} tokens)");
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let options = parse()?;
+    if !options.json {
+        println!(
+            "policy d_model {} x {} layers, vocab {}, context {}, batch {}, {} new tokens, \
+             median of {}",
+            options.d_model,
+            options.layers,
+            options.vocab,
+            options.context,
+            options.batch,
+            options.new_tokens,
+            options.repeats
+        );
+    }
+    if matches!(options.device.as_str(), "cpu" | "both") {
+        bench(&options, &cpu_device(), "flex")?;
+    }
+    if matches!(options.device.as_str(), "wgpu" | "both") {
+        let device = pollster::block_on(gpu_device())?;
+        bench(&options, &device, "wgpu")?;
+    }
+    Ok(())
+}

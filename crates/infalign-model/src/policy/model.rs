@@ -1,0 +1,294 @@
+//! The transformer itself: embeddings, pre-norm blocks, a KV cache, logits and log-probabilities.
+
+use burn::module::{Module, Param};
+use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::tensor::activation::{gelu, log_softmax};
+use burn::tensor::module::{attention, embedding, linear};
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::batch::TokenBatch;
+use super::PolicyConfig;
+use crate::error::Result;
+
+/// Standard deviation of the initial weights (GPT-2's choice).
+const INIT_STD: f64 = 0.02;
+
+/// One pre-norm transformer block: `x + attn(norm(x))`, then `x + mlp(norm(x))`.
+#[derive(Module, Debug)]
+pub struct Block {
+    attn_norm: LayerNorm,
+    /// Fused query, key and value projection, `[d_model, 3 d_model]`.
+    qkv: Linear,
+    attn_out: Linear,
+    mlp_norm: LayerNorm,
+    mlp_in: Linear,
+    mlp_out: Linear,
+    n_heads: usize,
+}
+
+/// The policy network. Build with [`Policy::init`]; the shape is in [`Policy::config`].
+#[derive(Module, Debug)]
+pub struct Policy {
+    /// `[vocab_size, d_model]`; also the output projection (tied embeddings).
+    token_embedding: Param<Tensor<2>>,
+    /// `[max_seq_len, d_model]`, learned absolute positions.
+    position_embedding: Param<Tensor<2>>,
+    blocks: Vec<Block>,
+    final_norm: LayerNorm,
+    vocab_size: usize,
+    d_model: usize,
+    n_heads: usize,
+    d_ff: usize,
+    max_seq_len: usize,
+}
+
+/// Keys and values of the tokens seen so far, one pair per block, each
+/// `[batch, heads, seen, head_dim]`.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of positions cached (including left padding).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Seeded N(0, std^2) values (Box-Muller on a ChaCha8 stream), the same on every platform.
+fn normal_values(rng: &mut ChaCha8Rng, count: usize, std: f64) -> Vec<f32> {
+    let mut uniform = || ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    let mut values = Vec::with_capacity(count + 1);
+    while values.len() < count {
+        let (u1, u2) = (uniform(), uniform());
+        let radius = (-2.0 * u1.ln()).sqrt() * std;
+        let angle = std::f64::consts::TAU * u2;
+        values.push((radius * angle.cos()) as f32);
+        values.push((radius * angle.sin()) as f32);
+    }
+    values.truncate(count);
+    values
+}
+
+fn normal_param<const D: usize>(
+    rng: &mut ChaCha8Rng,
+    shape: [usize; D],
+    std: f64,
+    device: &Device,
+) -> Param<Tensor<D>> {
+    let count = shape.iter().product();
+    let data = TensorData::new(normal_values(rng, count, std), shape);
+    Param::from_tensor(Tensor::from_data(data, device))
+}
+
+fn init_linear(
+    rng: &mut ChaCha8Rng,
+    d_input: usize,
+    d_output: usize,
+    std: f64,
+    device: &Device,
+) -> Linear {
+    Linear {
+        weight: normal_param(rng, [d_input, d_output], std, device),
+        bias: Some(Param::from_tensor(Tensor::zeros([d_output], device))),
+    }
+}
+
+impl Block {
+    fn init(config: &PolicyConfig, rng: &mut ChaCha8Rng, device: &Device) -> Self {
+        let d = config.d_model;
+        // GPT-2: scale the projections that write into the residual stream by 1/sqrt(2 layers).
+        let residual_std = INIT_STD / (2.0 * config.n_layers as f64).sqrt();
+        Block {
+            attn_norm: LayerNormConfig::new(d).init(device),
+            qkv: init_linear(rng, d, 3 * d, INIT_STD, device),
+            attn_out: init_linear(rng, d, d, residual_std, device),
+            mlp_norm: LayerNormConfig::new(d).init(device),
+            mlp_in: init_linear(rng, d, config.d_ff, INIT_STD, device),
+            mlp_out: init_linear(rng, config.d_ff, d, residual_std, device),
+            n_heads: config.n_heads,
+        }
+    }
+
+    /// `x`: `[batch, new, d_model]`; `mask`: `[batch, heads, new, seen + new]`, true = hidden.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        mask: Option<Tensor<4, Bool>>,
+        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
+    ) -> Tensor<3> {
+        let [batch, new, d_model] = x.dims();
+        let head_dim = d_model / self.n_heads;
+        let split_heads = |t: Tensor<3>| {
+            t.reshape([batch, new, self.n_heads, head_dim])
+                .swap_dims(1, 2)
+        };
+        let qkv = self.qkv.forward(self.attn_norm.forward(x.clone()));
+        let q = split_heads(qkv.clone().narrow(2, 0, d_model));
+        let mut k = split_heads(qkv.clone().narrow(2, d_model, d_model));
+        let mut v = split_heads(qkv.narrow(2, 2 * d_model, d_model));
+        if let Some(slot) = cache {
+            if let Some((k_seen, v_seen)) = slot.take() {
+                k = Tensor::cat(vec![k_seen, k], 2);
+                v = Tensor::cat(vec![v_seen, v], 2);
+            }
+            *slot = Some((k.clone(), v.clone()));
+        }
+        // Causal masking is aligned at the bottom right, so new queries see every cached key.
+        // An explicit scale keeps wgpu on burn's decomposed attention, which every WebGPU
+        // adapter runs (and which autodiff uses anyway); flex uses its fused CPU kernel.
+        let options = AttentionModuleOptions {
+            scale: Some(1.0 / (head_dim as f64).sqrt()),
+            softcap: None,
+            is_causal: true,
+        };
+        let attended = attention(q, k, v, mask, None, options)
+            .swap_dims(1, 2)
+            .reshape([batch, new, d_model]);
+        let x = x + self.attn_out.forward(attended);
+        let hidden = gelu(self.mlp_in.forward(self.mlp_norm.forward(x.clone())));
+        x + self.mlp_out.forward(hidden)
+    }
+}
+
+impl Policy {
+    /// A freshly initialised policy: weights drawn on the host from a ChaCha8 stream seeded with
+    /// `seed`, so every backend and platform starts from the same numbers.
+    pub fn init(config: &PolicyConfig, seed: u64, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let d = config.d_model;
+        let token_embedding = normal_param(&mut rng, [config.vocab_size, d], INIT_STD, device);
+        let position_embedding = normal_param(&mut rng, [config.max_seq_len, d], INIT_STD, device);
+        let blocks = (0..config.n_layers)
+            .map(|_| Block::init(config, &mut rng, device))
+            .collect();
+        Ok(Policy {
+            token_embedding,
+            position_embedding,
+            blocks,
+            final_norm: LayerNormConfig::new(d).init(device),
+            vocab_size: config.vocab_size,
+            d_model: d,
+            n_heads: config.n_heads,
+            d_ff: config.d_ff,
+            max_seq_len: config.max_seq_len,
+        })
+    }
+
+    /// The shape of this policy.
+    pub fn config(&self) -> PolicyConfig {
+        PolicyConfig {
+            vocab_size: self.vocab_size,
+            d_model: self.d_model,
+            n_layers: self.blocks.len(),
+            n_heads: self.n_heads,
+            d_ff: self.d_ff,
+            max_seq_len: self.max_seq_len,
+        }
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.token_embedding.val().device()
+    }
+
+    /// Logits for `tokens` (`[batch, new]`, at `positions`), `[batch, new, vocab]`.
+    ///
+    /// `pads[b]` is the number of left-padding positions of row `b` among all positions seen so
+    /// far (cached and new); they are hidden from attention. With a `cache`, the new tokens
+    /// attend to the cached ones and are appended to the cache.
+    pub fn forward(
+        &self,
+        tokens: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        pads: &[usize],
+        mut cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        let [batch, new] = tokens.dims();
+        let seen = cache.as_ref().map_or(0, |cache| cache.len);
+        let device = tokens.device();
+        let mask = padding_mask(pads, self.n_heads, new, seen + new, &device);
+        let mut x = embedding(self.token_embedding.val(), tokens)
+            + embedding(self.position_embedding.val(), positions);
+        if let Some(cache) = cache.as_deref_mut() {
+            cache.layers.resize(self.blocks.len(), None);
+        }
+        for (index, block) in self.blocks.iter().enumerate() {
+            let slot = cache.as_deref_mut().map(|cache| &mut cache.layers[index]);
+            x = block.forward(x, mask.clone(), slot);
+        }
+        if let Some(cache) = cache {
+            cache.len += new;
+        }
+        debug_assert_eq!(x.dims()[0], batch);
+        // Tied embeddings: the output projection is the token embedding, transposed.
+        linear(
+            self.final_norm.forward(x),
+            self.token_embedding.val().transpose(),
+            None,
+        )
+    }
+
+    /// `log p(target | prefix)` for every position of `batch`, `[batch, len]`, zero where the
+    /// batch's target mask is zero (padding, prompt tokens).
+    pub fn token_logprobs(&self, batch: &TokenBatch) -> Tensor<2> {
+        let logits = self.forward(
+            batch.inputs.clone(),
+            batch.positions.clone(),
+            &batch.pads,
+            None,
+        );
+        let picked = log_softmax(logits, 2)
+            .gather(2, batch.targets.clone().unsqueeze_dim::<3>(2))
+            .squeeze_dim::<2>(2);
+        picked * batch.target_mask.clone()
+    }
+
+    /// Total log-probability of each row's targets, `[batch]`.
+    pub fn sequence_logprobs(&self, batch: &TokenBatch) -> Tensor<1> {
+        self.token_logprobs(batch).sum_dim(1).squeeze_dim::<1>(1)
+    }
+
+    /// Mean next-token cross-entropy over the batch's targets (the language-modelling loss).
+    pub fn loss(&self, batch: &TokenBatch) -> Tensor<1> {
+        let count = batch.target_count().max(1) as f64;
+        self.token_logprobs(batch).sum().neg() / count
+    }
+}
+
+/// `[batch, heads, queries, keys]`, true where key `k < pads[b]` (left padding); `None` when
+/// nothing is padded.
+fn padding_mask(
+    pads: &[usize],
+    heads: usize,
+    queries: usize,
+    keys: usize,
+    device: &Device,
+) -> Option<Tensor<4, Bool>> {
+    if pads.iter().all(|&pad| pad == 0) {
+        return None;
+    }
+    let values: Vec<bool> = pads
+        .iter()
+        .flat_map(|&pad| (0..keys).map(move |k| k < pad))
+        .collect();
+    let mask =
+        Tensor::<4, Bool>::from_data(TensorData::new(values, [pads.len(), 1, 1, keys]), device);
+    Some(mask.expand([pads.len(), heads, queries, keys]))
+}

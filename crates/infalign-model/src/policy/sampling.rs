@@ -1,0 +1,279 @@
+//! Batched generation with a KV cache, and the host-side token sampler (temperature, top-k,
+//! top-p).
+
+use burn::tensor::{Int, Tensor, TensorData};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::model::{KvCache, Policy};
+use crate::error::{Error, Result};
+
+/// How to draw tokens.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplingConfig {
+    /// Softmax temperature; 0 picks the most likely token (greedy).
+    pub temperature: f32,
+    /// Keep only the `top_k` most likely tokens; 0 keeps all.
+    pub top_k: usize,
+    /// Keep the smallest set of most likely tokens whose probability reaches `top_p`; 1 keeps all.
+    pub top_p: f32,
+    /// Stop after this many new tokens.
+    pub max_new_tokens: usize,
+    /// Reuse keys and values of earlier positions (a KV cache); off recomputes the whole
+    /// sequence at every step (same tokens, slower: kept for benchmarks and checks).
+    pub use_cache: bool,
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        Self {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            max_new_tokens: 48,
+            use_cache: true,
+        }
+    }
+}
+
+impl SamplingConfig {
+    /// Check the settings; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |field: &str, reason: String| {
+            Err(Error::Invalid {
+                what: format!("sampling setting `{field}`"),
+                reason,
+            })
+        };
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return invalid(
+                "temperature",
+                format!("{} is not a finite number >= 0", self.temperature),
+            );
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return invalid("top_p", format!("{} is not in (0, 1]", self.top_p));
+        }
+        if self.max_new_tokens == 0 {
+            return invalid("max_new_tokens", "must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The result of [`generate`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// New tokens of each row, without the stop token.
+    pub responses: Vec<Vec<u32>>,
+    /// Whether each row ended with the stop token (rather than at the length limit).
+    pub stopped: Vec<bool>,
+    /// Forward passes run (one per generated position).
+    pub steps: usize,
+}
+
+impl Generation {
+    /// Tokens generated over all rows (stop tokens included).
+    pub fn tokens_generated(&self) -> usize {
+        self.responses
+            .iter()
+            .zip(&self.stopped)
+            .map(|(response, &stopped)| response.len() + usize::from(stopped))
+            .sum()
+    }
+}
+
+/// Draw one token from `logits` with `config`'s temperature, top-k and top-p, using the uniform
+/// number `u` in [0, 1). Greedy (temperature 0 or top-k 1) takes the most likely token, the
+/// lowest index on ties.
+pub fn sample_token(logits: &[f32], config: &SamplingConfig, u: f64) -> u32 {
+    let descending = |a: &u32, b: &u32| {
+        logits[*b as usize]
+            .total_cmp(&logits[*a as usize])
+            .then(a.cmp(b))
+    };
+    if config.temperature == 0.0 || config.top_k == 1 {
+        return (0..logits.len() as u32)
+            .min_by(descending)
+            .unwrap_or_default();
+    }
+    let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+    if config.top_k > 0 && config.top_k < order.len() {
+        order.select_nth_unstable_by(config.top_k - 1, descending);
+        order.truncate(config.top_k);
+    }
+    order.sort_unstable_by(descending);
+    let Some(&best) = order.first() else {
+        return 0;
+    };
+    let max = f64::from(logits[best as usize]);
+    let temperature = f64::from(config.temperature);
+    let weights: Vec<f64> = order
+        .iter()
+        .map(|&token| ((f64::from(logits[token as usize]) - max) / temperature).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    // Top-p: the shortest prefix (most likely first) whose probability reaches top_p.
+    let mut kept = weights.len();
+    if config.top_p < 1.0 {
+        let mut cumulative = 0.0;
+        for (index, weight) in weights.iter().enumerate() {
+            cumulative += weight / total;
+            if cumulative >= f64::from(config.top_p) {
+                kept = index + 1;
+                break;
+            }
+        }
+    }
+    let kept_total: f64 = weights[..kept].iter().sum();
+    let mut threshold = u * kept_total;
+    for (index, weight) in weights[..kept].iter().enumerate() {
+        if threshold < *weight {
+            return order[index];
+        }
+        threshold -= weight;
+    }
+    order[kept - 1]
+}
+
+/// Uniform in [0, 1) from 53 random bits.
+fn uniform(rng: &mut ChaCha8Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Continue each prompt with up to `config.max_new_tokens` tokens, stopping a row at
+/// `stop_token`. Rows are left-padded and run as one batch; each step's logits are read back
+/// (asynchronously, as WebGPU requires) and tokens drawn on the host from a ChaCha8 stream
+/// seeded with `seed`, one number per row and step whether or not the row has stopped, so a
+/// row's tokens do not depend on how long the others run.
+///
+/// A prompt longer than `max_seq_len - max_new_tokens` keeps only its last tokens.
+pub async fn generate(
+    policy: &Policy,
+    prompts: &[Vec<u32>],
+    stop_token: Option<u32>,
+    config: &SamplingConfig,
+    seed: u64,
+) -> Result<Generation> {
+    config.validate()?;
+    let model = policy.config();
+    let invalid = |reason: String| Error::Invalid {
+        what: "generation request".into(),
+        reason,
+    };
+    if prompts.is_empty() {
+        return Err(invalid("no prompts".into()));
+    }
+    if config.max_new_tokens >= model.max_seq_len {
+        return Err(invalid(format!(
+            "max_new_tokens = {} leaves no room for a prompt within the model's {} positions",
+            config.max_new_tokens, model.max_seq_len
+        )));
+    }
+    let context = model.max_seq_len - config.max_new_tokens;
+    let mut rows: Vec<Vec<u32>> = Vec::with_capacity(prompts.len());
+    for (row, prompt) in prompts.iter().enumerate() {
+        if prompt.is_empty() {
+            return Err(invalid(format!("prompt {row} is empty")));
+        }
+        if let Some(&token) = prompt.iter().find(|&&t| t as usize >= model.vocab_size) {
+            return Err(invalid(format!(
+                "prompt {row} has token {token}, outside the vocabulary of {}",
+                model.vocab_size
+            )));
+        }
+        rows.push(prompt[prompt.len().saturating_sub(context)..].to_vec());
+    }
+
+    let device = policy.device();
+    let batch = rows.len();
+    let width = rows.iter().map(Vec::len).max().unwrap_or(1);
+    let pads: Vec<usize> = rows.iter().map(|row| width - row.len()).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut cache = KvCache::new();
+    let mut responses = vec![Vec::new(); batch];
+    let mut stopped = vec![false; batch];
+    // The padded token grid so far, row-major `[batch, width + step]` (only without the cache).
+    let mut grid: Vec<i32> = Vec::new();
+    for (row, pad) in rows.iter().zip(&pads) {
+        grid.extend(std::iter::repeat_n(0, *pad));
+        grid.extend(row.iter().map(|&t| t as i32));
+    }
+    let position_grid = |columns: usize| -> Vec<i32> {
+        pads.iter()
+            .flat_map(|&pad| (0..columns).map(move |c| c.saturating_sub(pad) as i32))
+            .collect()
+    };
+    let int_tensor = |values: Vec<i32>, columns: usize| {
+        Tensor::<2, Int>::from_data(TensorData::new(values, [batch, columns]), &device)
+    };
+
+    let mut steps = 0;
+    let mut columns = width;
+    let mut last_tokens: Vec<i32> = Vec::new();
+    while steps < config.max_new_tokens && stopped.iter().any(|s| !s) {
+        let logits = if config.use_cache && steps > 0 {
+            let positions: Vec<i32> = pads.iter().map(|&pad| (columns - 1 - pad) as i32).collect();
+            policy.forward(
+                int_tensor(last_tokens.clone(), 1),
+                int_tensor(positions, 1),
+                &pads,
+                Some(&mut cache),
+            )
+        } else {
+            let cache = config.use_cache.then_some(&mut cache);
+            policy.forward(
+                int_tensor(grid.clone(), columns),
+                int_tensor(position_grid(columns), columns),
+                &pads,
+                cache,
+            )
+        };
+        let [_, seen, vocab] = logits.dims();
+        let last = logits.narrow(1, seen - 1, 1).reshape([batch, vocab]);
+        let readback = |reason: String| Error::Readback {
+            what: "policy logits",
+            backend: "compute",
+            reason,
+        };
+        let values: Vec<f32> = last
+            .into_data_async()
+            .await
+            .map_err(|error| readback(format!("{error:?}")))?
+            .try_to_vec::<f32>()
+            .map_err(|error| readback(format!("{error:?}")))?;
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(Error::Invalid {
+                what: "policy output".into(),
+                reason: "the policy produced non-finite logits".into(),
+            });
+        }
+        last_tokens.clear();
+        let mut next_grid = Vec::with_capacity(batch * (columns + 1));
+        for row in 0..batch {
+            let u = uniform(&mut rng);
+            let token = sample_token(&values[row * vocab..(row + 1) * vocab], config, u);
+            if !stopped[row] {
+                if Some(token) == stop_token {
+                    stopped[row] = true;
+                } else {
+                    responses[row].push(token);
+                }
+            }
+            last_tokens.push(token as i32);
+            if !config.use_cache {
+                next_grid.extend_from_slice(&grid[row * columns..(row + 1) * columns]);
+                next_grid.push(token as i32);
+            }
+        }
+        grid = next_grid;
+        columns += 1;
+        steps += 1;
+    }
+    Ok(Generation {
+        responses,
+        stopped,
+        steps,
+    })
+}
