@@ -301,23 +301,31 @@ impl Bundle {
         })
     }
 
-    /// Write the bundle into directory `dir` (created if needed). Each file is written to a
-    /// temporary name and renamed, the manifest last, so a crash never leaves a bundle whose
-    /// manifest points at missing parts.
+    /// Write the bundle into directory `dir` (created if needed). The manifest is written last,
+    /// so a crash never leaves a bundle whose manifest points at missing parts.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn write_dir(&self, dir: impl AsRef<std::path::Path>) -> Result<()> {
-        let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|error| Error::io(dir, error))?;
         let mut files = self.files()?;
         files.rotate_left(1); // the manifest last
-        for (name, contents) in files {
-            let path = dir.join(name);
-            let temporary = dir.join(format!(".{name}.partial"));
-            std::fs::write(&temporary, &contents).map_err(|error| Error::io(&temporary, error))?;
-            std::fs::rename(&temporary, &path).map_err(|error| Error::io(&path, error))?;
-        }
-        Ok(())
+        write_files_atomically(dir.as_ref(), files)
     }
+}
+
+/// Write `files` (`(name, contents)`) into `dir`, creating it if needed, in order, each through a
+/// temporary name and a rename, so a reader never sees half a file.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn write_files_atomically(
+    dir: &std::path::Path,
+    files: impl IntoIterator<Item = (&'static str, Vec<u8>)>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|error| Error::io(dir, error))?;
+    for (name, contents) in files {
+        let path = dir.join(name);
+        let temporary = dir.join(format!(".{name}.partial"));
+        std::fs::write(&temporary, &contents).map_err(|error| Error::io(&temporary, error))?;
+        std::fs::rename(&temporary, &path).map_err(|error| Error::io(&path, error))?;
+    }
+    Ok(())
 }
 
 impl Manifest {

@@ -11,11 +11,10 @@ use std::f64::consts::PI;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Bytes, Device};
+use burn::tensor::Device;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::bundle::{policy_from_burnpack, policy_to_burnpack};
 use crate::data::{Dialogue, Role};
 use crate::error::{Error, Result};
 use crate::policy::{Policy, PolicyConfig, TokenBatch};
@@ -228,19 +227,6 @@ pub struct Pretrainer {
     pub tokens: u64,
 }
 
-/// `state.json` of a checkpoint.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CheckpointState {
-    config: PretrainConfig,
-    step: u64,
-    tokens: u64,
-}
-
-const CHECKPOINT_STATE: &str = "state.json";
-const CHECKPOINT_WEIGHTS: &str = "model.bpk";
-const CHECKPOINT_OPTIMIZER: &str = "optimizer.bin";
-
 impl Pretrainer {
     /// A fresh run on `device` (gradients are enabled on it).
     pub fn new(config: PretrainConfig, device: &Device) -> Result<Self> {
@@ -312,77 +298,98 @@ impl Pretrainer {
     pub fn evaluate(&self, windows: &[Vec<u32>]) -> Result<f64> {
         evaluate_loss(&self.inference_policy(), windows, self.config.batch_size)
     }
+}
 
-    /// Write a checkpoint into `dir`: weights, optimiser state, then `state.json` (each file
-    /// through a temporary name, the state last, so an interrupted write leaves the previous
-    /// checkpoint readable).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn save_checkpoint(&self, dir: &std::path::Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|error| Error::io(dir, error))?;
-        let optimizer = self
-            .optimizer
-            .into_bytes()
-            .map_err(|error| Error::Invalid {
-                what: "optimizer state".into(),
-                reason: format!("cannot serialise: {error:?}"),
-            })?;
-        let state = CheckpointState {
-            config: self.config.clone(),
-            step: self.step,
-            tokens: self.tokens,
-        };
-        let state = serde_json::to_vec_pretty(&state).map_err(|error| Error::Invalid {
-            what: "checkpoint state".into(),
-            reason: error.to_string(),
-        })?;
-        for (name, contents) in [
-            (CHECKPOINT_WEIGHTS, policy_to_burnpack(&self.policy)?),
-            (CHECKPOINT_OPTIMIZER, optimizer.to_vec()),
-            (CHECKPOINT_STATE, state),
-        ] {
-            let path = dir.join(name);
-            let temporary = dir.join(format!(".{name}.partial"));
-            std::fs::write(&temporary, &contents).map_err(|error| Error::io(&temporary, error))?;
-            std::fs::rename(&temporary, &path).map_err(|error| Error::io(&path, error))?;
-        }
-        Ok(())
+/// Checkpoints: files on disk, so native only.
+#[cfg(not(target_arch = "wasm32"))]
+mod checkpoint {
+    use std::path::Path;
+
+    use burn::tensor::{Bytes, Device};
+
+    use super::{PretrainConfig, Pretrainer};
+    use crate::bundle::{policy_from_burnpack, policy_to_burnpack, write_files_atomically};
+    use crate::error::{Error, Result};
+
+    /// `state.json` of a checkpoint.
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct CheckpointState {
+        config: PretrainConfig,
+        step: u64,
+        tokens: u64,
     }
 
-    /// Continue the run checkpointed in `dir`, on `device`.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn resume(dir: &std::path::Path, device: &Device) -> Result<Self> {
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read(&path).map_err(|error| Error::io(path, error))
-        };
-        let origin = |name: &str| dir.join(name).display().to_string();
-        let state: CheckpointState =
-            serde_json::from_slice(&read(CHECKPOINT_STATE)?).map_err(|error| Error::Parse {
-                origin: origin(CHECKPOINT_STATE),
+    const CHECKPOINT_STATE: &str = "state.json";
+    const CHECKPOINT_WEIGHTS: &str = "model.bpk";
+    const CHECKPOINT_OPTIMIZER: &str = "optimizer.bin";
+
+    impl Pretrainer {
+        /// Write a checkpoint into `dir`: weights, optimiser state, then `state.json` (each file
+        /// through a temporary name, the state last, so an interrupted write leaves the previous
+        /// checkpoint readable).
+        pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
+            let optimizer = self
+                .optimizer
+                .into_bytes()
+                .map_err(|error| Error::Invalid {
+                    what: "optimizer state".into(),
+                    reason: format!("cannot serialise: {error:?}"),
+                })?;
+            let state = CheckpointState {
+                config: self.config.clone(),
+                step: self.step,
+                tokens: self.tokens,
+            };
+            let state = serde_json::to_vec_pretty(&state).map_err(|error| Error::Invalid {
+                what: "checkpoint state".into(),
                 reason: error.to_string(),
             })?;
-        state.config.validate()?;
-        let policy = policy_from_burnpack(
-            &state.config.policy,
-            &read(CHECKPOINT_WEIGHTS)?,
-            &device.clone().autodiff(),
-            &origin(CHECKPOINT_WEIGHTS),
-        )?;
-        let optimizer = state
-            .config
-            .optimizer()
-            .from_bytes(Bytes::from_bytes_vec(read(CHECKPOINT_OPTIMIZER)?))
-            .map_err(|error| Error::Parse {
-                origin: origin(CHECKPOINT_OPTIMIZER),
-                reason: format!("{error:?}"),
-            })?;
-        Ok(Self {
-            config: state.config,
-            policy,
-            optimizer,
-            step: state.step,
-            tokens: state.tokens,
-        })
+            write_files_atomically(
+                dir,
+                [
+                    (CHECKPOINT_WEIGHTS, policy_to_burnpack(&self.policy)?),
+                    (CHECKPOINT_OPTIMIZER, optimizer.to_vec()),
+                    (CHECKPOINT_STATE, state),
+                ],
+            )
+        }
+
+        /// Continue the run checkpointed in `dir`, on `device`.
+        pub fn resume(dir: &Path, device: &Device) -> Result<Self> {
+            let read = |name: &str| {
+                let path = dir.join(name);
+                std::fs::read(&path).map_err(|error| Error::io(path, error))
+            };
+            let origin = |name: &str| dir.join(name).display().to_string();
+            let state: CheckpointState =
+                serde_json::from_slice(&read(CHECKPOINT_STATE)?).map_err(|error| Error::Parse {
+                    origin: origin(CHECKPOINT_STATE),
+                    reason: error.to_string(),
+                })?;
+            state.config.validate()?;
+            let policy = policy_from_burnpack(
+                &state.config.policy,
+                &read(CHECKPOINT_WEIGHTS)?,
+                &device.clone().autodiff(),
+                &origin(CHECKPOINT_WEIGHTS),
+            )?;
+            let optimizer = state
+                .config
+                .optimizer()
+                .from_bytes(Bytes::from_bytes_vec(read(CHECKPOINT_OPTIMIZER)?))
+                .map_err(|error| Error::Parse {
+                    origin: origin(CHECKPOINT_OPTIMIZER),
+                    reason: format!("{error:?}"),
+                })?;
+            Ok(Self {
+                config: state.config,
+                policy,
+                optimizer,
+                step: state.step,
+                tokens: state.tokens,
+            })
+        }
     }
 }
 
