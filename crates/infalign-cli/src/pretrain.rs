@@ -190,6 +190,8 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         )
         .expect("a valid progress template"),
     );
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let metrics_path = args.out.join("metrics.jsonl");
     let started = Instant::now();
     let start_tokens = trainer.tokens;
@@ -206,12 +208,15 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         if trainer.step % args.eval_every == 0 || at_end {
             let loss = trainer.evaluate(&validation)?;
             last_validation = Some(loss);
-            progress.println(format!(
+            say(
+                &progress,
+                format!(
                 "step {}: train loss {:.3}, validation loss {loss:.3} ({:.1} s, {rate:.0} tok/s)",
                 trainer.step,
                 report.loss,
                 started.elapsed().as_secs_f64()
-            ));
+            ),
+            );
             let record = serde_json::json!({
                 "step": trainer.step,
                 "tokens": trainer.tokens,
@@ -222,7 +227,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
             });
             append_line(&metrics_path, &record.to_string())?;
             for line in sample_lines(&trainer, &tokenizer, &prompts, trainer.step)? {
-                progress.println(line);
+                say(&progress, line);
             }
         }
         let stop = interrupted.load(Ordering::SeqCst);
@@ -266,6 +271,16 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Print a line above the progress bar, or plainly when the bar is hidden (output not a
+/// terminal), where indicatif would drop it.
+fn say(progress: &ProgressBar, line: String) {
+    if progress.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        progress.println(line);
+    }
+}
+
 fn append_line(path: &Path, line: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut file = std::fs::OpenOptions::new()
@@ -294,7 +309,8 @@ fn sample_lines(
     let config = SamplingConfig {
         temperature: 0.8,
         top_k: 40,
-        max_new_tokens: 32,
+        // Half the context at most, so that the prompt fits too.
+        max_new_tokens: (policy.config().max_seq_len / 2).clamp(1, 32),
         ..SamplingConfig::default()
     };
     let generation = pollster::block_on(generate(

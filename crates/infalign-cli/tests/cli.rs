@@ -336,3 +336,129 @@ fn theory_plots_large_n_where_some_curves_stop_short_of_the_range() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn pretrain_resume_and_sample_run_end_to_end_on_a_generated_corpus() {
+    let dir = scratch_dir("pipeline");
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let dataset = path("dataset.json");
+    let data = path("data");
+    let tokenizer = path("tokenizer.json");
+    let run = path("run");
+    stdout_of(&infalign(&[
+        "data",
+        "fixture",
+        "--out",
+        &dataset,
+        "--conversations",
+        "200",
+        "--seed",
+        "4",
+    ]));
+    stdout_of(&infalign(&[
+        "data",
+        "prepare",
+        "--dataset-json",
+        &dataset,
+        "--out",
+        &data,
+    ]));
+    stdout_of(&infalign(&[
+        "tokenizer",
+        "train",
+        "--data",
+        &data,
+        "--vocab-size",
+        "320",
+        "--out",
+        &tokenizer,
+    ]));
+    let pretrain = |extra: &[&str]| {
+        let mut args = vec![
+            "pretrain",
+            "--data",
+            &data,
+            "--tokenizer",
+            &tokenizer,
+            "--out",
+            &run,
+            "--device",
+            "cpu",
+            "--d-model",
+            "32",
+            "--layers",
+            "1",
+            "--context",
+            "32",
+            "--batch-size",
+            "4",
+            "--eval-every",
+            "3",
+            "--checkpoint-every",
+            "3",
+            "--eval-windows",
+            "8",
+        ];
+        args.extend_from_slice(extra);
+        infalign(&args)
+    };
+    // Resuming takes the checkpoint's settings; a finished run resumes straight to its bundle.
+    let first = pretrain(&["--steps", "6"]);
+    stdout_of(&first);
+    let log = String::from_utf8_lossy(&first.stderr).to_string();
+    assert!(log.contains("validation loss"), "{log}");
+    let metrics = std::fs::read_to_string(dir.join("run/metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = metrics
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, vec![3, 6]);
+    let resumed = pretrain(&["--resume"]);
+    stdout_of(&resumed);
+    assert!(String::from_utf8_lossy(&resumed.stderr).contains("resuming at step 6 of 6"));
+
+    let bundle = path("run/bundle");
+    let sample = stdout_of(&infalign(&[
+        "sample",
+        "--bundle",
+        &bundle,
+        "--prompt",
+        "Hello there, how are you?",
+        "--n",
+        "3",
+        "--max-new-tokens",
+        "8",
+        "--reference-k",
+        "5",
+        "--seed",
+        "1",
+        "--json",
+    ]));
+    let result: Value = serde_json::from_str(&sample).unwrap();
+    let responses = result["responses"].as_array().unwrap();
+    assert_eq!(responses.len(), 3);
+    let rewards: Vec<f64> = responses
+        .iter()
+        .map(|r| r["reward"].as_f64().unwrap())
+        .collect();
+    for response in responses {
+        assert!(response["text"].is_string());
+        let u = response["calibrated_reward"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&u));
+    }
+    let best = result["best"].as_u64().unwrap() as usize;
+    let worst = result["worst"].as_u64().unwrap() as usize;
+    assert!(rewards
+        .iter()
+        .all(|&r| r <= rewards[best] && r >= rewards[worst]));
+    assert!(result["timing"]["tokens"].as_u64().unwrap() >= 3);
+    assert!(result["timing"]["seconds"].as_f64().unwrap() > 0.0);
+
+    let missing = infalign(&["sample", "--bundle", &path("nowhere"), "--prompt", "hi"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nowhere"));
+}
