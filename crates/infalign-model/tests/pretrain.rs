@@ -4,7 +4,6 @@
 mod common;
 
 use infalign_model::backend::cpu_device;
-use infalign_model::policy::TokenBatch;
 use infalign_model::pretrain::{PretrainConfig, Pretrainer, TrainingWindows};
 
 fn config(vocab_size: usize, steps: u64) -> PretrainConfig {
@@ -22,19 +21,7 @@ fn config(vocab_size: usize, steps: u64) -> PretrainConfig {
 }
 
 fn probe(trainer: &Pretrainer) -> Vec<f32> {
-    let policy = trainer.inference_policy();
-    let batch = TokenBatch::new(
-        &[vec![1, 2, 3, 4, 5], vec![9, 8]],
-        &[1, 1],
-        33,
-        &cpu_device(),
-    )
-    .unwrap();
-    policy
-        .token_logprobs(&batch)
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap()
+    common::fingerprint(&trainer.inference_policy())
 }
 
 #[test]

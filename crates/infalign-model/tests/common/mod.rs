@@ -5,8 +5,9 @@
 
 use std::path::PathBuf;
 
+use infalign_model::backend::cpu_device;
 use infalign_model::data::{chitchat, fixture, Dialogue};
-use infalign_model::policy::PolicyConfig;
+use infalign_model::policy::{Policy, PolicyConfig, TokenBatch};
 use infalign_model::tokenizer::{training_text, DialogueTokenizer};
 
 /// Dialogues of the generated chitchat-like corpus.
@@ -43,4 +44,21 @@ pub fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("a scratch directory");
     dir
+}
+
+/// Per-token log-probabilities of a fixed two-row batch (left padding included) on the CPU: a
+/// fingerprint of a policy's weights.
+pub fn fingerprint(policy: &Policy) -> Vec<f32> {
+    let batch = TokenBatch::prompt_response(
+        &[vec![1, 2, 3], vec![4]],
+        &[vec![5, 6], vec![7, 8, 9]],
+        32,
+        &cpu_device(),
+    )
+    .expect("a valid batch");
+    policy
+        .token_logprobs(&batch)
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32 data")
 }
