@@ -12,7 +12,7 @@ use infalign_model::backend::{resolve_backend, BackendPreference};
 use infalign_model::bundle::Bundle;
 use infalign_model::policy::{generate, SamplingConfig};
 use infalign_model::reward::{Reward, RewardSpec};
-use infalign_model::tokenizer::chat_prompt;
+use infalign_model::tokenizer::{chat_prompt, DialogueTokenizer};
 
 use crate::files::print_stdout;
 
@@ -98,11 +98,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         args.seed,
     ))?;
     let seconds = started.elapsed().as_secs_f64();
-    let texts: Vec<String> = generation
-        .responses
-        .iter()
-        .map(|ids| Ok(tokenizer.decode(ids)?.trim().to_string()))
-        .collect::<anyhow::Result<_>>()?;
+    let texts = decode_all(tokenizer, &generation.responses)?;
     let rewards = score(reward.as_ref(), &args.prompt, &texts)?;
 
     let calibration = match args.reference_k {
@@ -115,11 +111,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
                 &sampling,
                 args.seed ^ 0x5EED_0F_2EF5,
             ))?;
-            let reference_texts: Vec<String> = reference
-                .responses
-                .iter()
-                .map(|ids| Ok(tokenizer.decode(ids)?.trim().to_string()))
-                .collect::<anyhow::Result<_>>()?;
+            let reference_texts = decode_all(tokenizer, &reference.responses)?;
             Some(ReferenceTable::new(score(
                 reward.as_ref(),
                 &args.prompt,
@@ -180,6 +172,17 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         n = args.n
     ));
     print_stdout(&out)
+}
+
+/// The text of each response, trimmed.
+fn decode_all(
+    tokenizer: &DialogueTokenizer,
+    responses: &[Vec<u32>],
+) -> anyhow::Result<Vec<String>> {
+    responses
+        .iter()
+        .map(|ids| Ok(tokenizer.decode(ids)?.trim().to_string()))
+        .collect()
 }
 
 fn score(reward: &dyn Reward, prompt: &str, texts: &[String]) -> anyhow::Result<Vec<f64>> {
