@@ -16,6 +16,9 @@ import { chromium } from "playwright-core";
 const here = dirname(fileURLToPath(import.meta.url));
 const dist = resolve(process.env.INFALIGN_DIST ?? join(here, "..", "..", "dist"));
 const chromiumPath = process.env.INFALIGN_CHROMIUM ?? "/usr/bin/chromium";
+const tokenizerGolden = JSON.parse(
+  await readFile(join(here, "..", "fixtures", "default_tokenizer_golden.json"), "utf8"),
+);
 // The first load compiles a multi-megabyte module and, with WebGPU, software shaders.
 const READY_TIMEOUT_MS = 90_000;
 
@@ -139,5 +142,39 @@ test("both backends compute the same result", async () => {
   } finally {
     await gpu.browser.close();
     await cpu.browser.close();
+  }
+});
+
+test("the browser tokenizer gives the native token ids", async () => {
+  const { browser, page, errors } = await openLab({ webgpu: false });
+  try {
+    await page.waitForFunction(
+      () => document.querySelector("#token-status")?.dataset.state !== "pending",
+      null,
+      { timeout: READY_TIMEOUT_MS },
+    );
+    assert.equal(
+      await page.locator("#token-status").getAttribute("data-state"),
+      "ready",
+      `tokenizer failed: ${await page.locator("#token-status").textContent()}`,
+    );
+    for (const { text, ids } of tokenizerGolden) {
+      await page.fill("#tokenizer-input", text);
+      const expected = JSON.stringify(ids);
+      await page
+        .waitForFunction(
+          (want) => document.querySelector("#token-ids")?.dataset.ids === want,
+          expected,
+          { timeout: 10_000 },
+        )
+        .catch(async () => {
+          const got = await page.locator("#token-ids").getAttribute("data-ids");
+          assert.fail(`${JSON.stringify(text)}: browser ${got}, native ${expected}`);
+        });
+    }
+    assert.ok(tokenizerGolden.length >= 5, "the golden file holds the cases");
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
   }
 });

@@ -9,6 +9,8 @@ use infalign_model::smoke::{run_smoke, SmokeResult, COLS};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+mod tokens;
+
 /// Where the page stands with its compute backend.
 #[derive(Debug, Clone, PartialEq)]
 enum BackendState {
@@ -107,6 +109,7 @@ pub fn App() -> impl IntoView {
                 _ => ().into_any(),
             })}
             <SmokeCard state=state />
+            <tokens::TokenizerCard />
         </main>
     }
 }

@@ -10,6 +10,8 @@ mod backend;
 mod data;
 mod files;
 mod pretrain;
+mod reward;
+mod safetensors;
 mod sample;
 mod theory;
 mod tokenizer;
@@ -30,8 +32,12 @@ enum Command {
     Tokenizer(tokenizer::TokenizerArgs),
     /// Train the base policy pi_ref on the dialogue corpus (checkpoints, resume, final bundle).
     Pretrain(pretrain::PretrainArgs),
+    /// Train a learned reward model on preference pairs; measure any reward's pair accuracy.
+    Reward(reward::RewardArgs),
     /// Sample N responses from a bundle's policy, score them, show Best-of-N and Worst-of-N.
     Sample(sample::SampleArgs),
+    /// Write a bundle's policy weights as SafeTensors (PyTorch layout) for Python.
+    Safetensors(safetensors::SafetensorsArgs),
     /// Exact win-rate-versus-KL theory in calibrated space (no model needed).
     Theory(theory::TheoryArgs),
     /// Check which compute backends work on this machine (CPU flex, GPU wgpu).
@@ -43,9 +49,11 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Data(args) => data::run(args),
         Command::Theory(args) => theory::run(args),
+        Command::Safetensors(args) => safetensors::run(args),
         Command::Tokenizer(args) => tokenizer::run(args),
         Command::Backend(args) => backend::run(args),
         Command::Pretrain(args) => pretrain::run(args),
+        Command::Reward(args) => reward::run(args),
         Command::Sample(args) => sample::run(args),
     };
     match result {

@@ -21,6 +21,9 @@ pub struct SampleArgs {
     /// A bundle directory (written by `infalign pretrain`, or `static/default-model`).
     #[arg(long)]
     bundle: PathBuf,
+    /// Which of the bundle's policies answers (`base`, or a variant the bundle holds).
+    #[arg(long, default_value = "base")]
+    policy: String,
     /// The user's message; it becomes one human turn.
     #[arg(long)]
     prompt: String,
@@ -42,10 +45,10 @@ pub struct SampleArgs {
     /// Nucleus sampling mass (1: all).
     #[arg(long, default_value_t = 1.0)]
     top_p: f32,
-    /// Reward: `vader`, `rustrict` or `linear:PATH` (default: the bundle's, else `vader`).
+    /// Reward: `vader`, `rustrict`, `linear:PATH` or `learned:DIR` (default: the bundle's, else `vader`).
     #[arg(long)]
     reward: Option<String>,
-    /// Calibrate rewards against K reference responses sampled from the same policy.
+    /// Calibrate rewards against K reference responses sampled from the base policy.
     #[arg(long)]
     reference_k: Option<usize>,
     /// `cpu`, `wgpu` or `auto`.
@@ -71,8 +74,14 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
     let bundle = Bundle::read_dir(&args.bundle)?;
     let backend = pollster::block_on(resolve_backend(args.device.parse::<BackendPreference>()?))?;
     let policy = bundle
-        .policy(&backend.device)
-        .with_context(|| format!("loading the policy of {}", args.bundle.display()))?;
+        .named_policy(&args.policy, &backend.device)
+        .with_context(|| {
+            format!(
+                "loading policy {:?} of {}",
+                args.policy,
+                args.bundle.display()
+            )
+        })?;
     let spec: RewardSpec = match &args.reward {
         Some(text) => text.parse()?,
         None => bundle.manifest.reward.clone().unwrap_or(RewardSpec::Vader),
@@ -103,9 +112,11 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
 
     let calibration = match args.reference_k {
         Some(k) => {
-            // Reference samples from a separate stream of the same policy.
+            // Calibration is against the base policy pi_ref, whichever policy answers, with a
+            // separate random stream.
+            let base = bundle.policy(&backend.device)?;
             let reference = pollster::block_on(generate(
-                &policy,
+                &base,
                 &vec![prompt; k],
                 stop,
                 &sampling,
@@ -141,6 +152,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
     if args.json {
         let object = serde_json::json!({
             "prompt": args.prompt,
+            "policy": args.policy,
             "reward": spec.to_string(),
             "responses": responses,
             "best": best,
@@ -149,7 +161,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         });
         return print_stdout(&format!("{object}\n"));
     }
-    let mut out = format!("reward: {}\n", reward.name());
+    let mut out = format!("policy: {}; reward: {}\n", args.policy, reward.name());
     for (index, response) in responses.iter().enumerate() {
         let mark = match (index == best, index == worst) {
             (true, true) => "best+worst",

@@ -33,7 +33,16 @@ fn scratch_dir(name: &str) -> PathBuf {
 fn help_lists_the_subcommands() {
     let help = stdout_of(&infalign(&["--help"]));
     assert!(help.contains("Usage: infalign"), "{help}");
-    for subcommand in ["theory", "backend"] {
+    for subcommand in [
+        "data",
+        "tokenizer",
+        "pretrain",
+        "reward",
+        "sample",
+        "safetensors",
+        "theory",
+        "backend",
+    ] {
         assert!(
             help.contains(subcommand),
             "`{subcommand}` missing from:\n{help}"
@@ -461,4 +470,109 @@ fn pretrain_resume_and_sample_run_end_to_end_on_a_generated_corpus() {
     let missing = infalign(&["sample", "--bundle", &path("nowhere"), "--prompt", "hi"]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nowhere"));
+    let unknown = infalign(&[
+        "sample", "--bundle", &bundle, "--prompt", "hi", "--policy", "ctrl-bon",
+    ]);
+    assert!(!unknown.status.success());
+    let message = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        message.contains("ctrl-bon") && message.contains("base"),
+        "{message}"
+    );
+
+    let exported = path("base.safetensors");
+    let output = infalign(&["safetensors", "--bundle", &bundle, "--out", &exported]);
+    stdout_of(&output);
+    let bytes = std::fs::read(&exported).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    assert!(header["token_embedding"]["shape"].is_array(), "{header}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// HH-format lines where the chosen answer carries a kind word and the rejected one a curt word.
+fn planted_hh_lines(count: usize) -> String {
+    let kind = ["glad", "happy", "certainly", "welcome"];
+    let curt = ["whatever", "nope", "meh", "ugh"];
+    let filler = [
+        "we", "could", "talk", "about", "tea", "music", "later", "today",
+    ];
+    (0..count)
+        .map(|i| {
+            let words = |marker: &str| {
+                let mut words: Vec<&str> = (0..5).map(|k| filler[(i * 3 + k * 5) % 8]).collect();
+                words.insert(i % 5, marker);
+                words.join(" ")
+            };
+            let prompt = format!("\n\nHuman: topic number {}\n\nAssistant:", i % 23);
+            serde_json::json!({
+                "chosen": format!("{prompt} {}", words(kind[i % 4])),
+                "rejected": format!("{prompt} {}", words(curt[(i / 4) % 4])),
+            })
+            .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn reward_train_cross_validates_saves_and_evaluates() {
+    let dir = scratch_dir("reward");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pairs = dir.join("pairs.jsonl");
+    std::fs::write(&pairs, planted_hh_lines(160)).unwrap();
+    let pairs = pairs.to_str().unwrap();
+    let model = dir.join("rm");
+    let model = model.to_str().unwrap();
+    let report = stdout_of(&infalign(&[
+        "reward",
+        "train",
+        "--pairs",
+        pairs,
+        "--out",
+        model,
+        "--folds",
+        "2",
+        "--epochs",
+        "10",
+        "--buckets",
+        "4096",
+        "--dim",
+        "4",
+        "--hidden",
+        "8",
+        "--batch-size",
+        "8",
+        "--lr",
+        "0.01",
+    ]));
+    assert!(
+        report.contains("held-out pair accuracy") && report.contains("baseline"),
+        "{report}"
+    );
+    assert!(report.contains("gain:"), "{report}");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("rm/reward.json")).unwrap()).unwrap();
+    let cv = manifest["metrics"]["cv_pair_accuracy"].as_f64().unwrap();
+    assert!(cv > 0.8, "cross-validated accuracy {cv}: {report}");
+
+    let spec = format!("learned:{model}");
+    let eval = stdout_of(&infalign(&[
+        "reward", "eval", "--reward", &spec, "--pairs", pairs,
+    ]));
+    let accuracy: f64 = eval
+        .split("pair accuracy ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no accuracy in {eval:?}"));
+    assert!(accuracy > 0.9, "{eval}");
+    stdout_of(&infalign(&[
+        "reward", "eval", "--reward", "rustrict", "--pairs", pairs,
+    ]));
+
+    let missing = infalign(&["reward", "train", "--pairs", "/nonexistent/pairs.jsonl"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/pairs.jsonl"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

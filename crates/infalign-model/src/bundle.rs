@@ -3,7 +3,8 @@
 //! ```text
 //! manifest.json    format and version, architecture and shape, parts with sizes and sha256,
 //!                  reward spec, provenance, metrics
-//! model.bpk        the policy's weights (burnpack)
+//! model.bpk        the policy's weights (burnpack): the policy named `base`
+//! policy-NAME.bpk  optional further policies of the same shape (e.g. aligned variants)
 //! tokenizer.json   the tokenizer (Hugging Face format)
 //! ```
 //!
@@ -26,8 +27,11 @@ use crate::tokenizer::DialogueTokenizer;
 
 /// The `format` field of every manifest.
 pub const FORMAT: &str = "infalign-bundle";
-/// The manifest version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The manifest version this build writes (it reads this one and every earlier one). Version 2
+/// added named `variants`.
+pub const FORMAT_VERSION: u32 = 2;
+/// The name of the bundle's main policy (the one in [`WEIGHTS_FILE`]).
+pub const BASE_POLICY: &str = "base";
 /// The policy architecture this build implements.
 pub const ARCHITECTURE: &str = "gpt-prenorm-tied";
 /// File names inside a bundle.
@@ -56,6 +60,36 @@ impl Part {
             bytes: contents.len() as u64,
             sha256: sha256_hex(contents),
         }
+    }
+}
+
+/// A further policy in the bundle: the same shape and tokenizer as the base policy, other weights.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    /// Its name (`--policy NAME`): lowercase letters, digits, `-` and `_`.
+    pub name: String,
+    /// Its weights file, `policy-NAME.bpk`.
+    pub weights: Part,
+    /// Named measurements of this policy.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+}
+
+fn check_variant_name(name: &str) -> std::result::Result<(), String> {
+    let plain = !name.is_empty()
+        && name.len() <= 40
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !plain {
+        Err(format!(
+            "policy name {name:?} must be 1 to 40 of a-z, 0-9, `-`, `_`"
+        ))
+    } else if name == BASE_POLICY {
+        Err(format!("{BASE_POLICY:?} names the main policy"))
+    } else {
+        Ok(())
     }
 }
 
@@ -104,6 +138,9 @@ pub struct Manifest {
     /// Named measurements (e.g. `validation_loss`).
     #[serde(default)]
     pub metrics: BTreeMap<String, f64>,
+    /// Further policies of the same shape (absent in version 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<Variant>,
 }
 
 /// A loaded, validated bundle.
@@ -114,6 +151,8 @@ pub struct Bundle {
     /// The tokenizer.
     pub tokenizer: DialogueTokenizer,
     weights: Vec<u8>,
+    /// The weights of `manifest.variants`, in the same order.
+    variant_weights: Vec<Vec<u8>>,
 }
 
 fn bundle_error(origin: &str, reason: impl Into<String>) -> Error {
@@ -199,10 +238,76 @@ impl Bundle {
                 reward,
                 provenance,
                 metrics,
+                variants: Vec::new(),
             },
             tokenizer: tokenizer.clone(),
             weights,
+            variant_weights: Vec::new(),
         })
+    }
+
+    /// Add `policy` (same shape as the base policy) under `name`, with its metrics.
+    pub fn add_variant(
+        &mut self,
+        name: &str,
+        policy: &Policy,
+        metrics: BTreeMap<String, f64>,
+    ) -> Result<()> {
+        let invalid = |reason: String| Error::Invalid {
+            what: "bundle variant".into(),
+            reason,
+        };
+        check_variant_name(name).map_err(invalid)?;
+        if self.manifest.variants.iter().any(|v| v.name == name) {
+            return Err(invalid(format!("the bundle already has a policy {name:?}")));
+        }
+        if policy.config() != self.manifest.policy {
+            return Err(invalid(format!(
+                "{name:?} has shape {:?} but the bundle's policies are {:?}",
+                policy.config(),
+                self.manifest.policy
+            )));
+        }
+        let weights = policy_to_burnpack(policy)?;
+        self.manifest.variants.push(Variant {
+            name: name.to_string(),
+            weights: Part::describe(&format!("policy-{name}.bpk"), &weights),
+            metrics,
+        });
+        self.variant_weights.push(weights);
+        Ok(())
+    }
+
+    /// The names of the bundle's policies: [`BASE_POLICY`] first, then the variants.
+    pub fn policy_names(&self) -> Vec<&str> {
+        std::iter::once(BASE_POLICY)
+            .chain(self.manifest.variants.iter().map(|v| v.name.as_str()))
+            .collect()
+    }
+
+    /// The policy called `name` (see [`Bundle::policy_names`]), on `device`.
+    pub fn named_policy(&self, name: &str, device: &Device) -> Result<Policy> {
+        if name == BASE_POLICY {
+            return self.policy(device);
+        }
+        let index = self
+            .manifest
+            .variants
+            .iter()
+            .position(|v| v.name == name)
+            .ok_or_else(|| Error::Invalid {
+                what: "policy name".into(),
+                reason: format!(
+                    "the bundle has no policy {name:?}; it has {}",
+                    self.policy_names().join(", ")
+                ),
+            })?;
+        policy_from_burnpack(
+            &self.manifest.policy,
+            &self.variant_weights[index],
+            device,
+            &self.manifest.variants[index].weights.file,
+        )
     }
 
     /// Parse and validate a bundle from its files' bytes; `origin` (a path or URL) names it in
@@ -235,6 +340,11 @@ impl Bundle {
         };
         let tokenizer_bytes = fetch(&manifest.tokenizer)?;
         let weights = fetch(&manifest.weights)?;
+        let variant_weights = manifest
+            .variants
+            .iter()
+            .map(|variant| fetch(&variant.weights))
+            .collect::<Result<Vec<_>>>()?;
         let tokenizer_origin = at(&manifest.tokenizer.file);
         let tokenizer = DialogueTokenizer::from_bytes(&tokenizer_bytes, &tokenizer_origin)?;
         if tokenizer.vocab_size() != manifest.policy.vocab_size
@@ -256,6 +366,7 @@ impl Bundle {
             manifest,
             tokenizer,
             weights,
+            variant_weights,
         })
     }
 
@@ -269,15 +380,22 @@ impl Bundle {
         )
     }
 
-    /// The files of the bundle: `(name, contents)`.
-    pub fn files(&self) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    /// The files of the bundle: `(name, contents)`, the manifest first.
+    pub fn files(&self) -> Result<Vec<(String, Vec<u8>)>> {
         let manifest = serde_json::to_vec_pretty(&self.manifest)
             .map_err(|error| bundle_error(MANIFEST_FILE, error.to_string()))?;
-        Ok(vec![
-            (MANIFEST_FILE, manifest),
-            (WEIGHTS_FILE, self.weights.clone()),
-            (TOKENIZER_FILE, self.tokenizer.to_json()?.into_bytes()),
-        ])
+        let mut files = vec![
+            (MANIFEST_FILE.to_string(), manifest),
+            (WEIGHTS_FILE.to_string(), self.weights.clone()),
+            (
+                TOKENIZER_FILE.to_string(),
+                self.tokenizer.to_json()?.into_bytes(),
+            ),
+        ];
+        for (variant, weights) in self.manifest.variants.iter().zip(&self.variant_weights) {
+            files.push((variant.weights.file.clone(), weights.clone()));
+        }
+        Ok(files)
     }
 
     /// Read and validate the bundle in directory `dir`.
@@ -311,15 +429,94 @@ impl Bundle {
     }
 }
 
+/// SafeTensors export for Python users (native only).
+#[cfg(not(target_arch = "wasm32"))]
+mod safetensors_export {
+    use burn::store::{
+        BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
+    };
+    use burn::tensor::Device;
+
+    use super::{bundle_error, Bundle, ARCHITECTURE};
+    use crate::error::Result;
+    use crate::policy::{Policy, PolicyConfig};
+
+    /// Metadata key holding the policy's shape (JSON) in an exported file.
+    pub const SAFETENSORS_POLICY_KEY: &str = "infalign_policy";
+    /// Metadata key holding the architecture name in an exported file.
+    pub const SAFETENSORS_ARCHITECTURE_KEY: &str = "infalign_architecture";
+
+    impl Bundle {
+        /// The weights of the policy called `name` as a SafeTensors file in PyTorch's conventions: `Linear` weights
+        /// are `[out, in]`, layer norms hold `weight` and `bias`, names are the module paths
+        /// (`token_embedding`, `blocks.0.qkv.weight`, ...). The metadata holds the architecture
+        /// and the policy's shape as JSON, so a Python loader can rebuild the model.
+        pub fn to_safetensors(&self, name: &str, device: &Device) -> Result<Vec<u8>> {
+            let policy = self.named_policy(name, device)?;
+            let shape = serde_json::to_string(&self.manifest.policy)
+                .map_err(|error| bundle_error("safetensors export", error.to_string()))?;
+            let mut store = SafetensorsStore::from_bytes(None)
+                .with_to_adapter(BurnToPyTorchAdapter)
+                .metadata(SAFETENSORS_ARCHITECTURE_KEY, ARCHITECTURE)
+                .metadata(SAFETENSORS_POLICY_KEY, shape);
+            policy
+                .save_into(&mut store)
+                .map_err(|error| bundle_error("safetensors export", error.to_string()))?;
+            store
+                .get_bytes()
+                .map_err(|error| bundle_error("safetensors export", error.to_string()))
+        }
+    }
+
+    /// A policy of shape `config` from a SafeTensors file written by
+    /// [`Bundle::to_safetensors`] (or by Python in the same layout); `origin` names it in errors.
+    pub fn policy_from_safetensors(
+        config: &PolicyConfig,
+        bytes: Vec<u8>,
+        device: &Device,
+        origin: &str,
+    ) -> Result<Policy> {
+        let mut policy = Policy::init(config, 0, device)?;
+        let mut store = SafetensorsStore::from_bytes(Some(bytes))
+            .with_from_adapter(PyTorchToBurnAdapter)
+            .validate(true);
+        let applied = policy
+            .load_from(&mut store)
+            .map_err(|error| bundle_error(origin, format!("does not fit {config:?}: {error}")))?;
+        if !applied.unused.is_empty() || !applied.missing.is_empty() {
+            return Err(bundle_error(
+                origin,
+                format!(
+                    "does not fit {config:?} (unexpected: [{}], missing: [{}])",
+                    applied.unused.join(", "),
+                    applied
+                        .missing
+                        .iter()
+                        .map(|(path, _)| path.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        Ok(policy)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use safetensors_export::{
+    policy_from_safetensors, SAFETENSORS_ARCHITECTURE_KEY, SAFETENSORS_POLICY_KEY,
+};
+
 /// Write `files` (`(name, contents)`) into `dir`, creating it if needed, in order, each through a
 /// temporary name and a rename, so a reader never sees half a file.
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) fn write_files_atomically(
+pub(crate) fn write_files_atomically<N: AsRef<str>>(
     dir: &std::path::Path,
-    files: impl IntoIterator<Item = (&'static str, Vec<u8>)>,
+    files: impl IntoIterator<Item = (N, Vec<u8>)>,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|error| Error::io(dir, error))?;
     for (name, contents) in files {
+        let name = name.as_ref();
         let path = dir.join(name);
         let temporary = dir.join(format!(".{name}.partial"));
         std::fs::write(&temporary, &contents).map_err(|error| Error::io(&temporary, error))?;
@@ -345,13 +542,13 @@ impl Manifest {
             ));
         }
         match value.get("format_version").and_then(|v| v.as_u64()) {
-            Some(version) if version == u64::from(FORMAT_VERSION) => {}
+            Some(version) if (1..=u64::from(FORMAT_VERSION)).contains(&version) => {}
             Some(version) => {
                 return Err(bundle_error(
                     origin,
                     format!(
-                        "format version {version}; this build reads version {FORMAT_VERSION} \
-                         (re-export the bundle, or use a matching build)"
+                        "format version {version}; this build reads versions 1 to \
+                         {FORMAT_VERSION} (update infalign, or re-export the bundle)"
                     ),
                 ))
             }
@@ -372,7 +569,27 @@ impl Manifest {
             .policy
             .validate()
             .map_err(|error| bundle_error(origin, error.to_string()))?;
-        for part in [&manifest.weights, &manifest.tokenizer] {
+        let mut names = std::collections::BTreeSet::new();
+        for variant in &manifest.variants {
+            check_variant_name(&variant.name).map_err(|reason| bundle_error(origin, reason))?;
+            if !names.insert(variant.name.as_str()) {
+                return Err(bundle_error(
+                    origin,
+                    format!("two policies are called {:?}", variant.name),
+                ));
+            }
+        }
+        let parts = [&manifest.weights, &manifest.tokenizer]
+            .into_iter()
+            .chain(manifest.variants.iter().map(|v| &v.weights));
+        let mut files = std::collections::BTreeSet::new();
+        for part in parts {
+            if !files.insert(part.file.as_str()) {
+                return Err(bundle_error(
+                    origin,
+                    format!("two parts share the file {:?}", part.file),
+                ));
+            }
             let plain = !part.file.is_empty()
                 && !part.file.contains(['/', '\\'])
                 && part.file != ".."

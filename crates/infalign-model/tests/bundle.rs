@@ -9,8 +9,9 @@ use std::sync::OnceLock;
 
 use infalign_model::backend::cpu_device;
 use infalign_model::bundle::{
-    policy_from_burnpack, policy_to_burnpack, Bundle, Manifest, Provenance, MANIFEST_FILE,
-    TOKENIZER_FILE, WEIGHTS_FILE,
+    policy_from_burnpack, policy_from_safetensors, policy_to_burnpack, Bundle, Manifest,
+    Provenance, BASE_POLICY, FORMAT_VERSION, MANIFEST_FILE, SAFETENSORS_POLICY_KEY, TOKENIZER_FILE,
+    WEIGHTS_FILE,
 };
 use infalign_model::policy::Policy;
 use infalign_model::reward::RewardSpec;
@@ -76,12 +77,115 @@ fn round_trip_keeps_the_policy_and_manifest() {
 }
 
 #[test]
+fn named_variants_round_trip_and_unknown_names_are_errors() {
+    let (dir, base) = written_bundle("variants");
+    let mut bundle = Bundle::read_dir(&dir).unwrap();
+    let aligned = Policy::init(&base.config(), 99, &cpu_device()).unwrap();
+    let metrics = BTreeMap::from([("kl".to_string(), 0.5)]);
+    bundle
+        .add_variant("ctrl-bon", &aligned, metrics.clone())
+        .unwrap();
+    bundle.write_dir(&dir).unwrap();
+
+    let loaded = Bundle::read_dir(&dir).unwrap();
+    assert_eq!(loaded.policy_names(), vec![BASE_POLICY, "ctrl-bon"]);
+    assert_eq!(loaded.manifest.variants[0].metrics, metrics);
+    let device = cpu_device();
+    assert_eq!(
+        common::fingerprint(&loaded.named_policy("ctrl-bon", &device).unwrap()),
+        common::fingerprint(&aligned)
+    );
+    assert_eq!(
+        common::fingerprint(&loaded.named_policy(BASE_POLICY, &device).unwrap()),
+        common::fingerprint(&base)
+    );
+    let unknown = loaded
+        .named_policy("ctrl-won", &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        unknown.contains("ctrl-won") && unknown.contains("base, ctrl-bon"),
+        "{unknown}"
+    );
+
+    // Names and shapes are checked when adding.
+    let mut bundle = loaded.clone();
+    for bad in ["base", "Has Space", "", "ctrl-bon"] {
+        assert!(
+            bundle.add_variant(bad, &aligned, BTreeMap::new()).is_err(),
+            "{bad:?}"
+        );
+    }
+    let mut wider = base.config();
+    wider.n_layers += 1;
+    let wider = Policy::init(&wider, 1, &device).unwrap();
+    let message = bundle
+        .add_variant("wider", &wider, BTreeMap::new())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("shape"), "{message}");
+
+    // A variant's file is checked like every part.
+    std::fs::write(dir.join("policy-ctrl-bon.bpk"), b"not weights").unwrap();
+    let message = load_error(&dir);
+    assert!(message.contains("policy-ctrl-bon.bpk"), "{message}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn safetensors_export_is_pytorch_shaped_and_loads_back() {
+    let (dir, policy) = written_bundle("safetensors");
+    let bundle = Bundle::read_dir(&dir).unwrap();
+    let bytes = bundle.to_safetensors(BASE_POLICY, &cpu_device()).unwrap();
+
+    // The header, as Python's `safetensors` reads it: 8 bytes of length, then JSON.
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let config = policy.config();
+    let shape = |name: &str| -> Vec<u64> {
+        let entry = &header[name];
+        assert_eq!(entry["dtype"], "F32", "{name}: {entry}");
+        entry["shape"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name} is missing from {header}"))
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect()
+    };
+    let (v, d) = (config.vocab_size as u64, config.d_model as u64);
+    assert_eq!(shape("token_embedding"), vec![v, d]);
+    // PyTorch's nn.Linear layout: [out, in].
+    assert_eq!(shape("blocks.0.qkv.weight"), vec![3 * d, d]);
+    assert_eq!(shape("blocks.0.mlp_in.weight"), vec![config.d_ff as u64, d]);
+    assert_eq!(shape("final_norm.weight"), vec![d]);
+    let recorded: infalign_model::PolicyConfig = serde_json::from_str(
+        header["__metadata__"][SAFETENSORS_POLICY_KEY]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(recorded, config);
+
+    let loaded = policy_from_safetensors(&config, bytes.clone(), &cpu_device(), "x").unwrap();
+    assert_eq!(common::fingerprint(&loaded), common::fingerprint(&policy));
+
+    let mut other = config;
+    other.n_layers += 1;
+    let message = policy_from_safetensors(&other, bytes, &cpu_device(), "export.safetensors")
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("export.safetensors"), "{message}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn broken_bundles_are_clear_errors() {
     let (dir, _) = written_bundle("version");
-    edit_manifest(&dir, |m| m["format_version"] = 2.into());
+    edit_manifest(&dir, |m| m["format_version"] = (FORMAT_VERSION + 1).into());
     let message = load_error(&dir);
     assert!(
-        message.contains("format version 2") && message.contains(MANIFEST_FILE),
+        message.contains(&format!("format version {}", FORMAT_VERSION + 1))
+            && message.contains(MANIFEST_FILE),
         "{message}"
     );
 

@@ -12,6 +12,7 @@ mod model;
 mod sampling;
 
 pub use batch::TokenBatch;
+pub(crate) use model::{init_linear, normal_param};
 pub use model::{KvCache, Policy};
 pub use sampling::{generate, sample_token, Generation, SamplingConfig};
 

@@ -85,7 +85,7 @@ fn normal_values(rng: &mut ChaCha8Rng, count: usize, std: f64) -> Vec<f32> {
     values
 }
 
-fn normal_param<const D: usize>(
+pub(crate) fn normal_param<const D: usize>(
     rng: &mut ChaCha8Rng,
     shape: [usize; D],
     std: f64,
@@ -96,7 +96,7 @@ fn normal_param<const D: usize>(
     Param::from_tensor(Tensor::from_data(data, device))
 }
 
-fn init_linear(
+pub(crate) fn init_linear(
     rng: &mut ChaCha8Rng,
     d_input: usize,
     d_output: usize,

@@ -5,10 +5,13 @@
 //! - [`RustrictReward`]: harmlessness graded from `rustrict`'s analysis, in [0, 1].
 //! - [`LinearClassifierReward`]: harmlessness as `1 - p(offensive)` under a trained TF-IDF +
 //!   calibrated linear SVM ensemble loaded from a text file (the `alt-profanity-check` export).
+//! - [`LearnedReward`]: a bag-of-n-grams network trained Bradley-Terry on preference pairs
+//!   (`infalign reward train`), loaded from its directory.
 //!
 //! A [`RewardSpec`] names a reward in manifests and on the command line (`vader`, `rustrict`,
-//! `linear:PATH`), and [`RewardSpec::load`] builds it.
+//! `linear:PATH`, `learned:DIR`), and [`RewardSpec::load`] builds it.
 
+pub mod learned;
 mod lexical;
 mod linear;
 
@@ -16,6 +19,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+pub use learned::LearnedReward;
 pub use lexical::{RustrictReward, VaderReward};
 pub use linear::LinearClassifierReward;
 
@@ -66,6 +70,8 @@ pub enum RewardSpec {
     Rustrict,
     /// [`LinearClassifierReward`] loaded from `path`.
     Linear { path: PathBuf },
+    /// [`LearnedReward`] read from the directory `path`.
+    Learned { path: PathBuf },
 }
 
 impl RewardSpec {
@@ -75,6 +81,16 @@ impl RewardSpec {
             RewardSpec::Vader => Box::new(VaderReward::new()),
             RewardSpec::Rustrict => Box::new(RustrictReward::new()),
             RewardSpec::Linear { path } => Box::new(LinearClassifierReward::load(path)?),
+            #[cfg(not(target_arch = "wasm32"))]
+            RewardSpec::Learned { path } => Box::new(LearnedReward::read_dir(path)?),
+            #[cfg(target_arch = "wasm32")]
+            RewardSpec::Learned { path } => return Err(Error::Invalid {
+                what: "reward".into(),
+                reason: format!(
+                    "learned:{} reads a directory; in the browser, use LearnedReward::from_bytes",
+                    path.display()
+                ),
+            }),
         })
     }
 }
@@ -90,11 +106,15 @@ impl FromStr for RewardSpec {
             Some((kind, path)) if kind.eq_ignore_ascii_case("linear") && !path.is_empty() => {
                 Ok(RewardSpec::Linear { path: path.into() })
             }
+            Some((kind, path)) if kind.eq_ignore_ascii_case("learned") && !path.is_empty() => {
+                Ok(RewardSpec::Learned { path: path.into() })
+            }
             _ => Err(Error::Invalid {
                 what: "reward".into(),
                 reason: format!(
-                    "{given:?} is not one of `vader`, `rustrict`, `linear:PATH` \
-                     (PATH: a profanity_check_linear_model.tsv)"
+                    "{given:?} is not one of `vader`, `rustrict`, `linear:PATH`, \
+                     `learned:DIR` (PATH: a profanity_check_linear_model.tsv; DIR: written by \
+                     `infalign reward train`)"
                 ),
             }),
         }
@@ -107,6 +127,7 @@ impl fmt::Display for RewardSpec {
             RewardSpec::Vader => f.write_str("vader"),
             RewardSpec::Rustrict => f.write_str("rustrict"),
             RewardSpec::Linear { path } => write!(f, "linear:{}", path.display()),
+            RewardSpec::Learned { path } => write!(f, "learned:{}", path.display()),
         }
     }
 }

@@ -1,0 +1,722 @@
+//! A learned reward model, trained Bradley-Terry on preference pairs.
+//!
+//! The response is read as a bag of hashed n-grams (words, optionally word pairs and the 2- to
+//! 5-character pieces of each word, each hashed into one of `buckets` rows), each n-gram counts
+//! once and has a learned `dim`-vector, the vectors are summed and divided by `sqrt(n)`, and a
+//! small network (one ReLU layer of `hidden` units, or none) maps the result to a score.
+//! Training minimises `-log sigmoid(r(chosen) - r(rejected))` plus an L2 penalty with AdamW; with
+//! `dim = 1`, no hidden layer and words only, the model is logistic regression on the bag of
+//! words, the usual baseline.
+//!
+//! The prompt is not read: in a pair both answers share it, so in a Bradley-Terry model any term
+//! of the prompt alone cancels.
+//!
+//! Scoring runs on the host from the trained weights (no device, no async), so the reward works
+//! the same natively and in the browser. On disk a reward model is a directory with
+//! `reward.json` (the [`RewardManifest`]) and `model.bpk` (burnpack weights).
+
+use std::collections::BTreeMap;
+
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::tensor::activation::{log_sigmoid, relu};
+use burn::tensor::module::embedding;
+use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use regex::Regex;
+
+use super::Reward;
+use crate::bundle::Provenance;
+use crate::data::PreferencePair;
+use crate::error::{Error, Result};
+use crate::policy::{init_linear, normal_param};
+
+/// `format` of a reward manifest.
+pub const REWARD_FORMAT: &str = "infalign-reward";
+/// The newest reward format version this build reads and the one it writes.
+pub const REWARD_FORMAT_VERSION: u32 = 1;
+/// The architecture described in the module documentation.
+pub const REWARD_ARCHITECTURE: &str = "hashed-ngram-bag";
+/// The manifest's file name in a reward directory.
+pub const REWARD_MANIFEST_FILE: &str = "reward.json";
+/// The weights' file name in a reward directory.
+pub const REWARD_WEIGHTS_FILE: &str = "model.bpk";
+
+/// The shape of a learned reward model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearnedRewardConfig {
+    /// Rows of the n-gram table (n-grams are hashed into them).
+    pub buckets: usize,
+    /// Whether word pairs count as well as single words.
+    pub bigrams: bool,
+    /// Whether the 2- to 5-character pieces of each word (padded with a space at both ends)
+    /// count too: they share evidence between forms of a word and survive misspellings.
+    #[serde(default)]
+    pub chars: bool,
+    /// Width of an n-gram's vector.
+    pub dim: usize,
+    /// ReLU units between the pooled vector and the score (0: none, a linear model).
+    pub hidden: usize,
+}
+
+impl LearnedRewardConfig {
+    /// Check the shape; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        let check = |field: &str, value: usize, low: usize, high: usize| {
+            if (low..=high).contains(&value) {
+                Ok(())
+            } else {
+                Err(Error::Invalid {
+                    what: format!("reward model setting `{field}`"),
+                    reason: format!("{value} is outside {low}..={high}"),
+                })
+            }
+        };
+        check("buckets", self.buckets, 1, 1 << 24)?;
+        check("dim", self.dim, 1, 1024)?;
+        check("hidden", self.hidden, 0, 4096)?;
+        if self.buckets * self.dim > 1 << 26 {
+            return Err(Error::Invalid {
+                what: "reward model setting `buckets`".into(),
+                reason: format!(
+                    "{} buckets of {} values is more than 2^26 weights",
+                    self.buckets, self.dim
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The n-gram ids of `text`: sorted, without repeats (each n-gram counts once).
+    pub fn features(&self, text: &str) -> Vec<u32> {
+        let words = words(text);
+        let mut ids: Vec<u32> = words
+            .iter()
+            .map(|word| self.bucket(&[b"1", word.as_bytes()]))
+            .collect();
+        if self.bigrams {
+            ids.extend(
+                words
+                    .windows(2)
+                    .map(|pair| self.bucket(&[b"2", pair[0].as_bytes(), b" ", pair[1].as_bytes()])),
+            );
+        }
+        if self.chars {
+            for word in &words {
+                let padded: Vec<char> = std::iter::once(' ')
+                    .chain(word.chars())
+                    .chain(std::iter::once(' '))
+                    .collect();
+                for n in 2..=5.min(padded.len()) {
+                    for piece in padded.windows(n) {
+                        let piece: String = piece.iter().collect();
+                        ids.push(self.bucket(&[b"c", piece.as_bytes()]));
+                    }
+                }
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    fn bucket(&self, parts: &[&[u8]]) -> u32 {
+        // FNV-1a, 64 bits: stable across platforms and releases, unlike std's hasher.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in parts.iter().flat_map(|part| part.iter()) {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        (hash % self.buckets as u64) as u32
+    }
+}
+
+/// Lower-cased words (letters, digits, apostrophes) and single punctuation marks.
+fn words(text: &str) -> Vec<String> {
+    static PATTERN: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    let pattern = PATTERN.get_or_init(|| {
+        Regex::new(r"[\p{L}\p{N}']+|[^\s\p{L}\p{N}']").expect("the word pattern is valid")
+    });
+    pattern
+        .find_iter(&text.to_lowercase())
+        .map(|found| found.as_str().to_string())
+        .collect()
+}
+
+/// The network (see the module documentation), on a device; trained by [`train_bradley_terry`].
+#[derive(Module, Debug)]
+pub struct RewardNet {
+    /// `[buckets, dim]`.
+    table: Param<Tensor<2>>,
+    hidden: Option<Linear>,
+    output: Linear,
+}
+
+/// Rows of n-gram ids, right-padded, with the pooling weight of each slot (`1/sqrt(n)`, 0 on
+/// padding).
+struct FeatureBatch {
+    ids: Tensor<2, Int>,
+    weights: Tensor<2>,
+}
+
+impl FeatureBatch {
+    fn new(rows: &[&[u32]], device: &Device) -> Self {
+        let width = rows.iter().map(|row| row.len()).max().unwrap_or(0).max(1);
+        let mut ids = vec![0i64; rows.len() * width];
+        let mut weights = vec![0f32; rows.len() * width];
+        for (r, row) in rows.iter().enumerate() {
+            let weight = pooling_weight(row.len());
+            for (slot, id) in row.iter().enumerate() {
+                ids[r * width + slot] = i64::from(*id);
+                weights[r * width + slot] = weight;
+            }
+        }
+        let shape = [rows.len(), width];
+        Self {
+            ids: Tensor::from_data(TensorData::new(ids, shape), device),
+            weights: Tensor::from_data(TensorData::new(weights, shape), device),
+        }
+    }
+}
+
+fn pooling_weight(count: usize) -> f32 {
+    1.0 / (count.max(1) as f32).sqrt()
+}
+
+impl RewardNet {
+    /// Fresh weights for `config` from `seed` (the same on every backend).
+    pub fn init(config: &LearnedRewardConfig, seed: u64, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let table = normal_param(&mut rng, [config.buckets, config.dim], 0.02, device);
+        let (hidden, width) = if config.hidden > 0 {
+            let std = (2.0 / config.dim as f64).sqrt();
+            let layer = init_linear(&mut rng, config.dim, config.hidden, std, device);
+            (Some(layer), config.hidden)
+        } else {
+            (None, config.dim)
+        };
+        let output = init_linear(&mut rng, width, 1, (1.0 / width as f64).sqrt(), device);
+        Ok(Self {
+            table,
+            hidden,
+            output,
+        })
+    }
+
+    fn forward(&self, batch: &FeatureBatch) -> Tensor<1> {
+        let [rows, _] = batch.ids.dims();
+        let vectors = embedding(self.table.val(), batch.ids.clone());
+        let summed = (vectors * batch.weights.clone().unsqueeze_dim::<3>(2)).sum_dim(1);
+        let [_, _, dim] = summed.dims();
+        let pooled = summed.reshape([rows, dim]);
+        let features = match &self.hidden {
+            Some(layer) => relu(layer.forward(pooled)),
+            None => pooled,
+        };
+        self.output.forward(features).reshape([rows])
+    }
+
+    /// The sum of the squares of every weight.
+    fn squared_norm(&self) -> Tensor<1> {
+        let mut total = self.table.val().powi_scalar(2).sum();
+        for layer in self.hidden.iter().chain(std::iter::once(&self.output)) {
+            total = total + layer.weight.val().powi_scalar(2).sum();
+        }
+        total
+    }
+
+    /// Scores of feature rows (see [`LearnedRewardConfig::features`]), computed on the device.
+    pub fn score_rows(&self, rows: &[&[u32]]) -> Result<Vec<f32>> {
+        let device = self.table.val().device();
+        let scores = self.forward(&FeatureBatch::new(rows, &device));
+        scores
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|error| Error::Readback {
+                what: "reward scores",
+                backend: "compute",
+                reason: format!("{error:?}"),
+            })
+    }
+}
+
+/// A preference pair as n-gram ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedPair {
+    /// Features of the preferred answer.
+    pub chosen: Vec<u32>,
+    /// Features of the dispreferred answer.
+    pub rejected: Vec<u32>,
+}
+
+/// The features of each pair's answers under `config`.
+pub fn encode_pairs(config: &LearnedRewardConfig, pairs: &[PreferencePair]) -> Vec<EncodedPair> {
+    pairs
+        .iter()
+        .map(|pair| EncodedPair {
+            chosen: config.features(&pair.chosen),
+            rejected: config.features(&pair.rejected),
+        })
+        .collect()
+}
+
+/// Settings of a Bradley-Terry training run.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BradleyTerryConfig {
+    /// The model's shape.
+    pub model: LearnedRewardConfig,
+    /// Passes over the pairs.
+    pub epochs: usize,
+    /// Pairs per step.
+    pub batch_size: usize,
+    /// AdamW's learning rate (constant).
+    pub learning_rate: f64,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f64,
+    /// L2 penalty on all weights, added to the mean pair loss (`l2 * sum w^2`).
+    #[serde(default)]
+    pub l2: f64,
+    /// Seed of the weights and of the order of the pairs.
+    pub seed: u64,
+}
+
+impl BradleyTerryConfig {
+    /// Check the settings; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        let invalid = |field: &str, reason: String| {
+            Err(Error::Invalid {
+                what: format!("reward training setting `{field}`"),
+                reason,
+            })
+        };
+        if self.epochs == 0 {
+            return invalid("epochs", "must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return invalid("batch_size", "must be at least 1".into());
+        }
+        for (field, value) in [
+            ("learning_rate", self.learning_rate),
+            ("weight_decay", self.weight_decay),
+            ("l2", self.l2),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return invalid(field, format!("{value} is not a finite number >= 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one epoch of training did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochReport {
+    /// 1-based.
+    pub epoch: usize,
+    /// Mean Bradley-Terry loss over the epoch's pairs (nats).
+    pub loss: f64,
+    /// Share of the epoch's pairs the model ranked right before each step.
+    pub accuracy: f64,
+}
+
+/// Train a reward model on `pairs` (at least one) on `device`; `on_epoch` hears about each epoch.
+pub fn train_bradley_terry(
+    pairs: &[EncodedPair],
+    config: &BradleyTerryConfig,
+    device: &Device,
+    mut on_epoch: impl FnMut(EpochReport),
+) -> Result<LearnedReward> {
+    config.validate()?;
+    if pairs.is_empty() {
+        return Err(Error::Invalid {
+            what: "reward training data".into(),
+            reason: "no preference pairs".into(),
+        });
+    }
+    let autodiff = device.clone().autodiff();
+    let mut net = RewardNet::init(&config.model, config.seed, &autodiff)?;
+    let mut optimizer: ModuleOptimizer = AdamWConfig::new()
+        .with_weight_decay(config.weight_decay as f32)
+        .init();
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    for epoch in 1..=config.epochs {
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ (epoch as u64).rotate_left(32));
+        for i in (1..order.len()).rev() {
+            order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+        }
+        let (mut loss_sum, mut right) = (0.0, 0.0);
+        for chunk in order.chunks(config.batch_size) {
+            let rows: Vec<&[u32]> = chunk
+                .iter()
+                .map(|&i| pairs[i].chosen.as_slice())
+                .chain(chunk.iter().map(|&i| pairs[i].rejected.as_slice()))
+                .collect();
+            let scores = net.forward(&FeatureBatch::new(&rows, &autodiff));
+            let n = chunk.len();
+            let margin = scores.clone().slice([0..n]) - scores.slice([n..2 * n]);
+            let margins = margin
+                .clone()
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|error| Error::Readback {
+                    what: "reward margins",
+                    backend: "compute",
+                    reason: format!("{error:?}"),
+                })?;
+            right += margins.iter().map(|&m| tie_aware_win(m)).sum::<f64>();
+            let mut loss = log_sigmoid(margin).neg().mean();
+            if config.l2 > 0.0 {
+                loss = loss + net.squared_norm().mul_scalar(config.l2);
+            }
+            loss_sum += margins
+                .iter()
+                .map(|&m| f64::from(-m).exp().ln_1p())
+                .sum::<f64>();
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            net = optimizer.step(config.learning_rate, net, grads);
+        }
+        on_epoch(EpochReport {
+            epoch,
+            loss: loss_sum / pairs.len() as f64,
+            accuracy: right / pairs.len() as f64,
+        });
+    }
+    LearnedReward::from_net(config.model, &net.valid())
+}
+
+/// 1 for a positive margin, 1/2 for a tie, 0 otherwise.
+fn tie_aware_win(margin: f32) -> f64 {
+    if margin > 0.0 {
+        1.0
+    } else if margin == 0.0 {
+        0.5
+    } else {
+        0.0
+    }
+}
+
+/// A trained reward model, scored on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnedReward {
+    config: LearnedRewardConfig,
+    /// `[buckets, dim]`, row-major.
+    table: Vec<f32>,
+    /// `[dim, hidden]` weights and `[hidden]` bias.
+    hidden: Option<(Vec<f32>, Vec<f32>)>,
+    /// `[width]` weights and the bias.
+    output: (Vec<f32>, f32),
+    /// The manifest it was loaded from, if any.
+    manifest: Option<RewardManifest>,
+}
+
+fn host_values<const D: usize>(tensor: Tensor<D>, what: &'static str) -> Result<Vec<f32>> {
+    tensor
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|error| Error::Readback {
+            what,
+            backend: "compute",
+            reason: format!("{error:?}"),
+        })
+}
+
+fn linear_values(layer: &Linear) -> Result<(Vec<f32>, Vec<f32>)> {
+    let weight = host_values(layer.weight.val(), "reward weights")?;
+    let bias = match &layer.bias {
+        Some(bias) => host_values(bias.val(), "reward weights")?,
+        None => vec![0.0; layer.weight.val().dims()[1]],
+    };
+    Ok((weight, bias))
+}
+
+impl LearnedReward {
+    /// Copy a network's weights to the host.
+    pub fn from_net(config: LearnedRewardConfig, net: &RewardNet) -> Result<Self> {
+        let (output_weight, output_bias) = linear_values(&net.output)?;
+        Ok(Self {
+            config,
+            table: host_values(net.table.val(), "reward weights")?,
+            hidden: net.hidden.as_ref().map(linear_values).transpose()?,
+            output: (output_weight, output_bias[0]),
+            manifest: None,
+        })
+    }
+
+    /// The model's shape.
+    pub fn config(&self) -> LearnedRewardConfig {
+        self.config
+    }
+
+    /// The manifest it was loaded from (`None` for a model trained in this process).
+    pub fn manifest(&self) -> Option<&RewardManifest> {
+        self.manifest.as_ref()
+    }
+
+    /// The score of a response given as n-gram ids.
+    pub fn score_features(&self, ids: &[u32]) -> f64 {
+        let dim = self.config.dim;
+        let weight = pooling_weight(ids.len());
+        let mut pooled = vec![0f32; dim];
+        for &id in ids {
+            let row = &self.table[id as usize * dim..(id as usize + 1) * dim];
+            for (sum, value) in pooled.iter_mut().zip(row) {
+                *sum += value * weight;
+            }
+        }
+        let features = match &self.hidden {
+            Some((weights, bias)) => {
+                let width = bias.len();
+                let mut out = bias.clone();
+                for (i, x) in pooled.iter().enumerate() {
+                    for (j, o) in out.iter_mut().enumerate() {
+                        *o += x * weights[i * width + j];
+                    }
+                }
+                out.iter_mut().for_each(|o| *o = o.max(0.0));
+                out
+            }
+            None => pooled,
+        };
+        let (weights, bias) = &self.output;
+        f64::from(
+            bias + features
+                .iter()
+                .zip(weights)
+                .map(|(x, w)| x * w)
+                .sum::<f32>(),
+        )
+    }
+
+    /// Share of `pairs` whose chosen answer scores above the rejected one (ties count half).
+    pub fn pair_accuracy(&self, pairs: &[EncodedPair]) -> f64 {
+        if pairs.is_empty() {
+            return f64::NAN;
+        }
+        let wins: f64 = pairs
+            .iter()
+            .map(|pair| {
+                let margin =
+                    self.score_features(&pair.chosen) - self.score_features(&pair.rejected);
+                tie_aware_win(margin as f32)
+            })
+            .sum();
+        wins / pairs.len() as f64
+    }
+
+    /// The network with these weights, on `device`.
+    pub fn net(&self, device: &Device) -> Result<RewardNet> {
+        fn param<const D: usize>(
+            values: &[f32],
+            shape: [usize; D],
+            device: &Device,
+        ) -> Param<Tensor<D>> {
+            Param::from_tensor(Tensor::from_data(
+                TensorData::new(values.to_vec(), shape),
+                device,
+            ))
+        }
+        let mut net = RewardNet::init(&self.config, 0, device)?;
+        let dim = self.config.dim;
+        net.table = param(&self.table, [self.config.buckets, dim], device);
+        if let (Some(layer), Some((weight, bias))) = (net.hidden.as_mut(), &self.hidden) {
+            layer.weight = param(weight, [dim, bias.len()], device);
+            layer.bias = Some(param(bias, [bias.len()], device));
+        }
+        let (weight, bias) = &self.output;
+        net.output.weight = param(weight, [weight.len(), 1], device);
+        net.output.bias = Some(param(&[*bias], [1], device));
+        Ok(net)
+    }
+
+    /// The files of a reward directory: `reward.json` (with `provenance` and `metrics`) and
+    /// `model.bpk`.
+    pub fn files(
+        &self,
+        provenance: Provenance,
+        metrics: BTreeMap<String, f64>,
+    ) -> Result<Vec<(&'static str, Vec<u8>)>> {
+        let net = self.net(&crate::backend::cpu_device())?;
+        let mut store = BurnpackStore::from_bytes(None);
+        net.save_into(&mut store)
+            .map_err(|error| reward_error("weights", format!("cannot serialise: {error}")))?;
+        let weights = store
+            .get_bytes()
+            .map_err(|error| reward_error("weights", format!("cannot serialise: {error}")))?
+            .to_vec();
+        let manifest = RewardManifest {
+            format: REWARD_FORMAT.into(),
+            format_version: REWARD_FORMAT_VERSION,
+            architecture: REWARD_ARCHITECTURE.into(),
+            model: self.config,
+            weights_sha256: crate::sha256_hex(&weights),
+            provenance,
+            metrics,
+        };
+        let manifest = serde_json::to_vec_pretty(&manifest)
+            .map_err(|error| reward_error(REWARD_MANIFEST_FILE, error.to_string()))?;
+        Ok(vec![
+            (REWARD_WEIGHTS_FILE, weights),
+            (REWARD_MANIFEST_FILE, manifest),
+        ])
+    }
+
+    /// Parse and validate a reward model from its manifest and weights; `origin` names the
+    /// directory in errors.
+    pub fn from_bytes(manifest: &[u8], weights: &[u8], origin: &str) -> Result<Self> {
+        let at = |file: &str| format!("{origin}/{file}");
+        let manifest: RewardManifest = serde_json::from_slice(manifest)
+            .map_err(|error| reward_error(&at(REWARD_MANIFEST_FILE), error.to_string()))?;
+        let manifest_error = |reason: String| reward_error(&at(REWARD_MANIFEST_FILE), reason);
+        if manifest.format != REWARD_FORMAT {
+            return Err(manifest_error(format!(
+                "format {:?} is not {REWARD_FORMAT:?}",
+                manifest.format
+            )));
+        }
+        if manifest.format_version > REWARD_FORMAT_VERSION {
+            return Err(manifest_error(format!(
+                "format version {} is newer than this build reads ({REWARD_FORMAT_VERSION}): \
+                 update infalign",
+                manifest.format_version
+            )));
+        }
+        if manifest.architecture != REWARD_ARCHITECTURE {
+            return Err(manifest_error(format!(
+                "architecture {:?} is not {REWARD_ARCHITECTURE:?}",
+                manifest.architecture
+            )));
+        }
+        manifest.model.validate()?;
+        if crate::sha256_hex(weights) != manifest.weights_sha256 {
+            return Err(reward_error(
+                &at(REWARD_WEIGHTS_FILE),
+                format!(
+                    "sha256 {} differs from the manifest's {}: the file is truncated, corrupt or \
+                     from another model",
+                    crate::sha256_hex(weights),
+                    manifest.weights_sha256
+                ),
+            ));
+        }
+        let device = crate::backend::cpu_device();
+        let mut net = RewardNet::init(&manifest.model, 0, &device)?;
+        let mut store =
+            BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(weights.to_vec()))).validate(true);
+        let applied = net.load_from(&mut store).map_err(|error| {
+            reward_error(
+                &at(REWARD_WEIGHTS_FILE),
+                format!("the weights do not fit {:?}: {error}", manifest.model),
+            )
+        })?;
+        if !applied.unused.is_empty() || !applied.missing.is_empty() {
+            return Err(reward_error(
+                &at(REWARD_WEIGHTS_FILE),
+                format!(
+                    "the weights do not fit {:?} (unexpected: [{}], missing: [{}])",
+                    manifest.model,
+                    applied.unused.join(", "),
+                    applied
+                        .missing
+                        .iter()
+                        .map(|(path, _)| path.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        let mut reward = Self::from_net(manifest.model, &net)?;
+        reward.manifest = Some(manifest);
+        Ok(reward)
+    }
+
+    /// Read a reward directory.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_dir(dir: impl AsRef<std::path::Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|error| Error::io(path, error))
+        };
+        Self::from_bytes(
+            &read(REWARD_MANIFEST_FILE)?,
+            &read(REWARD_WEIGHTS_FILE)?,
+            &dir.display().to_string(),
+        )
+    }
+
+    /// Write a reward directory (the manifest last).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn write_dir(
+        &self,
+        dir: impl AsRef<std::path::Path>,
+        provenance: Provenance,
+        metrics: BTreeMap<String, f64>,
+    ) -> Result<()> {
+        crate::bundle::write_files_atomically(dir.as_ref(), self.files(provenance, metrics)?)
+    }
+}
+
+fn reward_error(origin: &str, reason: impl Into<String>) -> Error {
+    Error::Parse {
+        origin: origin.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// `reward.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewardManifest {
+    /// Always [`REWARD_FORMAT`].
+    pub format: String,
+    /// [`REWARD_FORMAT_VERSION`] when written by this build.
+    pub format_version: u32,
+    /// Always [`REWARD_ARCHITECTURE`].
+    pub architecture: String,
+    /// The model's shape.
+    pub model: LearnedRewardConfig,
+    /// sha256 of `model.bpk`.
+    pub weights_sha256: String,
+    /// Where it came from.
+    #[serde(default)]
+    pub provenance: Provenance,
+    /// Named measurements (e.g. cross-validated pair accuracy).
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+}
+
+impl Reward for LearnedReward {
+    fn name(&self) -> String {
+        "learned".into()
+    }
+
+    fn score(&self, _prompt: &str, response: &str) -> f64 {
+        self.score_features(&self.config.features(response))
+    }
+}
+
+/// Fold of each pair for `folds`-fold cross-validation: pairs whose prompts open with the same
+/// human turn share a fold (HH repeats openings), so no opening is both trained and tested on.
+pub fn prompt_folds(pairs: &[PreferencePair], folds: usize) -> Vec<usize> {
+    pairs
+        .iter()
+        .map(|pair| {
+            let opening = pair
+                .prompt
+                .split(crate::data::dialogue::ASSISTANT_CUE)
+                .next()
+                .unwrap_or("")
+                .trim();
+            let digest = crate::sha256_hex(opening.as_bytes());
+            let value = u64::from_str_radix(&digest[..15], 16).unwrap_or(0);
+            (value % folds.max(1) as u64) as usize
+        })
+        .collect()
+}

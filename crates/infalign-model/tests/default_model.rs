@@ -1,0 +1,143 @@
+//! The committed default model (`static/default-model`): it loads against the current
+//! architecture (a stale asset fails here), is small enough to serve, talks, and its tokenizer
+//! encodes the golden texts that the browser test checks too.
+
+use std::path::PathBuf;
+
+use infalign_model::backend::cpu_device;
+use infalign_model::bundle::Bundle;
+use infalign_model::policy::{generate, SamplingConfig};
+use infalign_model::tokenizer::chat_prompt;
+
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn default_model() -> Bundle {
+    let dir = repository().join("static/default-model");
+    Bundle::read_dir(&dir).unwrap_or_else(|error| {
+        panic!(
+            "the committed default model does not load ({error}); retrain it (README: \
+             `The default model`) and commit static/default-model"
+        )
+    })
+}
+
+/// Texts whose token ids are pinned: plain chat, the turn markers and special token, accents,
+/// CJK and emoji (multi-byte UTF-8), runs of whitespace, digits, and nothing at all.
+const GOLDEN_TEXTS: &[&str] = &[
+    "Hi! Do you like hiking in the mountains?",
+    "\n\nHuman: What's your favourite book?<|end_of_turn|>\n\nAssistant:",
+    "naïve café — 東京 🚀",
+    "   multiple   spaces\tand\ttabs\n\nnew lines",
+    "12345 + 67890 = 80235",
+    "I'm sure you'll love it, won't you?",
+    "",
+];
+
+#[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+struct GoldenCase {
+    text: String,
+    ids: Vec<u32>,
+}
+
+#[test]
+fn the_default_model_loads_is_small_and_talks() {
+    let dir = repository().join("static/default-model");
+    let bundle = default_model();
+    let total: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(
+        total <= 8 << 20,
+        "static/default-model is {total} bytes (limit 8 MiB)"
+    );
+    let validation = bundle.manifest.metrics["validation_loss"];
+    // Uniform guessing over 4096 tokens costs ln 4096 = 8.3 nats; the trained model must be far
+    // below that (it reached 3.89).
+    assert!(validation < 4.5, "validation loss {validation}");
+
+    let policy = bundle.policy(&cpu_device()).unwrap();
+    let tokenizer = &bundle.tokenizer;
+    let prompts: Vec<Vec<u32>> = [
+        "Hi! How was your weekend?",
+        "Do you have any pets?",
+        "What kind of music do you like?",
+        "Where would you like to travel?",
+    ]
+    .iter()
+    .cycle()
+    .take(16)
+    .map(|message| tokenizer.encode(&chat_prompt(message)).unwrap())
+    .collect();
+    let config = SamplingConfig {
+        temperature: 0.8,
+        top_k: 40,
+        max_new_tokens: 48,
+        ..SamplingConfig::default()
+    };
+    let generation = pollster::block_on(generate(
+        &policy,
+        &prompts,
+        Some(tokenizer.end_of_turn()),
+        &config,
+        7,
+    ))
+    .unwrap();
+    let replies: Vec<String> = generation
+        .responses
+        .iter()
+        .map(|ids| tokenizer.decode(ids).unwrap())
+        .collect();
+    let stopped = generation.stopped.iter().filter(|&&s| s).count();
+    let wordy = replies
+        .iter()
+        .filter(|reply| {
+            reply
+                .split_whitespace()
+                .filter(|w| w.chars().any(char::is_alphabetic))
+                .count()
+                >= 2
+        })
+        .count();
+    // A trained chat model ends most replies itself and says something in words.
+    assert!(
+        stopped >= 12,
+        "{stopped}/16 replies ended at end of turn: {replies:#?}"
+    );
+    assert!(
+        wordy >= 14,
+        "{wordy}/16 replies have two words or more: {replies:#?}"
+    );
+}
+
+#[test]
+fn the_default_tokenizer_encodes_the_golden_texts() {
+    let path = repository().join("tests/fixtures/default_tokenizer_golden.json");
+    let tokenizer = default_model().tokenizer;
+    let actual: Vec<GoldenCase> = GOLDEN_TEXTS
+        .iter()
+        .map(|text| GoldenCase {
+            text: text.to_string(),
+            ids: tokenizer.encode(text).unwrap(),
+        })
+        .collect();
+    if std::env::var_os("INFALIGN_BLESS").is_some() {
+        // One case per line: readable diffs when the tokenizer changes.
+        let lines: Vec<String> = actual
+            .iter()
+            .map(|case| serde_json::to_string(case).unwrap())
+            .collect();
+        std::fs::write(&path, format!("[\n  {}\n]\n", lines.join(",\n  "))).unwrap();
+    }
+    let golden: Vec<GoldenCase> = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        actual, golden,
+        "regenerate with INFALIGN_BLESS=1 after retraining the tokenizer"
+    );
+    // Decoding gives the text back (byte-level BPE loses nothing).
+    for case in &golden {
+        assert_eq!(tokenizer.decode(&case.ids).unwrap(), case.text);
+    }
+}

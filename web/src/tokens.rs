@@ -1,0 +1,132 @@
+//! The tokenizer card: the default model's byte-level BPE tokenizer, loaded from the served
+//! bundle, shows how any text splits into tokens. The ids it shows are the ids the native
+//! build produces (the browser tests check this against a committed golden file).
+
+use infalign_model::tokenizer::DialogueTokenizer;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+/// Where the default model's tokenizer is served, relative to the page.
+const TOKENIZER_URL: &str = "default-model/tokenizer.json";
+/// The text shown before the user types anything.
+const SAMPLE_TEXT: &str = "Hi! Do you like hiking in the mountains?";
+
+/// Fetch `url` (relative to the page) as bytes; the error says what went wrong, never panics.
+pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let describe = |error: wasm_bindgen::JsValue| {
+        error
+            .as_string()
+            .or_else(|| {
+                error
+                    .dyn_ref::<js_sys::Error>()
+                    .map(|error| String::from(error.message()))
+            })
+            .unwrap_or_else(|| format!("{error:?}"))
+    };
+    let response: web_sys::Response = JsFuture::from(window.fetch_with_str(url))
+        .await
+        .map_err(|error| format!("fetching {url}: {}", describe(error)))?
+        .dyn_into()
+        .map_err(|_| format!("fetching {url}: not a response"))?;
+    if !response.ok() {
+        return Err(format!("fetching {url}: HTTP {}", response.status()));
+    }
+    let buffer = JsFuture::from(
+        response
+            .array_buffer()
+            .map_err(|error| format!("reading {url}: {}", describe(error)))?,
+    )
+    .await
+    .map_err(|error| format!("reading {url}: {}", describe(error)))?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
+#[derive(Clone)]
+enum TokenizerState {
+    Loading,
+    Ready(DialogueTokenizer),
+    Failed(String),
+}
+
+/// One row of the token table: id and the text it stands for.
+fn pieces(tokenizer: &DialogueTokenizer, text: &str) -> Result<Vec<(u32, String)>, String> {
+    let ids = tokenizer.encode(text).map_err(|error| error.to_string())?;
+    ids.iter()
+        .map(|&id| {
+            tokenizer
+                .decode(&[id])
+                .map(|piece| (id, piece))
+                .map_err(|error| error.to_string())
+        })
+        .collect()
+}
+
+/// Type text, see its tokens.
+#[component]
+pub fn TokenizerCard() -> impl IntoView {
+    let (state, set_state) = signal(TokenizerState::Loading);
+    let (text, set_text) = signal(SAMPLE_TEXT.to_string());
+    spawn_local(async move {
+        let loaded = match fetch_bytes(TOKENIZER_URL).await {
+            Ok(bytes) => DialogueTokenizer::from_bytes(&bytes, TOKENIZER_URL)
+                .map(TokenizerState::Ready)
+                .unwrap_or_else(|error| TokenizerState::Failed(error.to_string())),
+            Err(error) => TokenizerState::Failed(error),
+        };
+        set_state.set(loaded);
+    });
+
+    let tokens = move || {
+        state.with(|state| match state {
+            TokenizerState::Ready(tokenizer) => Some(text.with(|text| pieces(tokenizer, text))),
+            _ => None,
+        })
+    };
+
+    view! {
+        <section class="card" id="tokenizer">
+            <h2>"Tokenizer"</h2>
+            <p class="muted">
+                "The default model reads text as byte-level BPE tokens. Type to see how it splits."
+            </p>
+            <textarea
+                id="tokenizer-input"
+                rows="2"
+                prop:value=move || text.get()
+                on:input=move |event| set_text.set(event_target_value(&event))
+            ></textarea>
+            {move || match (state.with(|s| matches!(s, TokenizerState::Loading)), tokens()) {
+                (true, _) => view! { <p class="muted" id="token-status" data-state="pending">"Loading the tokenizer…"</p> }.into_any(),
+                (false, Some(Ok(tokens))) => {
+                    let ids: Vec<u32> = tokens.iter().map(|(id, _)| *id).collect();
+                    let ids_json = serde_json::to_string(&ids).unwrap_or_default();
+                    let count = tokens.len();
+                    view! {
+                        <p id="token-status" data-state="ready">
+                            <output id="token-ids" data-ids=ids_json>{count} " tokens"</output>
+                        </p>
+                        <div class="tokens">
+                            {tokens.into_iter().map(|(id, piece)| view! {
+                                <span class="token" title=format!("id {id}")>{piece}</span>
+                            }).collect_view()}
+                        </div>
+                    }.into_any()
+                }
+                (false, Some(Err(reason))) => view! {
+                    <p class="error" id="token-status" data-state="error">{reason}</p>
+                }.into_any(),
+                (false, None) => view! {
+                    <p class="error" id="token-status" data-state="error">
+                        {state.with(|s| match s {
+                            TokenizerState::Failed(reason) => format!("The tokenizer could not be loaded: {reason}"),
+                            _ => String::new(),
+                        })}
+                    </p>
+                }.into_any(),
+            }}
+        </section>
+    }
+}
