@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use infalign_core::{theory, Transform};
 
 fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    manifest_dir().join("../..")
 }
 
 fn python() -> PathBuf {
@@ -104,4 +104,13 @@ fn engine_matches_mpmath() {
             );
         }
     }
+}
+
+/// The crate's directory. `cargo test` sets it at run time; that wins over the compile-time value,
+/// which goes stale when a cached test binary is reused from a checkout at another path (CI's
+/// shared target directory).
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

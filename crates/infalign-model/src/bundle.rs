@@ -483,19 +483,10 @@ mod safetensors_export {
         let applied = policy
             .load_from(&mut store)
             .map_err(|error| bundle_error(origin, format!("does not fit {config:?}: {error}")))?;
-        if !applied.unused.is_empty() || !applied.missing.is_empty() {
+        if let Some(misfit) = super::misfit(&applied) {
             return Err(bundle_error(
                 origin,
-                format!(
-                    "does not fit {config:?} (unexpected: [{}], missing: [{}])",
-                    applied.unused.join(", "),
-                    applied
-                        .missing
-                        .iter()
-                        .map(|(path, _)| path.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                format!("does not fit {config:?} ({misfit})"),
             ));
         }
         Ok(policy)
@@ -506,6 +497,24 @@ mod safetensors_export {
 pub use safetensors_export::{
     policy_from_safetensors, SAFETENSORS_ARCHITECTURE_KEY, SAFETENSORS_POLICY_KEY,
 };
+
+/// What did not fit when weights were loaded into a module: tensors the file has and the module
+/// lacks, and the other way round; `None` when everything fit.
+pub(crate) fn misfit(applied: &burn::store::ApplyResult) -> Option<String> {
+    if applied.unused.is_empty() && applied.missing.is_empty() {
+        return None;
+    }
+    let missing: Vec<&str> = applied
+        .missing
+        .iter()
+        .map(|(path, _)| path.as_str())
+        .collect();
+    Some(format!(
+        "unexpected: [{}], missing: [{}]",
+        applied.unused.join(", "),
+        missing.join(", ")
+    ))
+}
 
 /// Write `files` (`(name, contents)`) into `dir`, creating it if needed, in order, each through a
 /// temporary name and a rename, so a reader never sees half a file.

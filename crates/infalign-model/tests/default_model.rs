@@ -10,7 +10,7 @@ use infalign_model::policy::{generate, SamplingConfig};
 use infalign_model::tokenizer::chat_prompt;
 
 fn repository() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    manifest_dir().join("../..")
 }
 
 fn default_model() -> Bundle {
@@ -140,4 +140,13 @@ fn the_default_tokenizer_encodes_the_golden_texts() {
     for case in &golden {
         assert_eq!(tokenizer.decode(&case.ids).unwrap(), case.text);
     }
+}
+
+/// The crate's directory. `cargo test` sets it at run time; that wins over the compile-time value,
+/// which goes stale when a cached test binary is reused from a checkout at another path (CI's
+/// shared target directory).
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

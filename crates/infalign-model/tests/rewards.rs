@@ -9,7 +9,7 @@ use infalign_model::reward::{
 use proptest::prelude::*;
 
 fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reward_golden")
+    manifest_dir().join("tests/fixtures/reward_golden")
 }
 
 #[derive(serde::Deserialize)]
@@ -202,4 +202,13 @@ proptest! {
         let p = linear().p_offensive(&text);
         prop_assert!((0.0..=1.0).contains(&p));
     }
+}
+
+/// The crate's directory. `cargo test` sets it at run time; that wins over the compile-time value,
+/// which goes stale when a cached test binary is reused from a checkout at another path (CI's
+/// shared target directory).
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

@@ -233,15 +233,10 @@ impl RewardNet {
     /// Scores of feature rows (see [`LearnedRewardConfig::features`]), computed on the device.
     pub fn score_rows(&self, rows: &[&[u32]]) -> Result<Vec<f32>> {
         let device = self.table.val().device();
-        let scores = self.forward(&FeatureBatch::new(rows, &device));
-        scores
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|error| Error::Readback {
-                what: "reward scores",
-                backend: "compute",
-                reason: format!("{error:?}"),
-            })
+        host_values(
+            self.forward(&FeatureBatch::new(rows, &device)),
+            "reward scores",
+        )
     }
 }
 
@@ -361,15 +356,7 @@ pub fn train_bradley_terry(
             let scores = net.forward(&FeatureBatch::new(&rows, &autodiff));
             let n = chunk.len();
             let margin = scores.clone().slice([0..n]) - scores.slice([n..2 * n]);
-            let margins = margin
-                .clone()
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|error| Error::Readback {
-                    what: "reward margins",
-                    backend: "compute",
-                    reason: format!("{error:?}"),
-                })?;
+            let margins = host_values(margin.clone(), "reward margins")?;
             right += margins.iter().map(|&m| tie_aware_win(m)).sum::<f64>();
             let mut loss = log_sigmoid(margin).neg().mean();
             if config.l2 > 0.0 {
@@ -615,20 +602,10 @@ impl LearnedReward {
                 format!("the weights do not fit {:?}: {error}", manifest.model),
             )
         })?;
-        if !applied.unused.is_empty() || !applied.missing.is_empty() {
+        if let Some(misfit) = crate::bundle::misfit(&applied) {
             return Err(reward_error(
                 &at(REWARD_WEIGHTS_FILE),
-                format!(
-                    "the weights do not fit {:?} (unexpected: [{}], missing: [{}])",
-                    manifest.model,
-                    applied.unused.join(", "),
-                    applied
-                        .missing
-                        .iter()
-                        .map(|(path, _)| path.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                format!("the weights do not fit {:?} ({misfit})", manifest.model),
             ));
         }
         let mut reward = Self::from_net(manifest.model, &net)?;

@@ -84,13 +84,15 @@ impl RewardSpec {
             #[cfg(not(target_arch = "wasm32"))]
             RewardSpec::Learned { path } => Box::new(LearnedReward::read_dir(path)?),
             #[cfg(target_arch = "wasm32")]
-            RewardSpec::Learned { path } => return Err(Error::Invalid {
-                what: "reward".into(),
-                reason: format!(
+            RewardSpec::Learned { path } => {
+                return Err(Error::Invalid {
+                    what: "reward".into(),
+                    reason: format!(
                     "learned:{} reads a directory; in the browser, use LearnedReward::from_bytes",
                     path.display()
                 ),
-            }),
+                })
+            }
         })
     }
 }
