@@ -4,7 +4,10 @@
 //!
 //! `cargo run -p infalign-model --release --example policy_bench -- [--device cpu|wgpu|both]
 //!  [--d-model 128] [--layers 4] [--vocab 4096] [--context 128] [--batch 16] [--new-tokens 48]
-//!  [--prompt-tokens 16] [--repeats 5] [--json]`
+//!  [--prompt-tokens 16] [--repeats 5] [--work all|sample|cached|train] [--json]`
+//!
+//! `--work` limits the run to some rows (all sampling, cached sampling only, or training only),
+//! for slow devices such as lavapipe.
 
 use std::time::Instant;
 
@@ -23,6 +26,7 @@ struct Options {
     new_tokens: usize,
     prompt_tokens: usize,
     repeats: usize,
+    work: String,
     json: bool,
 }
 
@@ -37,6 +41,7 @@ fn parse() -> Result<Options, String> {
         new_tokens: 48,
         prompt_tokens: 16,
         repeats: 5,
+        work: "all".into(),
         json: false,
     };
     let mut args = std::env::args().skip(1);
@@ -61,6 +66,14 @@ fn parse() -> Result<Options, String> {
             "--new-tokens" => options.new_tokens = number()?,
             "--prompt-tokens" => options.prompt_tokens = number()?,
             "--repeats" => options.repeats = number()?.max(1),
+            "--work" if ["all", "sample", "cached", "train"].contains(&value.as_str()) => {
+                options.work = value.clone()
+            }
+            "--work" => {
+                return Err(format!(
+                    "--work: `{value}` is not all, sample, cached or train"
+                ))
+            }
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -104,7 +117,12 @@ fn bench(options: &Options, device: &Device, name: &str) -> Result<(), Box<dyn s
         .collect();
     let prompts = vec![prompt; options.batch];
     let new_tokens = options.batch * options.new_tokens;
-    for use_cache in [true, false] {
+    let caches: &[bool] = match options.work.as_str() {
+        "all" | "sample" => &[true, false],
+        "cached" => &[true],
+        _ => &[],
+    };
+    for &use_cache in caches {
         let sampling = SamplingConfig {
             max_new_tokens: options.new_tokens,
             use_cache,
@@ -121,6 +139,9 @@ fn bench(options: &Options, device: &Device, name: &str) -> Result<(), Box<dyn s
         report(options, name, work, seconds, new_tokens);
     }
 
+    if !["all", "train"].contains(&options.work.as_str()) {
+        return Ok(());
+    }
     let trainable = Policy::init(&config, 0, &device.clone().autodiff())?;
     let windows: Vec<Vec<u32>> = (0..options.batch)
         .map(|row| {
