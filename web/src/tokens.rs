@@ -79,10 +79,14 @@ pub fn TokenizerCard() -> impl IntoView {
         set_state.set(loaded);
     });
 
+    // `Ok(None)` while the tokenizer loads; an error when it failed to load or to encode.
     let tokens = move || {
         state.with(|state| match state {
-            TokenizerState::Ready(tokenizer) => Some(text.with(|text| pieces(tokenizer, text))),
-            _ => None,
+            TokenizerState::Loading => Ok(None),
+            TokenizerState::Failed(reason) => {
+                Err(format!("The tokenizer could not be loaded: {reason}"))
+            }
+            TokenizerState::Ready(tokenizer) => text.with(|text| pieces(tokenizer, text)).map(Some),
         })
     };
 
@@ -98,9 +102,9 @@ pub fn TokenizerCard() -> impl IntoView {
                 prop:value=move || text.get()
                 on:input=move |event| set_text.set(event_target_value(&event))
             ></textarea>
-            {move || match (state.with(|s| matches!(s, TokenizerState::Loading)), tokens()) {
-                (true, _) => view! { <p class="muted" id="token-status" data-state="pending">"Loading the tokenizer…"</p> }.into_any(),
-                (false, Some(Ok(tokens))) => {
+            {move || match tokens() {
+                Ok(None) => view! { <p class="muted" id="token-status" data-state="pending">"Loading the tokenizer…"</p> }.into_any(),
+                Ok(Some(tokens)) => {
                     let ids: Vec<u32> = tokens.iter().map(|(id, _)| *id).collect();
                     let ids_json = serde_json::to_string(&ids).unwrap_or_default();
                     let count = tokens.len();
@@ -115,16 +119,8 @@ pub fn TokenizerCard() -> impl IntoView {
                         </div>
                     }.into_any()
                 }
-                (false, Some(Err(reason))) => view! {
+                Err(reason) => view! {
                     <p class="error" id="token-status" data-state="error">{reason}</p>
-                }.into_any(),
-                (false, None) => view! {
-                    <p class="error" id="token-status" data-state="error">
-                        {state.with(|s| match s {
-                            TokenizerState::Failed(reason) => format!("The tokenizer could not be loaded: {reason}"),
-                            _ => String::new(),
-                        })}
-                    </p>
                 }.into_any(),
             }}
         </section>

@@ -17,7 +17,7 @@ use infalign_model::backend::{resolve_backend, BackendPreference};
 use infalign_model::bundle::{Bundle, Provenance};
 use infalign_model::data::Split;
 use infalign_model::policy::{generate, PolicyConfig, SamplingConfig};
-use infalign_model::pretrain::{evaluate_loss, PretrainConfig, Pretrainer, TrainingWindows};
+use infalign_model::pretrain::{PretrainConfig, Pretrainer, TrainingWindows};
 use infalign_model::tokenizer::{chat_prompt, DialogueTokenizer};
 
 use crate::tokenizer::read_split;
@@ -249,7 +249,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     let policy = trainer.inference_policy();
     let validation_loss = match last_validation {
         Some(loss) => loss,
-        None => evaluate_loss(&policy, &validation, config.batch_size)?,
+        None => trainer.evaluate(&validation)?,
     };
     let provenance = Provenance {
         created_by: format!("infalign {}", env!("CARGO_PKG_VERSION")),

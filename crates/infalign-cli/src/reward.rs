@@ -7,10 +7,12 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use infalign_core::estimators::mean_estimate;
 use infalign_model::bundle::Provenance;
 use infalign_model::data::{hh, PreferencePair};
 use infalign_model::reward::learned::{
-    encode_pairs, prompt_folds, train_bradley_terry, BradleyTerryConfig, LearnedRewardConfig,
+    encode_pairs, prompt_folds, train_bradley_terry, BradleyTerryConfig, EncodedPair,
+    LearnedRewardConfig,
 };
 use infalign_model::RewardSpec;
 
@@ -109,27 +111,24 @@ fn load_pairs(path: &std::path::Path) -> anyhow::Result<Vec<PreferencePair>> {
     Ok(pairs)
 }
 
-/// Mean and sample standard deviation.
-fn mean_sd(values: &[f64]) -> (f64, f64) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let var = if values.len() > 1 {
-        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (mean, var.sqrt())
+/// Mean and sample standard deviation (n - 1) of per-fold figures.
+fn mean_sd(values: &[f64]) -> anyhow::Result<(f64, f64)> {
+    let estimate = mean_estimate(values)?;
+    Ok((
+        estimate.mean,
+        estimate.std_error * (estimate.count as f64).sqrt(),
+    ))
 }
 
 /// Train on all folds but one and test on it, for each fold; returns per-fold accuracies.
+/// `encoded` are the pairs encoded for `config.model`.
 fn cross_validate(
-    pairs: &[PreferencePair],
+    encoded: &[EncodedPair],
     fold_of: &[usize],
     folds: usize,
     config: &BradleyTerryConfig,
     progress: &ProgressBar,
 ) -> anyhow::Result<Vec<f64>> {
-    let encoded = encode_pairs(&config.model, pairs);
     let device = infalign_model::backend::cpu_device();
     let mut accuracies = Vec::with_capacity(folds);
     for fold in 0..folds {
@@ -141,7 +140,7 @@ fn cross_validate(
             !train.is_empty() && !test.is_empty(),
             "fold {} of {folds} is empty: use fewer folds for {} pairs",
             fold + 1,
-            pairs.len()
+            encoded.len()
         );
         let model = train_bradley_terry(&train, config, &device, |_| progress.inc(1))?;
         accuracies.push(model.pair_accuracy(&test));
@@ -198,13 +197,14 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             .expect("a valid progress template"),
     );
 
+    let encoded = encode_pairs(&config.model, &pairs);
     let mut metrics = BTreeMap::new();
     let mut report = String::new();
     if folds > 0 {
         let fold_of = prompt_folds(&pairs, folds);
         progress.set_message("cross-validating the model");
-        let model = cross_validate(&pairs, &fold_of, folds, &config, &progress)?;
-        let (mean, sd) = mean_sd(&model);
+        let model = cross_validate(&encoded, &fold_of, folds, &config, &progress)?;
+        let (mean, sd) = mean_sd(&model)?;
         metrics.insert("cv_pair_accuracy".to_string(), mean);
         metrics.insert("cv_pair_accuracy_sd".to_string(), sd);
         metrics.insert("cv_folds".to_string(), folds as f64);
@@ -223,11 +223,12 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         ));
         if runs == 2 {
             progress.set_message("cross-validating the baseline");
-            let base = cross_validate(&pairs, &fold_of, folds, &baseline, &progress)?;
-            let (base_mean, base_sd) = mean_sd(&base);
+            let base_encoded = encode_pairs(&baseline.model, &pairs);
+            let base = cross_validate(&base_encoded, &fold_of, folds, &baseline, &progress)?;
+            let (base_mean, base_sd) = mean_sd(&base)?;
             let gains: Vec<f64> = model.iter().zip(&base).map(|(m, b)| m - b).collect();
-            let (gain, gain_sd) = mean_sd(&gains);
-            let gain_se = gain_sd / (folds as f64).sqrt();
+            let gain = mean_estimate(&gains)?;
+            let (gain, gain_se) = (gain.mean, gain.std_error);
             metrics.insert("cv_baseline_pair_accuracy".to_string(), base_mean);
             metrics.insert("cv_gain_over_baseline".to_string(), gain);
             report.push_str(&format!(
@@ -241,7 +242,6 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         }
     }
     progress.set_message("fitting on all pairs");
-    let encoded = encode_pairs(&config.model, &pairs);
     let model = train_bradley_terry(
         &encoded,
         &config,

@@ -9,7 +9,7 @@ use clap::Args;
 use infalign_core::selection::{best_of_n, worst_of_n};
 use infalign_core::ReferenceTable;
 use infalign_model::backend::{resolve_backend, BackendPreference};
-use infalign_model::bundle::Bundle;
+use infalign_model::bundle::{Bundle, BASE_POLICY};
 use infalign_model::policy::{generate, SamplingConfig};
 use infalign_model::reward::{Reward, RewardSpec};
 use infalign_model::tokenizer::{chat_prompt, DialogueTokenizer};
@@ -68,9 +68,10 @@ struct Response {
 
 pub fn run(args: SampleArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.n >= 1, "--n must be at least 1");
-    if args.reference_k == Some(0) {
-        anyhow::bail!("--reference-k must be at least 1");
-    }
+    anyhow::ensure!(
+        args.reference_k != Some(0),
+        "--reference-k must be at least 1"
+    );
     let bundle = Bundle::read_dir(&args.bundle)?;
     let backend = pollster::block_on(resolve_backend(args.device.parse::<BackendPreference>()?))?;
     let policy = bundle
@@ -114,9 +115,15 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         Some(k) => {
             // Calibration is against the base policy pi_ref, whichever policy answers, with a
             // separate random stream.
-            let base = bundle.policy(&backend.device)?;
+            let loaded_base;
+            let base = if args.policy == BASE_POLICY {
+                &policy
+            } else {
+                loaded_base = bundle.policy(&backend.device)?;
+                &loaded_base
+            };
             let reference = pollster::block_on(generate(
-                &base,
+                base,
                 &vec![prompt; k],
                 stop,
                 &sampling,

@@ -2,26 +2,11 @@
 //! architecture (a stale asset fails here), is small enough to serve, talks, and its tokenizer
 //! encodes the golden texts that the browser test checks too.
 
-use std::path::PathBuf;
+mod common;
 
 use infalign_model::backend::cpu_device;
-use infalign_model::bundle::Bundle;
 use infalign_model::policy::{generate, SamplingConfig};
 use infalign_model::tokenizer::chat_prompt;
-
-fn repository() -> PathBuf {
-    manifest_dir().join("../..")
-}
-
-fn default_model() -> Bundle {
-    let dir = repository().join("static/default-model");
-    Bundle::read_dir(&dir).unwrap_or_else(|error| {
-        panic!(
-            "the committed default model does not load ({error}); retrain it (README: \
-             `The default model`) and commit static/default-model"
-        )
-    })
-}
 
 /// Texts whose token ids are pinned: plain chat, the turn markers and special token, accents,
 /// CJK and emoji (multi-byte UTF-8), runs of whitespace, digits, and nothing at all.
@@ -43,8 +28,8 @@ struct GoldenCase {
 
 #[test]
 fn the_default_model_loads_is_small_and_talks() {
-    let dir = repository().join("static/default-model");
-    let bundle = default_model();
+    let dir = common::repository().join("static/default-model");
+    let bundle = common::default_model();
     let total: u64 = std::fs::read_dir(&dir)
         .unwrap()
         .map(|entry| entry.unwrap().metadata().unwrap().len())
@@ -114,8 +99,8 @@ fn the_default_model_loads_is_small_and_talks() {
 
 #[test]
 fn the_default_tokenizer_encodes_the_golden_texts() {
-    let path = repository().join("tests/fixtures/default_tokenizer_golden.json");
-    let tokenizer = default_model().tokenizer;
+    let path = common::repository().join("tests/fixtures/default_tokenizer_golden.json");
+    let tokenizer = common::default_model().tokenizer;
     let actual: Vec<GoldenCase> = GOLDEN_TEXTS
         .iter()
         .map(|text| GoldenCase {
@@ -140,13 +125,4 @@ fn the_default_tokenizer_encodes_the_golden_texts() {
     for case in &golden {
         assert_eq!(tokenizer.decode(&case.ids).unwrap(), case.text);
     }
-}
-
-/// The crate's directory. `cargo test` sets it at run time; that wins over the compile-time value,
-/// which goes stale when a cached test binary is reused from a checkout at another path (CI's
-/// shared target directory).
-fn manifest_dir() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

@@ -1,7 +1,10 @@
 //! The rewards: parity of the linear classifier with its reference implementation on the golden
 //! examples, VADER against Python VADER, rustrict's grading, specs, and robustness on any text.
 
+mod common;
+
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use infalign_model::reward::{
     LinearClassifierReward, Reward, RewardSpec, RustrictReward, VaderReward,
@@ -9,7 +12,7 @@ use infalign_model::reward::{
 use proptest::prelude::*;
 
 fn fixture_dir() -> PathBuf {
-    manifest_dir().join("tests/fixtures/reward_golden")
+    common::manifest_dir().join("tests/fixtures/reward_golden")
 }
 
 #[derive(serde::Deserialize)]
@@ -25,8 +28,12 @@ fn golden() -> Vec<Golden> {
         .expect("golden examples parse")
 }
 
-fn linear() -> LinearClassifierReward {
-    LinearClassifierReward::load(fixture_dir().join("model_subset.tsv")).expect("model loads")
+/// The fixture model, loaded once per test binary.
+fn linear() -> &'static LinearClassifierReward {
+    static MODEL: OnceLock<LinearClassifierReward> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        LinearClassifierReward::load(fixture_dir().join("model_subset.tsv")).expect("model loads")
+    })
 }
 
 #[test]
@@ -202,13 +209,4 @@ proptest! {
         let p = linear().p_offensive(&text);
         prop_assert!((0.0..=1.0).contains(&p));
     }
-}
-
-/// The crate's directory. `cargo test` sets it at run time; that wins over the compile-time value,
-/// which goes stale when a cached test binary is reused from a checkout at another path (CI's
-/// shared target directory).
-fn manifest_dir() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

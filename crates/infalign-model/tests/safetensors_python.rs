@@ -12,22 +12,15 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use infalign_model::backend::cpu_device;
-use infalign_model::bundle::{Bundle, BASE_POLICY};
+use infalign_model::bundle::BASE_POLICY;
 use infalign_model::policy::TokenBatch;
 use infalign_model::tokenizer::chat_prompt;
-
-fn repository() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
-        .join("../..")
-}
 
 fn python() -> PathBuf {
     if let Some(path) = std::env::var_os("INFALIGN_PYTHON") {
         return PathBuf::from(path);
     }
-    let venv = repository().join(".venv/bin/python");
+    let venv = common::repository().join(".venv/bin/python");
     if venv.exists() {
         venv
     } else {
@@ -37,7 +30,7 @@ fn python() -> PathBuf {
 
 #[test]
 fn a_numpy_forward_pass_over_the_export_matches_the_rust_policy() {
-    let bundle = Bundle::read_dir(repository().join("static/default-model")).unwrap();
+    let bundle = common::default_model();
     let tokenizer = &bundle.tokenizer;
     let mut tokens = tokenizer
         .encode(&chat_prompt("Do you have any pets?"))
@@ -52,7 +45,7 @@ fn a_numpy_forward_pass_over_the_export_matches_the_rust_policy() {
         bundle.to_safetensors(BASE_POLICY, &cpu_device()).unwrap(),
     )
     .unwrap();
-    let script = repository().join("scripts/safetensors_reference.py");
+    let script = common::repository().join("scripts/safetensors_reference.py");
     let output = Command::new(python())
         .arg(&script)
         .arg(&file)

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use infalign_model::backend::cpu_device;
+use infalign_model::bundle::Bundle;
 use infalign_model::data::{chitchat, fixture, Dialogue};
 use infalign_model::policy::{Policy, PolicyConfig, TokenBatch};
 use infalign_model::tokenizer::{training_text, DialogueTokenizer};
@@ -61,4 +62,28 @@ pub fn fingerprint(policy: &Policy) -> Vec<f32> {
         .into_data()
         .try_to_vec::<f32>()
         .expect("f32 data")
+}
+
+/// The crate's directory. `cargo test` sets it at run time; that wins over the compile-time value,
+/// which goes stale when a cached test binary is reused from a checkout at another path (CI's
+/// shared target directory).
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// The repository's root.
+pub fn repository() -> PathBuf {
+    manifest_dir().join("../..")
+}
+
+/// The committed default model, `static/default-model`.
+pub fn default_model() -> Bundle {
+    Bundle::read_dir(repository().join("static/default-model")).unwrap_or_else(|error| {
+        panic!(
+            "the committed default model does not load ({error}); retrain it (README: \
+             `The default model`) and commit static/default-model"
+        )
+    })
 }
