@@ -150,6 +150,8 @@ pub struct Bundle {
     pub manifest: Manifest,
     /// The tokenizer.
     pub tokenizer: DialogueTokenizer,
+    /// `tokenizer.json` exactly as hashed in the manifest (written back as it is).
+    tokenizer_json: Vec<u8>,
     weights: Vec<u8>,
     /// The weights of `manifest.variants`, in the same order.
     variant_weights: Vec<Vec<u8>>,
@@ -225,7 +227,7 @@ impl Bundle {
             });
         }
         let weights = policy_to_burnpack(policy)?;
-        let tokenizer_json = tokenizer.to_json()?;
+        let tokenizer_json = tokenizer.to_json()?.into_bytes();
         Ok(Self {
             manifest: Manifest {
                 format: FORMAT.into(),
@@ -234,13 +236,14 @@ impl Bundle {
                 policy: config,
                 end_of_turn: tokenizer.end_of_turn(),
                 weights: Part::describe(WEIGHTS_FILE, &weights),
-                tokenizer: Part::describe(TOKENIZER_FILE, tokenizer_json.as_bytes()),
+                tokenizer: Part::describe(TOKENIZER_FILE, &tokenizer_json),
                 reward,
                 provenance,
                 metrics,
                 variants: Vec::new(),
             },
             tokenizer: tokenizer.clone(),
+            tokenizer_json,
             weights,
             variant_weights: Vec::new(),
         })
@@ -365,6 +368,7 @@ impl Bundle {
         Ok(Self {
             manifest,
             tokenizer,
+            tokenizer_json: tokenizer_bytes,
             weights,
             variant_weights,
         })
@@ -387,10 +391,7 @@ impl Bundle {
         let mut files = vec![
             (MANIFEST_FILE.to_string(), manifest),
             (WEIGHTS_FILE.to_string(), self.weights.clone()),
-            (
-                TOKENIZER_FILE.to_string(),
-                self.tokenizer.to_json()?.into_bytes(),
-            ),
+            (TOKENIZER_FILE.to_string(), self.tokenizer_json.clone()),
         ];
         for (variant, weights) in self.manifest.variants.iter().zip(&self.variant_weights) {
             files.push((variant.weights.file.clone(), weights.clone()));

@@ -19,6 +19,21 @@ pub use error::{Error, Result};
 pub use policy::{Policy, PolicyConfig, SamplingConfig};
 pub use reward::{Reward, RewardSpec};
 
+/// A float tensor's values on the host (waits for the device); `what` names it in errors.
+pub(crate) fn host_values<const D: usize>(
+    tensor: burn::tensor::Tensor<D>,
+    what: &'static str,
+) -> Result<Vec<f32>> {
+    tensor
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|error| Error::Readback {
+            what,
+            backend: "compute",
+            reason: format!("{error:?}"),
+        })
+}
+
 /// The sha256 of `bytes`, as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};

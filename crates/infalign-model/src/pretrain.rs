@@ -17,6 +17,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::data::{Dialogue, Role};
 use crate::error::{Error, Result};
+use crate::host_values;
 use crate::policy::{Policy, PolicyConfig, TokenBatch};
 use crate::tokenizer::{DialogueTokenizer, END_OF_TURN};
 
@@ -258,12 +259,7 @@ impl Pretrainer {
             &device,
         )?;
         let loss = self.policy.loss(&batch);
-        let loss_value = f64::from(
-            loss.clone()
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|error| readback(format!("{error:?}")))?[0],
-        );
+        let loss_value = f64::from(host_values(loss.clone(), "training loss")?[0]);
         if !loss_value.is_finite() {
             return Err(Error::Invalid {
                 what: "training".into(),
@@ -393,14 +389,6 @@ mod checkpoint {
     }
 }
 
-fn readback(reason: String) -> Error {
-    Error::Readback {
-        what: "training loss",
-        backend: "compute",
-        reason,
-    }
-}
-
 /// Mean cross-entropy per target token of `policy` over `windows`, in batches of `batch_size`.
 pub fn evaluate_loss(policy: &Policy, windows: &[Vec<u32>], batch_size: usize) -> Result<f64> {
     let device = policy.device();
@@ -410,11 +398,7 @@ pub fn evaluate_loss(policy: &Policy, windows: &[Vec<u32>], batch_size: usize) -
     for chunk in windows.chunks(batch_size.max(1)) {
         let first = vec![1; chunk.len()];
         let batch = TokenBatch::new(chunk, &first, max_len, &device)?;
-        let sum = policy.token_logprobs(&batch).sum();
-        let sum = sum
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|error| readback(format!("{error:?}")))?[0];
+        let sum = host_values(policy.token_logprobs(&batch).sum(), "validation loss")?[0];
         total -= f64::from(sum);
         count += batch.target_count();
     }

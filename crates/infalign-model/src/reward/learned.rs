@@ -32,6 +32,7 @@ use super::Reward;
 use crate::bundle::Provenance;
 use crate::data::PreferencePair;
 use crate::error::{Error, Result};
+use crate::host_values;
 use crate::policy::{init_linear, normal_param};
 
 /// `format` of a reward manifest.
@@ -401,17 +402,6 @@ pub struct LearnedReward {
     output: (Vec<f32>, f32),
     /// The manifest it was loaded from, if any.
     manifest: Option<RewardManifest>,
-}
-
-fn host_values<const D: usize>(tensor: Tensor<D>, what: &'static str) -> Result<Vec<f32>> {
-    tensor
-        .into_data()
-        .try_to_vec::<f32>()
-        .map_err(|error| Error::Readback {
-            what,
-            backend: "compute",
-            reason: format!("{error:?}"),
-        })
 }
 
 fn linear_values(layer: &Linear) -> Result<(Vec<f32>, Vec<f32>)> {
