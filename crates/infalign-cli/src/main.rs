@@ -7,12 +7,16 @@
 use clap::{Parser, Subcommand};
 
 mod backend;
+mod ctrl;
 mod data;
 mod files;
+mod plot;
 mod pretrain;
+mod progress;
 mod reward;
 mod safetensors;
 mod sample;
+mod sweep;
 mod theory;
 mod tokenizer;
 
@@ -34,6 +38,14 @@ enum Command {
     Pretrain(pretrain::PretrainArgs),
     /// Train a learned reward model on preference pairs; measure any reward's pair accuracy.
     Reward(reward::RewardArgs),
+    /// Sample K reference responses per training prompt from pi_ref and store their rewards.
+    Calibrate(ctrl::CalibrateArgs),
+    /// KL-regularised RL on the calibrated, transformed reward (CTRL) or the raw reward.
+    Ctrl(ctrl::CtrlArgs),
+    /// Win rates (standard, BoN_N, WoN_N) and KL of a policy against pi_ref on held-out prompts.
+    Eval(ctrl::EvalArgs),
+    /// CTRL runs over methods and betas, evaluated and compared at matched KL.
+    Sweep(sweep::SweepArgs),
     /// Sample N responses from a bundle's policy, score them, show Best-of-N and Worst-of-N.
     Sample(sample::SampleArgs),
     /// Write a bundle's policy weights as SafeTensors (PyTorch layout) for Python.
@@ -55,6 +67,10 @@ fn main() -> std::process::ExitCode {
         Command::Pretrain(args) => pretrain::run(args),
         Command::Reward(args) => reward::run(args),
         Command::Sample(args) => sample::run(args),
+        Command::Calibrate(args) => ctrl::calibrate_command(args),
+        Command::Ctrl(args) => ctrl::ctrl_command(args),
+        Command::Eval(args) => ctrl::eval_command(args),
+        Command::Sweep(args) => sweep::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -12,7 +12,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use infalign_model::backend::{resolve_backend, BackendPreference};
 use infalign_model::bundle::{Bundle, Provenance};
 use infalign_model::data::Split;
@@ -20,6 +19,8 @@ use infalign_model::policy::{generate, PolicyConfig, SamplingConfig};
 use infalign_model::pretrain::{PretrainConfig, Pretrainer, TrainingWindows};
 use infalign_model::tokenizer::{chat_prompt, DialogueTokenizer};
 
+use crate::files::append_line;
+use crate::progress::{say, steps_bar};
 use crate::tokenizer::read_split;
 
 #[derive(Debug, Args)]
@@ -183,13 +184,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
             .context("installing the Ctrl-C handler")?;
     }
 
-    let progress = ProgressBar::new(config.steps).with_position(trainer.step);
-    progress.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]",
-        )
-        .expect("a valid progress template"),
-    );
+    let progress = steps_bar(config.steps, trainer.step);
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let metrics_path = args.out.join("metrics.jsonl");
@@ -269,26 +264,6 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64() / 60.0
     );
     Ok(())
-}
-
-/// Print a line above the progress bar, or plainly when the bar is hidden (output not a
-/// terminal), where indicatif would drop it.
-fn say(progress: &ProgressBar, line: String) {
-    if progress.is_hidden() {
-        eprintln!("{line}");
-    } else {
-        progress.println(line);
-    }
-}
-
-fn append_line(path: &Path, line: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    writeln!(file, "{line}").with_context(|| format!("writing {}", path.display()))
 }
 
 /// A few generations for the evaluation log.

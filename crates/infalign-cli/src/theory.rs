@@ -19,6 +19,7 @@ use infalign_core::{ExpFamily, Procedure, Transform};
 use serde_json::{json, Value};
 
 use crate::files::{print_stdout, write_atomic};
+use crate::plot::{render_svg, transform_curve, Chart, Series, COLORS};
 
 /// Exact win-rate-versus-KL theory in calibrated space.
 #[derive(Debug, Args)]
@@ -303,71 +304,6 @@ fn format_t(t: f64) -> String {
 // ---------------------------------------------------------------------------------------------
 // Plots
 
-const COLORS: [&str; 6] = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-];
-
-struct Series {
-    label: String,
-    points: Vec<(f64, f64)>,
-    color: &'static str,
-    dashed: bool,
-}
-
-struct Chart {
-    title: String,
-    x_label: String,
-    y_label: String,
-    x_range: (f64, f64),
-    y_range: (f64, f64),
-    series: Vec<Series>,
-    /// Legend in a column right of the plot instead of inside its lower right corner.
-    legend_outside: bool,
-}
-
-const PLOT_WIDTH: f64 = 560.0;
-const LEGEND_WIDTH: f64 = 230.0;
-
-impl Chart {
-    fn width(&self) -> f64 {
-        PLOT_WIDTH
-            + if self.legend_outside {
-                LEGEND_WIDTH
-            } else {
-                0.0
-            }
-    }
-}
-
-/// Win-rate-versus-KL curve of a transform: a lambda sweep up to the lambda of `max_kl`.
-fn transform_curve(
-    transform: &Transform,
-    procedure: Procedure,
-    n: u32,
-    max_kl: f64,
-) -> anyhow::Result<Vec<(f64, f64)>> {
-    let lambda_max = match theory::lambda_for_kl(transform, max_kl) {
-        Ok(lambda) => lambda,
-        // A bounded transform with a large t (normnegexp:70, say) is nearly flat at the top, so
-        // no lambda in the engine's range reaches the plot's largest KL: draw the curve as far as
-        // it goes, up to the largest lambda the engine guarantees.
-        Err(infalign_core::Error::KlBudgetUnreachable { .. }) => PLOT_LAMBDA_LIMIT,
-        Err(error) => return Err(error.into()),
-    };
-    let lambdas = theory::log_spaced(lambda_max * 1e-3, lambda_max, 60)?;
-    let mut points = vec![(0.0, 0.5)];
-    for evaluation in theory::win_rate_curve(transform, n, &lambdas)? {
-        if evaluation.kl <= max_kl * (1.0 + 1e-9) {
-            points.push((evaluation.kl, evaluation.win_rate_for(procedure)));
-        }
-    }
-    Ok(points)
-}
-
-/// The largest lambda a plotted curve goes to when its transform cannot reach the plot's KL range
-/// (the theory engine is documented stable up to lambda = 1e4).
-const PLOT_LAMBDA_LIMIT: f64 = 1e4;
-
 fn write_plots(args: &TableArgs, blocks: &[Block]) -> anyhow::Result<()> {
     let max_kl = args.plot_max_kl;
     // The t shown on the plots is the best t at the budget closest to the middle of the list.
@@ -396,24 +332,19 @@ fn write_plots(args: &TableArgs, blocks: &[Block]) -> anyhow::Result<()> {
                 ),
             ];
             for (i, (label, transform, dashed)) in curves.into_iter().enumerate() {
-                series.push(Series {
-                    points: transform_curve(&transform, procedure, n, max_kl)?,
+                series.push(Series::line(
                     label,
-                    color: COLORS[i],
+                    transform_curve(&transform, procedure, n, max_kl)?,
+                    COLORS[i],
                     dashed,
-                });
+                ));
             }
             let budgets: Vec<f64> = (1..=40).map(|i| max_kl * i as f64 / 40.0).collect();
             let mut optimal = vec![(0.0, 0.5)];
             for solution in theory::optimal_envelope(procedure, n, &budgets)? {
                 optimal.push((solution.kl, solution.win_rate));
             }
-            series.push(Series {
-                label: "optimal".into(),
-                points: optimal,
-                color: "#000000",
-                dashed: true,
-            });
+            series.push(Series::line("optimal".into(), optimal, "#000000", true));
             let y_max = series
                 .iter()
                 .flat_map(|s| s.points.iter().map(|p| p.1))
@@ -449,12 +380,12 @@ fn shapes_chart() -> anyhow::Result<Chart> {
     let grid: Vec<f64> = (0..=200).map(|i| i as f64 / 200.0).collect();
     let mut series = Vec::new();
     let mut add = |label: String, f: &dyn Fn(f64) -> f64, color, dashed| {
-        series.push(Series {
+        series.push(Series::line(
             label,
-            points: grid.iter().map(|&u| (u, f(u))).collect(),
+            grid.iter().map(|&u| (u, f(u))).collect(),
             color,
             dashed,
-        });
+        ));
     };
     add("identity".into(), &|u| u, COLORS[0], false);
     add(
@@ -504,161 +435,4 @@ fn shapes_chart() -> anyhow::Result<Chart> {
         series,
         legend_outside: true,
     })
-}
-
-fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
-    let span = (hi - lo).max(1e-12);
-    let raw = span / target.max(1) as f64;
-    let magnitude = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
-        .iter()
-        .map(|m| m * magnitude)
-        .find(|s| span / s <= target as f64 + 0.5)
-        .unwrap_or(10.0 * magnitude);
-    let first = (lo / step).ceil() as i64;
-    let last = (hi / step + 1e-9).floor() as i64;
-    (first..=last).map(|k| k as f64 * step).collect()
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-fn render_svg(charts: &[Chart]) -> String {
-    let height = 420.0;
-    let total_width: f64 = charts.iter().map(Chart::width).sum();
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{total_width}" height="{height}" viewBox="0 0 {total_width} {height}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(
-        svg,
-        r#"<rect width="{total_width}" height="{height}" fill="white"/>"#
-    );
-    let mut offset = 0.0;
-    for (index, chart) in charts.iter().enumerate() {
-        let (left, right, top, bottom) = (
-            offset + 60.0,
-            offset + PLOT_WIDTH - 20.0,
-            40.0,
-            height - 50.0,
-        );
-        let (x0, x1) = chart.x_range;
-        let (y0, y1) = chart.y_range;
-        let sx = |x: f64| left + (x - x0) / (x1 - x0) * (right - left);
-        let sy = |y: f64| bottom - (y - y0) / (y1 - y0) * (bottom - top);
-        let _ = writeln!(
-            svg,
-            r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{}</text>"#,
-            (left + right) / 2.0,
-            escape(&chart.title)
-        );
-        for tick in nice_ticks(x0, x1, 6) {
-            let x = sx(tick);
-            let _ = writeln!(
-                svg,
-                r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{bottom}" stroke="#e6e6e6"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
-                bottom + 16.0,
-                trim_number(tick)
-            );
-        }
-        for tick in nice_ticks(y0, y1, 6) {
-            let y = sy(tick);
-            let _ = writeln!(
-                svg,
-                r##"<line x1="{left}" y1="{y:.1}" x2="{right}" y2="{y:.1}" stroke="#e6e6e6"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-                left - 6.0,
-                y + 4.0,
-                trim_number(tick)
-            );
-        }
-        let _ = writeln!(
-            svg,
-            r#"<rect x="{left}" y="{top}" width="{}" height="{}" fill="none" stroke="black"/>"#,
-            right - left,
-            bottom - top
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-            (left + right) / 2.0,
-            height - 14.0,
-            escape(&chart.x_label)
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text x="{}" y="{}" text-anchor="middle" transform="rotate(-90 {} {})">{}</text>"#,
-            offset + 16.0,
-            (top + bottom) / 2.0,
-            offset + 16.0,
-            (top + bottom) / 2.0,
-            escape(&chart.y_label)
-        );
-        let _ = writeln!(
-            svg,
-            r#"<clipPath id="plot{index}"><rect x="{left}" y="{top}" width="{}" height="{}"/></clipPath>"#,
-            right - left,
-            bottom - top
-        );
-        for (i, series) in chart.series.iter().enumerate() {
-            let mut path = String::new();
-            for &(x, y) in series
-                .points
-                .iter()
-                .filter(|p| p.0.is_finite() && p.1.is_finite())
-            {
-                let _ = write!(path, "{:.2},{:.2} ", sx(x), sy(y));
-            }
-            let dash = if series.dashed {
-                r#" stroke-dasharray="6 4""#
-            } else {
-                ""
-            };
-            let _ = writeln!(
-                svg,
-                r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="1.8"{dash} clip-path="url(#plot{index})"/>"#,
-                path.trim_end(),
-                series.color
-            );
-            let (legend_x, legend_y) = if chart.legend_outside {
-                (right + 200.0, top + 10.0 + 18.0 * i as f64)
-            } else {
-                (
-                    right,
-                    bottom - 12.0 - 16.0 * (chart.series.len() - 1 - i) as f64,
-                )
-            };
-            let dash_legend = if series.dashed {
-                r#" stroke-dasharray="6 4""#
-            } else {
-                ""
-            };
-            let _ = writeln!(
-                svg,
-                r#"<line x1="{}" y1="{legend_y:.1}" x2="{}" y2="{legend_y:.1}" stroke="{}" stroke-width="1.8"{dash_legend}/><text x="{}" y="{:.1}">{}</text>"#,
-                legend_x - 190.0,
-                legend_x - 166.0,
-                series.color,
-                legend_x - 160.0,
-                legend_y + 4.0,
-                escape(&series.label)
-            );
-        }
-        offset += chart.width();
-    }
-    svg.push_str("</svg>\n");
-    svg
-}
-
-fn trim_number(value: f64) -> String {
-    let text = format!("{value:.3}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    if text == "-0" {
-        "0".into()
-    } else {
-        text.to_string()
-    }
 }

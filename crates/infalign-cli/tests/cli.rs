@@ -1,7 +1,7 @@
 //! The `infalign` binary end to end: help, version, the two stable JSON forms of `theory`, the
 //! plots it writes, and a clear error (never a panic) on a bad transform spec.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -42,6 +42,10 @@ fn help_lists_the_subcommands() {
         "safetensors",
         "theory",
         "backend",
+        "calibrate",
+        "ctrl",
+        "eval",
+        "sweep",
     ] {
         assert!(
             help.contains(subcommand),
@@ -346,14 +350,13 @@ fn theory_plots_large_n_where_some_curves_stop_short_of_the_range() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn pretrain_resume_and_sample_run_end_to_end_on_a_generated_corpus() {
-    let dir = scratch_dir("pipeline");
+/// A generated corpus prepared into `dir/data`, and a tokenizer trained on it; returns their
+/// paths.
+fn fixture_data(dir: &Path) -> (String, String) {
     let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
     let dataset = path("dataset.json");
     let data = path("data");
     let tokenizer = path("tokenizer.json");
-    let run = path("run");
     stdout_of(&infalign(&[
         "data",
         "fixture",
@@ -382,35 +385,47 @@ fn pretrain_resume_and_sample_run_end_to_end_on_a_generated_corpus() {
         "--out",
         &tokenizer,
     ]));
-    let pretrain = |extra: &[&str]| {
-        let mut args = vec![
-            "pretrain",
-            "--data",
-            &data,
-            "--tokenizer",
-            &tokenizer,
-            "--out",
-            &run,
-            "--device",
-            "cpu",
-            "--d-model",
-            "32",
-            "--layers",
-            "1",
-            "--context",
-            "32",
-            "--batch-size",
-            "4",
-            "--eval-every",
-            "3",
-            "--checkpoint-every",
-            "3",
-            "--eval-windows",
-            "8",
-        ];
-        args.extend_from_slice(extra);
-        infalign(&args)
-    };
+    (data, tokenizer)
+}
+
+/// `infalign pretrain` of a tiny policy into `run`, with `extra` flags.
+fn tiny_pretrain(data: &str, tokenizer: &str, run: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "pretrain",
+        "--data",
+        data,
+        "--tokenizer",
+        tokenizer,
+        "--out",
+        run,
+        "--device",
+        "cpu",
+        "--d-model",
+        "32",
+        "--layers",
+        "1",
+        "--context",
+        "32",
+        "--batch-size",
+        "4",
+        "--eval-every",
+        "3",
+        "--checkpoint-every",
+        "3",
+        "--eval-windows",
+        "8",
+    ];
+    args.extend_from_slice(extra);
+    infalign(&args)
+}
+
+#[test]
+fn pretrain_resume_and_sample_run_end_to_end_on_a_generated_corpus() {
+    let dir = scratch_dir("pipeline");
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let (data, tokenizer) = fixture_data(&dir);
+    let run = path("run");
+    let pretrain = |extra: &[&str]| tiny_pretrain(&data, &tokenizer, &run, extra);
     // Resuming takes the checkpoint's settings; a finished run resumes straight to its bundle.
     let first = pretrain(&["--steps", "6"]);
     stdout_of(&first);
@@ -574,5 +589,278 @@ fn reward_train_cross_validates_saves_and_evaluates() {
     let missing = infalign(&["reward", "train", "--pairs", "/nonexistent/pairs.jsonl"]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/pairs.jsonl"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn metric_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[test]
+fn calibrate_ctrl_kill_resume_and_eval_run_end_to_end() {
+    let dir = scratch_dir("ctrl");
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let (data, tokenizer) = fixture_data(&dir);
+    stdout_of(&tiny_pretrain(
+        &data,
+        &tokenizer,
+        &path("base"),
+        &["--steps", "3"],
+    ));
+    let base = path("base/bundle");
+    let train_prompts = format!("{data}/prompts-train.jsonl");
+    let calibration = path("calibration.json");
+    let output = infalign(&[
+        "calibrate",
+        "--bundle",
+        &base,
+        "--prompts",
+        &train_prompts,
+        "--limit",
+        "6",
+        "--k",
+        "6",
+        "--max-new-tokens",
+        "8",
+        "--out",
+        &calibration,
+    ]);
+    stdout_of(&output);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("split-half difference"));
+    let set: Value = serde_json::from_str(&std::fs::read_to_string(&calibration).unwrap()).unwrap();
+    assert_eq!(set["prompts"].as_array().unwrap().len(), 6);
+    assert_eq!(set["settings"]["k"], 6);
+
+    let ctrl = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "ctrl",
+            "--bundle",
+            &base,
+            "--prompts",
+            &train_prompts,
+            "--limit",
+            "6",
+            "--calibration",
+            &calibration,
+            "--transform",
+            "exp:4",
+            "--m",
+            "2",
+            "--prompts-per-step",
+            "2",
+            "--steps",
+            "24",
+            "--lr",
+            "1e-3",
+            "--target-kl",
+            "0.5",
+            "--checkpoint-every",
+            "2",
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        args.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    let straight = path("straight");
+    stdout_of(&infalign(
+        &ctrl(&straight, &[])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    ));
+
+    // Kill a second run with SIGKILL after its second checkpoint, then resume it.
+    let killed = path("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_infalign"))
+        .args(ctrl(&killed, &[]))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = dir.join("killed/checkpoint/state.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let step = std::fs::read_to_string(&state)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .and_then(|value| value["step"].as_u64());
+        if step.is_some_and(|step| step >= 4) || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !dir.join("killed/bundle").exists(),
+        "the run finished before it could be killed"
+    );
+    let again = infalign(
+        &ctrl(&killed, &[])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        !again.status.success(),
+        "a second fresh run into the same directory is refused"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+    let resumed = infalign(
+        &ctrl(&killed, &["--resume"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    stdout_of(&resumed);
+    assert!(String::from_utf8_lossy(&resumed.stderr).contains("resuming at step"));
+    let straight_metrics = metric_lines(&dir.join("straight/metrics.jsonl"));
+    let resumed_metrics = metric_lines(&dir.join("killed/metrics.jsonl"));
+    assert_eq!(straight_metrics.len(), 24);
+    assert_eq!(resumed_metrics, straight_metrics);
+    let first = &straight_metrics[0];
+    for key in [
+        "objective/kl",
+        "objective/scores",
+        "objective/rlhf_reward",
+        "infalign/beta",
+    ] {
+        assert!(first.get(key).is_some(), "{key} missing from {first}");
+    }
+
+    // The trained policy answers through `sample`, and `eval` measures it against the base.
+    let bundle = path("straight/bundle");
+    let sample = stdout_of(&infalign(&[
+        "sample",
+        "--bundle",
+        &bundle,
+        "--policy",
+        "ctrl",
+        "--prompt",
+        "hi",
+        "--n",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--json",
+    ]));
+    assert_eq!(
+        serde_json::from_str::<Value>(&sample).unwrap()["responses"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let eval_dir = path("eval");
+    let table = stdout_of(&infalign(&[
+        "eval",
+        "--bundle",
+        &bundle,
+        "--prompts",
+        &format!("{data}/prompts-test.jsonl"),
+        "--limit",
+        "4",
+        "--samples",
+        "4",
+        "--n",
+        "2,4",
+        "--max-new-tokens",
+        "8",
+        "--resamples",
+        "200",
+        "--out",
+        &eval_dir,
+    ]));
+    assert!(
+        table.contains("BoN_4") || table.contains("bon_4"),
+        "{table}"
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("eval/eval.json")).unwrap())
+            .unwrap();
+    let report = &report["report"];
+    assert_eq!(report["prompts"], 4);
+    assert_eq!(report["procedures"].as_array().unwrap().len(), 4);
+    let standard = report["standard"]["estimate"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&standard));
+
+    // A sweep trains and evaluates every method at every beta, then compares them at matched KL;
+    // run again, it reuses what is done.
+    let sweep_dir = path("sweep");
+    let sweep = |out: &str| {
+        infalign(&[
+            "sweep",
+            "--bundle",
+            &base,
+            "--prompts",
+            &train_prompts,
+            "--limit",
+            "6",
+            "--calibration",
+            &calibration,
+            "--eval-prompts",
+            &format!("{data}/prompts-test.jsonl"),
+            "--eval-limit",
+            "3",
+            "--methods",
+            "raw,exp:4",
+            "--betas",
+            "0.05,0.5",
+            "--steps",
+            "3",
+            "--m",
+            "2",
+            "--prompts-per-step",
+            "2",
+            "--samples",
+            "4",
+            "--n",
+            "2",
+            "--max-new-tokens",
+            "8",
+            "--out",
+            out,
+        ])
+    };
+    let first = sweep(&sweep_dir);
+    let table = stdout_of(&first);
+    assert!(
+        table.contains("bon_2 win rate") && table.contains("exp:4"),
+        "{table}"
+    );
+    assert!(String::from_utf8_lossy(&first.stderr).contains("$ infalign ctrl"));
+    for file in [
+        "comparison.md",
+        "comparison.json",
+        "winrate-vs-kl-standard.svg",
+        "winrate-vs-kl-bon_2.svg",
+    ] {
+        assert!(dir.join("sweep").join(file).exists(), "{file} missing");
+    }
+    let comparison: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("sweep/comparison.json")).unwrap())
+            .unwrap();
+    assert_eq!(comparison["runs"].as_array().unwrap().len(), 4);
+    let again = sweep(&sweep_dir);
+    assert_eq!(stdout_of(&again), table);
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("$ infalign"));
+
+    // A calibrated transform without a calibration set is a clear error.
+    let missing = infalign(&[
+        "ctrl",
+        "--bundle",
+        &base,
+        "--prompts",
+        &train_prompts,
+        "--out",
+        &path("none"),
+    ]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("--calibration"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

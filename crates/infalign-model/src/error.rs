@@ -38,6 +38,9 @@ pub enum Error {
         line: usize,
         reason: String,
     },
+    /// An error of the analytic core (calibration tables, transforms, estimators).
+    #[error(transparent)]
+    Core(#[from] infalign_core::Error),
 }
 
 impl Error {

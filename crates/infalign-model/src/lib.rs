@@ -6,6 +6,9 @@
 
 pub mod backend;
 pub mod bundle;
+#[cfg(not(target_arch = "wasm32"))]
+mod checkpoint;
+pub mod ctrl;
 pub mod data;
 pub mod error;
 pub mod policy;
@@ -32,6 +35,32 @@ pub(crate) fn host_values<const D: usize>(
             backend: "compute",
             reason: format!("{error:?}"),
         })
+}
+
+/// [`host_values`] without blocking: the only way to read a tensor back on WebGPU.
+pub(crate) async fn host_values_async<const D: usize>(
+    tensor: burn::tensor::Tensor<D>,
+    what: &'static str,
+) -> Result<Vec<f32>> {
+    let readback = |reason: String| Error::Readback {
+        what,
+        backend: "compute",
+        reason,
+    };
+    tensor
+        .into_data_async()
+        .await
+        .map_err(|error| readback(format!("{error:?}")))?
+        .try_to_vec::<f32>()
+        .map_err(|error| readback(format!("{error:?}")))
+}
+
+/// FNV-1a, 64 bits, of a byte stream: a hash that is stable across platforms and releases
+/// (unlike std's), for feature buckets and seeds.
+pub(crate) fn fnv1a64(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The sha256 of `bytes`, as lowercase hex.

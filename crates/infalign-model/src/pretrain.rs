@@ -301,11 +301,11 @@ impl Pretrainer {
 mod checkpoint {
     use std::path::Path;
 
-    use burn::tensor::{Bytes, Device};
+    use burn::tensor::Device;
 
     use super::{PretrainConfig, Pretrainer};
-    use crate::bundle::{policy_from_burnpack, policy_to_burnpack, write_files_atomically};
-    use crate::error::{Error, Result};
+    use crate::checkpoint::{read_optimizer, read_policy, read_state, save};
+    use crate::error::Result;
 
     /// `state.json` of a checkpoint.
     #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -316,72 +316,25 @@ mod checkpoint {
         tokens: u64,
     }
 
-    const CHECKPOINT_STATE: &str = "state.json";
-    const CHECKPOINT_WEIGHTS: &str = "model.bpk";
-    const CHECKPOINT_OPTIMIZER: &str = "optimizer.bin";
-
     impl Pretrainer {
-        /// Write a checkpoint into `dir`: weights, optimiser state, then `state.json` (each file
-        /// through a temporary name, the state last, so an interrupted write leaves the previous
-        /// checkpoint readable).
+        /// Write a checkpoint into `dir` (see [`crate::checkpoint`]).
         pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
-            let optimizer = self
-                .optimizer
-                .into_bytes()
-                .map_err(|error| Error::Invalid {
-                    what: "optimizer state".into(),
-                    reason: format!("cannot serialise: {error:?}"),
-                })?;
             let state = CheckpointState {
                 config: self.config.clone(),
                 step: self.step,
                 tokens: self.tokens,
             };
-            let state = serde_json::to_vec_pretty(&state).map_err(|error| Error::Invalid {
-                what: "checkpoint state".into(),
-                reason: error.to_string(),
-            })?;
-            write_files_atomically(
-                dir,
-                [
-                    (CHECKPOINT_WEIGHTS, policy_to_burnpack(&self.policy)?),
-                    (CHECKPOINT_OPTIMIZER, optimizer.to_vec()),
-                    (CHECKPOINT_STATE, state),
-                ],
-            )
+            save(dir, &self.policy, &self.optimizer, &state)
         }
 
         /// Continue the run checkpointed in `dir`, on `device`.
         pub fn resume(dir: &Path, device: &Device) -> Result<Self> {
-            let read = |name: &str| {
-                let path = dir.join(name);
-                std::fs::read(&path).map_err(|error| Error::io(path, error))
-            };
-            let origin = |name: &str| dir.join(name).display().to_string();
-            let state: CheckpointState =
-                serde_json::from_slice(&read(CHECKPOINT_STATE)?).map_err(|error| Error::Parse {
-                    origin: origin(CHECKPOINT_STATE),
-                    reason: error.to_string(),
-                })?;
+            let state: CheckpointState = read_state(dir)?;
             state.config.validate()?;
-            let policy = policy_from_burnpack(
-                &state.config.policy,
-                &read(CHECKPOINT_WEIGHTS)?,
-                &device.clone().autodiff(),
-                &origin(CHECKPOINT_WEIGHTS),
-            )?;
-            let optimizer = state
-                .config
-                .optimizer()
-                .from_bytes(Bytes::from_bytes_vec(read(CHECKPOINT_OPTIMIZER)?))
-                .map_err(|error| Error::Parse {
-                    origin: origin(CHECKPOINT_OPTIMIZER),
-                    reason: format!("{error:?}"),
-                })?;
             Ok(Self {
+                policy: read_policy(dir, &state.config.policy, device)?,
+                optimizer: read_optimizer(dir, state.config.optimizer())?,
                 config: state.config,
-                policy,
-                optimizer,
                 step: state.step,
                 tokens: state.tokens,
             })

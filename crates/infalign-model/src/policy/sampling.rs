@@ -232,17 +232,7 @@ pub async fn generate(
         };
         let [_, seen, vocab] = logits.dims();
         let last = logits.narrow(1, seen - 1, 1).reshape([batch, vocab]);
-        let readback = |reason: String| Error::Readback {
-            what: "policy logits",
-            backend: "compute",
-            reason,
-        };
-        let values: Vec<f32> = last
-            .into_data_async()
-            .await
-            .map_err(|error| readback(format!("{error:?}")))?
-            .try_to_vec::<f32>()
-            .map_err(|error| readback(format!("{error:?}")))?;
+        let values = crate::host_values_async(last, "policy logits").await?;
         if values.iter().any(|v| !v.is_finite()) {
             return Err(Error::Invalid {
                 what: "policy output".into(),

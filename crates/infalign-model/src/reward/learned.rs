@@ -126,12 +126,7 @@ impl LearnedRewardConfig {
     }
 
     fn bucket(&self, parts: &[&[u8]]) -> u32 {
-        // FNV-1a, 64 bits: stable across platforms and releases, unlike std's hasher.
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in parts.iter().flat_map(|part| part.iter()) {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
+        let hash = crate::fnv1a64(parts.iter().flat_map(|part| part.iter().copied()));
         (hash % self.buckets as u64) as u32
     }
 }

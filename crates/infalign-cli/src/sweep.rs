@@ -1,0 +1,477 @@
+//! `infalign sweep`: CTRL runs for several methods and betas, each evaluated on held-out prompts,
+//! then the methods compared at matched KL: each method's measured points (KL, win rate) are
+//! joined by straight lines and read off at common KL values inside every method's range (no
+//! extrapolation). Writes `comparison.md`, `comparison.json` and one SVG per measure with the
+//! measured points, their intervals and the theory engine's curves.
+//!
+//! Each run is a subprocess (`infalign ctrl`, then `infalign eval`) in `OUT/runs/NAME/`; a
+//! finished run or evaluation is reused and an interrupted one resumes, so rerunning the same
+//! sweep continues where it stopped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use infalign_core::estimators::ConfidenceInterval;
+use infalign_core::{Procedure, Transform};
+use infalign_model::ctrl::{EvalReport, TrainingReward};
+use serde::Serialize;
+
+use crate::files::{print_stdout, write_atomic};
+use crate::plot::{render_svg, transform_curve, Chart, Series, COLORS};
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// The base policy's bundle.
+    #[arg(long, default_value = "static/default-model")]
+    bundle: PathBuf,
+    /// Training prompts.
+    #[arg(long)]
+    prompts: PathBuf,
+    /// Distinct training prompts used.
+    #[arg(long, default_value_t = 256)]
+    limit: usize,
+    /// The calibration set of the training prompts.
+    #[arg(long)]
+    calibration: PathBuf,
+    /// Held-out prompts for the evaluation.
+    #[arg(long)]
+    eval_prompts: PathBuf,
+    /// Distinct held-out prompts used.
+    #[arg(long, default_value_t = 64)]
+    eval_limit: usize,
+    /// Methods: `--transform` values of `infalign ctrl` (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "raw,identity,log,exp:12")]
+    methods: Vec<String>,
+    /// KL coefficients, one run per method and beta (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "0.02,0.05,0.15")]
+    betas: Vec<f64>,
+    /// Procedure the comparison is about: `bon` or `won`.
+    #[arg(long, default_value = "bon")]
+    procedure: String,
+    /// N of the procedure.
+    #[arg(long, default_value_t = 4)]
+    n: u32,
+    /// Optimiser steps per run.
+    #[arg(long, default_value_t = 200)]
+    steps: u64,
+    /// Responses per prompt in training (RLOO group).
+    #[arg(long, default_value_t = 4)]
+    m: usize,
+    /// Prompts per training step.
+    #[arg(long, default_value_t = 8)]
+    prompts_per_step: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f64,
+    /// Responses per prompt and side in the evaluation.
+    #[arg(long, default_value_t = 16)]
+    samples: usize,
+    /// Longest response in tokens (training and evaluation).
+    #[arg(long, default_value_t = 32)]
+    max_new_tokens: usize,
+    /// KL values of the matched comparison (default: three spread over the common range).
+    #[arg(long, value_delimiter = ',')]
+    matched_kl: Vec<f64>,
+    /// Seed of every run and evaluation.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// `cpu`, `wgpu` or `auto`.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+/// A run's directory name: the method with `:` dropped, and beta.
+fn run_name(method: &str, beta: f64) -> String {
+    let method: String = method
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{method}-beta{beta}")
+}
+
+fn infalign(args: &[String]) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("locating the infalign binary")?;
+    eprintln!("sweep: $ infalign {}", args.join(" "));
+    // The subcommand's tables go to this command's standard error: standard output carries
+    // only the comparison.
+    let status = Command::new(&exe)
+        .args(args)
+        .stdout(std::process::Stdio::from(std::io::stderr()))
+        .status()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    if !status.success() {
+        bail!("`infalign {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn path_arg(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// One evaluated run.
+#[derive(Debug, Clone, Serialize)]
+struct Point {
+    method: String,
+    beta: f64,
+    report: EvalReport,
+}
+
+/// A measure the comparison reads from an evaluation report.
+#[derive(Debug, Clone, Copy)]
+enum Measure {
+    Standard,
+    Procedure(Procedure, u32),
+}
+
+impl Measure {
+    fn name(self) -> String {
+        match self {
+            Measure::Standard => "standard".into(),
+            Measure::Procedure(procedure, n) => format!("{procedure}_{n}"),
+        }
+    }
+
+    fn of(self, report: &EvalReport) -> Option<ConfidenceInterval> {
+        match self {
+            Measure::Standard => Some(report.standard),
+            Measure::Procedure(procedure, n) => report.win_rate(procedure, n),
+        }
+    }
+}
+
+/// Linear interpolation of `(x, estimate, lower, upper)` points (sorted by x) at `x`; `None`
+/// outside their range.
+fn interpolate(points: &[(f64, f64, f64, f64)], x: f64) -> Option<(f64, f64, f64)> {
+    let first = points.first()?;
+    let last = points.last()?;
+    if x < first.0 || x > last.0 {
+        return None;
+    }
+    if points.len() == 1 {
+        return Some((first.1, first.2, first.3));
+    }
+    let window = points.windows(2).find(|w| x <= w[1].0)?;
+    let (a, b) = (window[0], window[1]);
+    let f = if b.0 > a.0 {
+        (x - a.0) / (b.0 - a.0)
+    } else {
+        0.0
+    };
+    let mix = |p: f64, q: f64| p + f * (q - p);
+    Some((mix(a.1, b.1), mix(a.2, b.2), mix(a.3, b.3)))
+}
+
+/// `(kl, estimate, lower, upper)` of a method's runs, sorted by KL.
+fn curve(points: &[Point], method: &str, measure: Measure) -> Vec<(f64, f64, f64, f64)> {
+    let mut curve: Vec<_> = points
+        .iter()
+        .filter(|p| p.method == method)
+        .filter_map(|p| {
+            let ci = measure.of(&p.report)?;
+            Some((p.report.kl.estimate, ci.estimate, ci.lower, ci.upper))
+        })
+        .collect();
+    curve.sort_by(|a, b| a.0.total_cmp(&b.0));
+    curve
+}
+
+/// The KL values of the matched comparison: the given ones, or three spread over the range
+/// that every method covers.
+fn matched_values(points: &[Point], methods: &[String], given: &[f64]) -> Vec<f64> {
+    if !given.is_empty() {
+        return given.to_vec();
+    }
+    let ranges: Vec<(f64, f64)> = methods
+        .iter()
+        .filter_map(|method| {
+            let kls: Vec<f64> = points
+                .iter()
+                .filter(|p| &p.method == method)
+                .map(|p| p.report.kl.estimate)
+                .collect();
+            let lo = kls.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = kls.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (lo <= hi).then_some((lo, hi))
+        })
+        .collect();
+    let lo = ranges.iter().map(|r| r.0).fold(f64::NEG_INFINITY, f64::max);
+    let hi = ranges.iter().map(|r| r.1).fold(f64::INFINITY, f64::min);
+    if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+        return Vec::new();
+    }
+    if hi - lo < 1e-9 {
+        return vec![lo];
+    }
+    (1..=3).map(|i| lo + (hi - lo) * i as f64 / 4.0).collect()
+}
+
+pub fn run(args: SweepArgs) -> anyhow::Result<()> {
+    let procedure: Procedure = args.procedure.parse()?;
+    anyhow::ensure!(!args.methods.is_empty(), "--methods is empty");
+    anyhow::ensure!(!args.betas.is_empty(), "--betas is empty");
+    for method in &args.methods {
+        method.parse::<TrainingReward>().with_context(|| {
+            format!(
+                "--methods: {method:?} (give exp and negexp their t: `infalign theory` prints \
+                 the best t for each N and KL budget)"
+            )
+        })?;
+    }
+    let mut points = Vec::new();
+    for method in &args.methods {
+        for &beta in &args.betas {
+            let dir = args.out.join("runs").join(run_name(method, beta));
+            if !dir.join("bundle/manifest.json").exists() {
+                let mut ctrl = vec![
+                    "ctrl".to_string(),
+                    "--bundle".into(),
+                    path_arg(&args.bundle),
+                    "--prompts".into(),
+                    path_arg(&args.prompts),
+                    "--limit".into(),
+                    args.limit.to_string(),
+                    "--calibration".into(),
+                    path_arg(&args.calibration),
+                    "--transform".into(),
+                    method.clone(),
+                    "--procedure".into(),
+                    args.procedure.clone(),
+                    "--n".into(),
+                    args.n.to_string(),
+                    "--beta".into(),
+                    beta.to_string(),
+                    "--m".into(),
+                    args.m.to_string(),
+                    "--prompts-per-step".into(),
+                    args.prompts_per_step.to_string(),
+                    "--steps".into(),
+                    args.steps.to_string(),
+                    "--lr".into(),
+                    args.lr.to_string(),
+                    "--max-new-tokens".into(),
+                    args.max_new_tokens.to_string(),
+                    "--seed".into(),
+                    args.seed.to_string(),
+                    "--device".into(),
+                    args.device.clone(),
+                    "--out".into(),
+                    path_arg(&dir),
+                ];
+                if dir.join("checkpoint/state.json").exists() {
+                    ctrl.push("--resume".into());
+                }
+                infalign(&ctrl)?;
+            }
+            let eval_dir = dir.join("eval");
+            if !eval_dir.join("eval.json").exists() {
+                infalign(&[
+                    "eval".to_string(),
+                    "--bundle".into(),
+                    path_arg(&dir.join("bundle")),
+                    "--prompts".into(),
+                    path_arg(&args.eval_prompts),
+                    "--limit".into(),
+                    args.eval_limit.to_string(),
+                    "--samples".into(),
+                    args.samples.to_string(),
+                    "--n".into(),
+                    args.n.to_string(),
+                    "--max-new-tokens".into(),
+                    args.max_new_tokens.to_string(),
+                    "--seed".into(),
+                    args.seed.to_string(),
+                    "--label".into(),
+                    format!("{method}, beta {beta}"),
+                    "--device".into(),
+                    args.device.clone(),
+                    "--out".into(),
+                    path_arg(&eval_dir),
+                ])?;
+            }
+            let path = eval_dir.join("eval.json");
+            let document: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+            )
+            .with_context(|| format!("parsing {}", path.display()))?;
+            let report: EvalReport = serde_json::from_value(document["report"].clone())
+                .with_context(|| format!("{}: field `report`", path.display()))?;
+            points.push(Point {
+                method: method.clone(),
+                beta,
+                report,
+            });
+        }
+    }
+
+    let measures = [Measure::Standard, Measure::Procedure(procedure, args.n)];
+    let matched = matched_values(&points, &args.methods, &args.matched_kl);
+    let mut markdown = format!(
+        "# Sweep: {} at matched KL\n\nEach cell: win rate against pi_ref [95% bootstrap interval \
+         over prompts], read off the straight line through the method's measured points at that \
+         KL (no extrapolation: `-` outside the method's range).\n\n",
+        args.methods.join(", ")
+    );
+    if matched.is_empty() {
+        markdown.push_str(
+            "No KL value lies inside every method's measured range: widen `--betas` or pass \
+             `--matched-kl`.\n\n",
+        );
+    }
+    let mut comparison = Vec::new();
+    for measure in measures {
+        markdown.push_str(&format!(
+            "## {} win rate\n\n| KL (nats) | {} |\n|---|{}\n",
+            measure.name(),
+            args.methods.join(" | "),
+            "---|".repeat(args.methods.len())
+        ));
+        for &kl in &matched {
+            let mut row = format!("| {kl:.3} |");
+            for method in &args.methods {
+                let value = interpolate(&curve(&points, method, measure), kl);
+                match value {
+                    Some((estimate, lower, upper)) => {
+                        row.push_str(&format!(" {estimate:.3} [{lower:.3}, {upper:.3}] |"));
+                        comparison.push(serde_json::json!({
+                            "measure": measure.name(), "kl": kl, "method": method,
+                            "win_rate": estimate, "lower": lower, "upper": upper,
+                        }));
+                    }
+                    None => row.push_str(" - |"),
+                }
+            }
+            markdown.push_str(&row);
+            markdown.push('\n');
+        }
+        markdown.push('\n');
+    }
+    markdown.push_str("## Runs\n\n| method | beta | KL (k1) | standard | ");
+    markdown.push_str(&format!(
+        "{} | reward |\n|---|---|---|---|---|---|\n",
+        measures[1].name()
+    ));
+    for point in &points {
+        let r = &point.report;
+        let rate = measures[1].of(r).map(|c| c.estimate).unwrap_or(f64::NAN);
+        markdown.push_str(&format!(
+            "| {} | {} | {:.3} [{:.3}, {:.3}] | {:.3} | {rate:.3} | {:.3} |\n",
+            point.method,
+            point.beta,
+            r.kl.estimate,
+            r.kl.lower,
+            r.kl.upper,
+            r.standard.estimate,
+            r.policy_reward.estimate
+        ));
+    }
+    std::fs::create_dir_all(&args.out)?;
+    write_atomic(&args.out.join("comparison.md"), &markdown)?;
+    write_atomic(
+        &args.out.join("comparison.json"),
+        serde_json::to_string_pretty(&serde_json::json!({
+            "methods": args.methods, "betas": args.betas, "procedure": procedure, "n": args.n,
+            "matched_kl": matched, "comparison": comparison, "runs": points,
+        }))?,
+    )?;
+    for measure in measures {
+        let svg = render_svg(&[comparison_chart(&points, &args.methods, measure)?]);
+        write_atomic(
+            &args
+                .out
+                .join(format!("winrate-vs-kl-{}.svg", measure.name())),
+            &svg,
+        )?;
+    }
+    print_stdout(&markdown)
+}
+
+/// Measured points per method with the theory engine's curve of its transform (raw has none).
+fn comparison_chart(
+    points: &[Point],
+    methods: &[String],
+    measure: Measure,
+) -> anyhow::Result<Chart> {
+    let max_kl = points
+        .iter()
+        .map(|p| p.report.kl.upper)
+        .fold(0.1f64, f64::max)
+        * 1.1;
+    let mut series = Vec::new();
+    for (i, method) in methods.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let measured = curve(points, method, measure);
+        series.push(Series::measured(
+            format!("{method} (measured)"),
+            measured.iter().map(|p| (p.0, p.1)).collect(),
+            measured.iter().map(|p| (p.2, p.3)).collect(),
+            color,
+        ));
+        if let Ok(TrainingReward::Calibrated(transform)) = method.parse::<TrainingReward>() {
+            let (procedure, n) = match measure {
+                Measure::Standard => (Procedure::BestOfN, 1),
+                Measure::Procedure(procedure, n) => (procedure, n),
+            };
+            let theory_transform = match transform {
+                Transform::Optimal(_) => continue,
+                other => other,
+            };
+            series.push(Series::line(
+                format!("{method} (theory)"),
+                transform_curve(&theory_transform, procedure, n, max_kl)?,
+                color,
+                true,
+            ));
+        }
+    }
+    let ys = series.iter().flat_map(|s| {
+        s.points
+            .iter()
+            .map(|p| p.1)
+            .chain(s.error_bars.iter().flatten().flat_map(|b| [b.0, b.1]))
+            .collect::<Vec<_>>()
+    });
+    let (lo, hi) = ys.fold((0.5f64, 0.5f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
+    Ok(Chart {
+        title: format!("{} win rate against pi_ref", measure.name()),
+        x_label: "KL(pi || pi_ref) (nats)".into(),
+        y_label: "win rate".into(),
+        x_range: (0.0, max_kl),
+        y_range: ((lo - 0.02).max(0.0), (hi + 0.02).min(1.0)),
+        series,
+        legend_outside: true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolation_stays_inside_the_measured_range() {
+        let points = [(0.5, 0.6, 0.55, 0.65), (1.5, 0.8, 0.7, 0.9)];
+        assert_eq!(interpolate(&points, 0.4), None);
+        assert_eq!(interpolate(&points, 1.6), None);
+        let (estimate, lower, upper) = interpolate(&points, 1.0).unwrap();
+        assert!((estimate - 0.7).abs() < 1e-12);
+        assert!((lower - 0.625).abs() < 1e-12 && (upper - 0.775).abs() < 1e-12);
+        assert_eq!(interpolate(&points[..1], 0.5), Some((0.6, 0.55, 0.65)));
+    }
+
+    #[test]
+    fn run_names_are_safe_directory_names() {
+        assert_eq!(run_name("exp:12", 0.05), "exp-12-beta0.05");
+        assert_eq!(run_name("optimal:bon:4:3", 0.1), "optimal-bon-4-3-beta0.1");
+    }
+}

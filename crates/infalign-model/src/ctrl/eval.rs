@@ -1,0 +1,242 @@
+//! Evaluation on held-out prompts (theory notes, section 7): M responses per prompt from pi and
+//! from pi_ref, the standard, BoN_N and WoN_N win rates of pi against pi_ref by the exact
+//! U-statistic over all N-subsets, the KL estimate from pi's samples, and bootstrap confidence
+//! intervals over prompts.
+//!
+//! The reference side's samples of a prompt depend only on the seed and the prompt, so every
+//! policy evaluated with the same seed meets the same reference responses (common random
+//! numbers: differences between methods are less noisy than the methods' own intervals).
+
+use serde::{Deserialize, Serialize};
+
+use infalign_core::estimators::{
+    bootstrap_mean, kl_k1, kl_k3, procedure_win_rate, ConfidenceInterval,
+};
+use infalign_core::Procedure;
+
+use super::{derive_seed, rollout, score, sequence_logprobs, text_key, Decoding};
+use crate::error::{Error, Result};
+use crate::policy::Policy;
+use crate::reward::Reward;
+use crate::tokenizer::DialogueTokenizer;
+
+/// How an evaluation samples and summarises.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSettings {
+    /// Responses per prompt on each side (M >= every N).
+    pub samples: usize,
+    /// The N of the BoN_N and WoN_N win rates.
+    pub ns: Vec<u32>,
+    /// How both sides sample.
+    pub decoding: Decoding,
+    /// Seed of the samplers and of the bootstrap.
+    pub seed: u64,
+    /// Bootstrap resamples over prompts.
+    pub resamples: usize,
+    /// Confidence level of the intervals.
+    pub level: f64,
+}
+
+impl EvalSettings {
+    /// Check the settings; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |field: &str, reason: String| {
+            Err(Error::Invalid {
+                what: format!("evaluation setting `{field}`"),
+                reason,
+            })
+        };
+        if self.samples < 2 {
+            return invalid("samples", format!("{}; need at least 2", self.samples));
+        }
+        if let Some(&n) = self
+            .ns
+            .iter()
+            .find(|&&n| n == 0 || n as usize > self.samples)
+        {
+            return invalid(
+                "ns",
+                format!(
+                    "N = {n} is outside 1..={} (the samples per prompt)",
+                    self.samples
+                ),
+            );
+        }
+        if self.resamples < 2 {
+            return invalid("resamples", format!("{}; need at least 2", self.resamples));
+        }
+        if !(self.level > 0.0 && self.level < 1.0) {
+            return invalid("level", format!("{} is not in (0, 1)", self.level));
+        }
+        self.decoding.validate(true)
+    }
+}
+
+/// One prompt's samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptSamples {
+    /// Rewards of pi's responses.
+    pub policy_rewards: Vec<f64>,
+    /// Rewards of pi_ref's responses.
+    pub reference_rewards: Vec<f64>,
+    /// `log pi(y|x) - log pi_ref(y|x)` of pi's responses.
+    pub log_ratios: Vec<f64>,
+}
+
+/// Draw and score `settings.samples` responses per prompt from `policy` and from `reference`.
+/// `progress(done, total)` is called after each prompt.
+pub async fn sample_prompts(
+    policy: &Policy,
+    reference: &Policy,
+    tokenizer: &DialogueTokenizer,
+    reward: &dyn Reward,
+    prompts: &[String],
+    settings: &EvalSettings,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<PromptSamples>> {
+    settings.validate()?;
+    let m = settings.samples;
+    let mut out = Vec::with_capacity(prompts.len());
+    for (index, prompt) in prompts.iter().enumerate() {
+        let messages = vec![prompt.as_str(); m];
+        let key = text_key(prompt);
+        let ours = rollout(
+            policy,
+            tokenizer,
+            &messages,
+            &settings.decoding,
+            derive_seed(settings.seed, 4, key),
+        )
+        .await?;
+        let theirs = rollout(
+            reference,
+            tokenizer,
+            &messages,
+            &settings.decoding,
+            derive_seed(settings.seed, 5, key),
+        )
+        .await?;
+        let logp = sequence_logprobs(policy, &ours, m).await?;
+        let logp_ref = sequence_logprobs(reference, &ours, m).await?;
+        out.push(PromptSamples {
+            policy_rewards: score(reward, &messages, &ours.texts)?,
+            reference_rewards: score(reward, &messages, &theirs.texts)?,
+            log_ratios: logp.iter().zip(&logp_ref).map(|(a, b)| a - b).collect(),
+        });
+        progress(index + 1, prompts.len());
+    }
+    Ok(out)
+}
+
+/// A win rate under one procedure and N.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ProcedureWinRate {
+    /// `bon` or `won`.
+    pub procedure: Procedure,
+    /// N.
+    pub n: u32,
+    /// W(T(pi) > T(pi_ref)), averaged over prompts, with its interval.
+    pub win_rate: ConfidenceInterval,
+}
+
+/// The summary of an evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// Prompts evaluated.
+    pub prompts: usize,
+    /// Responses per prompt and side.
+    pub samples: usize,
+    /// KL(pi || pi_ref) per prompt by the k1 estimator (mean log ratio), averaged over prompts.
+    pub kl: ConfidenceInterval,
+    /// The same by the k3 estimator (lower variance, never negative per sample).
+    pub kl_k3: ConfidenceInterval,
+    /// W(pi > pi_ref): plain sampling on both sides.
+    pub standard: ConfidenceInterval,
+    /// BoN_N and WoN_N win rates for each N.
+    pub procedures: Vec<ProcedureWinRate>,
+    /// Mean raw reward of pi's responses.
+    pub policy_reward: ConfidenceInterval,
+    /// Mean raw reward of pi_ref's responses.
+    pub reference_reward: ConfidenceInterval,
+}
+
+impl EvalReport {
+    /// The win rate under `procedure` with `n`, when evaluated.
+    pub fn win_rate(&self, procedure: Procedure, n: u32) -> Option<ConfidenceInterval> {
+        self.procedures
+            .iter()
+            .find(|p| p.procedure == procedure && p.n == n)
+            .map(|p| p.win_rate)
+    }
+}
+
+/// Win rates, KL and rewards with bootstrap intervals over prompts.
+pub fn summarise(samples: &[PromptSamples], settings: &EvalSettings) -> Result<EvalReport> {
+    settings.validate()?;
+    if samples.is_empty() {
+        return Err(Error::Invalid {
+            what: "evaluation".into(),
+            reason: "no prompts".into(),
+        });
+    }
+    let interval = |values: Vec<f64>, stream: u64| {
+        bootstrap_mean(
+            &values,
+            settings.level,
+            settings.resamples,
+            derive_seed(settings.seed, 6, stream),
+        )
+    };
+    let per_prompt = |f: &dyn Fn(&PromptSamples) -> infalign_core::Result<f64>| {
+        samples
+            .iter()
+            .map(f)
+            .collect::<infalign_core::Result<Vec<f64>>>()
+    };
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len().max(1) as f64;
+    let kl = per_prompt(&|s| kl_k1(&s.log_ratios).map(|e| e.mean))?;
+    let kl_k3 = per_prompt(&|s| kl_k3(&s.log_ratios).map(|e| e.mean))?;
+    let standard = per_prompt(&|s| {
+        procedure_win_rate(
+            Procedure::BestOfN,
+            1,
+            &s.policy_rewards,
+            &s.reference_rewards,
+        )
+    })?;
+    let mut procedures = Vec::new();
+    for (index, &n) in settings.ns.iter().enumerate() {
+        for procedure in [Procedure::BestOfN, Procedure::WorstOfN] {
+            let rates = per_prompt(&|s| {
+                procedure_win_rate(
+                    procedure,
+                    n as usize,
+                    &s.policy_rewards,
+                    &s.reference_rewards,
+                )
+            })?;
+            procedures.push(ProcedureWinRate {
+                procedure,
+                n,
+                win_rate: interval(
+                    rates,
+                    10 + 2 * index as u64 + (procedure == Procedure::WorstOfN) as u64,
+                )?,
+            });
+        }
+    }
+    Ok(EvalReport {
+        prompts: samples.len(),
+        samples: settings.samples,
+        kl: interval(kl, 1)?,
+        kl_k3: interval(kl_k3, 2)?,
+        standard: interval(standard, 3)?,
+        procedures,
+        policy_reward: interval(samples.iter().map(|s| mean(&s.policy_rewards)).collect(), 4)?,
+        reference_reward: interval(
+            samples.iter().map(|s| mean(&s.reference_rewards)).collect(),
+            5,
+        )?,
+    })
+}
