@@ -63,6 +63,15 @@ pub(crate) fn fnv1a64(bytes: impl IntoIterator<Item = u8>) -> u64 {
     })
 }
 
+/// Shuffle `items` in place (Fisher-Yates) with a ChaCha8 stream seeded by `seed`.
+pub(crate) fn shuffle<T>(items: &mut [T], seed: u64) {
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    for i in (1..items.len()).rev() {
+        items.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+    }
+}
+
 /// The sha256 of `bytes`, as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};

@@ -68,9 +68,9 @@ pub struct CalibrationSummary {
     pub mean_distinct: f64,
     /// Fraction of pairs of reference responses (same prompt) whose rewards tie.
     pub tie_fraction: f64,
-    /// Split-half disagreement: the tables of the first and second halves of each prompt's
-    /// references calibrate the prompt's references; the mean absolute difference of the two
-    /// calibrated rewards (noise of a K/2 table, so a K table has about 1/sqrt(2) of it).
+    /// Split-half disagreement: each prompt's references are split at random into two halves,
+    /// whose tables calibrate all of the prompt's references; the mean absolute difference of
+    /// the two calibrated rewards (the noise of two K/2 tables, so about twice a K table's).
     pub split_half_difference: f64,
     /// Upper bound on the standard error of one calibrated reward, 1 / (2 sqrt(K)).
     pub standard_error_bound: f64,
@@ -186,9 +186,14 @@ impl CalibrationSet {
             distinct += values as f64;
             pairs += (k * (k - 1) / 2) as f64;
             if k >= 2 {
-                // The table is sorted, so split alternately: both halves span the range.
-                let first: Vec<f64> = sorted.iter().step_by(2).copied().collect();
-                let second: Vec<f64> = sorted.iter().skip(1).step_by(2).copied().collect();
+                // The references are i.i.d., so a random partition gives two independent halves
+                // (an alternating split of the sorted table would give two near-copies and hide
+                // the noise).
+                let mut order: Vec<usize> = (0..sorted.len()).collect();
+                crate::shuffle(&mut order, text_key(&entry.prompt));
+                let (left, right) = order.split_at(sorted.len() / 2);
+                let first: Vec<f64> = left.iter().map(|&i| sorted[i]).collect();
+                let second: Vec<f64> = right.iter().map(|&i| sorted[i]).collect();
                 let first = ReferenceTable::new(first)?;
                 let second = ReferenceTable::new(second)?;
                 for &reward in sorted {

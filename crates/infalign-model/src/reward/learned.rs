@@ -24,7 +24,7 @@ use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::activation::{log_sigmoid, relu};
 use burn::tensor::module::embedding;
 use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
-use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use regex::Regex;
 
@@ -338,10 +338,7 @@ pub fn train_bradley_terry(
         .init();
     let mut order: Vec<usize> = (0..pairs.len()).collect();
     for epoch in 1..=config.epochs {
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ (epoch as u64).rotate_left(32));
-        for i in (1..order.len()).rev() {
-            order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
-        }
+        crate::shuffle(&mut order, config.seed ^ (epoch as u64).rotate_left(32));
         let (mut loss_sum, mut right) = (0.0, 0.0);
         for chunk in order.chunks(config.batch_size) {
             let rows: Vec<&[u32]> = chunk
