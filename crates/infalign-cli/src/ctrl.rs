@@ -16,7 +16,6 @@ use anyhow::Context;
 use clap::Args;
 use infalign_core::theory::{self, best_t, optimal_envelope};
 use infalign_core::{ExpFamily, Procedure};
-use infalign_model::backend::{resolve_backend, BackendPreference, ResolvedBackend};
 use infalign_model::bundle::{Bundle, Provenance};
 use infalign_model::ctrl::prompts::read_prompts;
 use infalign_model::ctrl::{
@@ -27,6 +26,7 @@ use infalign_model::reward::RewardSpec;
 
 use crate::files::{append_line, print_stdout, write_atomic};
 use crate::progress::{items_bar, say, steps_bar};
+use crate::reward::spec_or;
 
 /// The variant name of the trained policy in a run's bundle.
 pub const TRAINED_POLICY: &str = "ctrl";
@@ -64,7 +64,7 @@ pub struct CalibrateArgs {
 
 pub fn calibrate_command(args: CalibrateArgs) -> anyhow::Result<()> {
     let bundle = Bundle::read_dir(&args.bundle)?;
-    let backend = backend(&args.device)?;
+    let backend = crate::backend::resolve(&args.device)?;
     let base = bundle.policy(&backend.device)?;
     let spec: RewardSpec = args.reward.parse()?;
     let reward = spec.load()?;
@@ -193,14 +193,6 @@ pub struct CtrlArgs {
     device: String,
 }
 
-fn backend(device: &str) -> anyhow::Result<ResolvedBackend> {
-    let backend = pollster::block_on(resolve_backend(device.parse::<BackendPreference>()?))?;
-    if let Some(reason) = &backend.fallback_reason {
-        eprintln!("note: no GPU backend ({reason}); using the CPU");
-    }
-    Ok(backend)
-}
-
 /// The training reward for `--transform`, resolving `exp`, `negexp` and `optimal` without
 /// parameters with the theory engine.
 fn training_reward(args: &CtrlArgs) -> anyhow::Result<TrainingReward> {
@@ -265,7 +257,7 @@ fn truncate_metrics(path: &Path, step: u64) -> anyhow::Result<()> {
 
 pub fn ctrl_command(args: CtrlArgs) -> anyhow::Result<()> {
     let bundle = Bundle::read_dir(&args.bundle)?;
-    let backend = backend(&args.device)?;
+    let backend = crate::backend::resolve(&args.device)?;
     let base = bundle.policy(&backend.device)?;
     let calibration = match &args.calibration {
         Some(path) => Some(CalibrationSet::read(path)?),
@@ -335,11 +327,10 @@ pub fn ctrl_command(args: CtrlArgs) -> anyhow::Result<()> {
         CtrlTrainer::new(config, &base, &backend.device)?
     };
     let config = trainer.config.clone();
-    let spec: RewardSpec = match (&args.reward, &calibration) {
-        (Some(text), _) => text.parse()?,
-        (None, Some(set)) => set.settings.reward.clone(),
-        (None, None) => RewardSpec::Vader,
-    };
+    let spec = spec_or(
+        args.reward.as_deref(),
+        calibration.as_ref().map(|set| set.settings.reward.clone()),
+    )?;
     if let Some(set) = &calibration {
         anyhow::ensure!(
             set.settings.reward == spec,
@@ -530,15 +521,12 @@ pub struct EvalArgs {
 
 pub fn eval_command(args: EvalArgs) -> anyhow::Result<()> {
     let bundle = Bundle::read_dir(&args.bundle)?;
-    let backend = backend(&args.device)?;
+    let backend = crate::backend::resolve(&args.device)?;
     let reference = bundle.policy(&backend.device)?;
     let policy = bundle
         .named_policy(&args.policy, &backend.device)
         .with_context(|| format!("{}: policy {:?}", args.bundle.display(), args.policy))?;
-    let spec: RewardSpec = match &args.reward {
-        Some(text) => text.parse()?,
-        None => bundle.manifest.reward.clone().unwrap_or(RewardSpec::Vader),
-    };
+    let spec = spec_or(args.reward.as_deref(), bundle.manifest.reward.clone())?;
     let reward = spec.load()?;
     let prompts = read_prompts(&args.prompts, args.limit)?;
     let settings = EvalSettings {

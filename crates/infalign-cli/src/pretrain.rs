@@ -12,7 +12,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use infalign_model::backend::{resolve_backend, BackendPreference};
 use infalign_model::bundle::{Bundle, Provenance};
 use infalign_model::data::Split;
 use infalign_model::policy::{generate, PolicyConfig, SamplingConfig};
@@ -103,11 +102,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     })?;
     let tokenizer =
         DialogueTokenizer::from_bytes(&tokenizer_bytes, &args.tokenizer.display().to_string())?;
-    let preference: BackendPreference = args.device.parse()?;
-    let backend = pollster::block_on(resolve_backend(preference))?;
-    if let Some(reason) = &backend.fallback_reason {
-        eprintln!("note: no GPU backend ({reason}); using the CPU");
-    }
+    let backend = crate::backend::resolve(&args.device)?;
 
     let mut trainer = if args.resume {
         let dir = checkpoint_dir(&args.out);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use infalign_core::estimators::mean_estimate;
 use infalign_model::bundle::Provenance;
 use infalign_model::data::{hh, PreferencePair};
@@ -92,6 +92,15 @@ struct EvalArgs {
     /// Preference pairs in the HH-RLHF format (`.jsonl` or `.jsonl.gz`).
     #[arg(long)]
     pairs: PathBuf,
+}
+
+/// The reward a `--reward` flag names, else `default` (a bundle's or a calibration set's), else
+/// VADER.
+pub fn spec_or(given: Option<&str>, default: Option<RewardSpec>) -> anyhow::Result<RewardSpec> {
+    Ok(match given {
+        Some(text) => text.parse()?,
+        None => default.unwrap_or(RewardSpec::Vader),
+    })
 }
 
 pub fn run(args: RewardArgs) -> anyhow::Result<()> {
@@ -191,11 +200,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             ""
         }
     );
-    let progress = ProgressBar::new(total_epochs as u64);
-    progress.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} epochs  {msg}  [{elapsed_precise}]")
-            .expect("a valid progress template"),
-    );
+    let progress = crate::progress::items_bar(total_epochs as u64, "epochs");
 
     let encoded = encode_pairs(&config.model, &pairs);
     let mut metrics = BTreeMap::new();

@@ -8,13 +8,11 @@ use anyhow::Context;
 use clap::Args;
 use infalign_core::selection::{best_of_n, worst_of_n};
 use infalign_core::ReferenceTable;
-use infalign_model::backend::{resolve_backend, BackendPreference};
 use infalign_model::bundle::{Bundle, BASE_POLICY};
-use infalign_model::policy::{generate, SamplingConfig};
-use infalign_model::reward::{Reward, RewardSpec};
-use infalign_model::tokenizer::{chat_prompt, DialogueTokenizer};
+use infalign_model::ctrl::{rollout, score, Decoding};
 
 use crate::files::print_stdout;
+use crate::reward::spec_or;
 
 #[derive(Debug, Args)]
 pub struct SampleArgs {
@@ -73,7 +71,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         "--reference-k must be at least 1"
     );
     let bundle = Bundle::read_dir(&args.bundle)?;
-    let backend = pollster::block_on(resolve_backend(args.device.parse::<BackendPreference>()?))?;
+    let backend = crate::backend::resolve(&args.device)?;
     let policy = bundle
         .named_policy(&args.policy, &backend.device)
         .with_context(|| {
@@ -83,33 +81,25 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
                 args.bundle.display()
             )
         })?;
-    let spec: RewardSpec = match &args.reward {
-        Some(text) => text.parse()?,
-        None => bundle.manifest.reward.clone().unwrap_or(RewardSpec::Vader),
-    };
+    let spec = spec_or(args.reward.as_deref(), bundle.manifest.reward.clone())?;
     let reward = spec.load()?;
-    let sampling = SamplingConfig {
+    let decoding = Decoding {
         temperature: args.temperature,
         top_k: args.top_k,
         top_p: args.top_p,
         max_new_tokens: args.max_new_tokens,
-        use_cache: true,
     };
     let tokenizer = &bundle.tokenizer;
-    let prompt = tokenizer.encode(&chat_prompt(&args.prompt))?;
-    let stop = Some(tokenizer.end_of_turn());
+    let messages = vec![args.prompt.as_str(); args.n];
 
     let started = Instant::now();
-    let generation = pollster::block_on(generate(
-        &policy,
-        &vec![prompt.clone(); args.n],
-        stop,
-        &sampling,
-        args.seed,
-    ))?;
+    let rollouts =
+        pollster::block_on(rollout(&policy, tokenizer, &messages, &decoding, args.seed))?;
     let seconds = started.elapsed().as_secs_f64();
-    let texts = decode_all(tokenizer, &generation.responses)?;
-    let rewards = score(reward.as_ref(), &args.prompt, &texts)?;
+    // Tokens generated, end-of-turn tokens included.
+    let tokens: usize = rollouts.response_ids.iter().map(Vec::len).sum();
+    let texts = rollouts.texts;
+    let rewards = score(reward.as_ref(), &messages, &texts)?;
 
     let calibration = match args.reference_k {
         Some(k) => {
@@ -122,18 +112,18 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
                 loaded_base = bundle.policy(&backend.device)?;
                 &loaded_base
             };
-            let reference = pollster::block_on(generate(
+            let messages = vec![args.prompt.as_str(); k];
+            let reference = pollster::block_on(rollout(
                 base,
-                &vec![prompt; k],
-                stop,
-                &sampling,
+                tokenizer,
+                &messages,
+                &decoding,
                 args.seed ^ 0x5EED_0F_2EF5,
             ))?;
-            let reference_texts = decode_all(tokenizer, &reference.responses)?;
             Some(ReferenceTable::new(score(
                 reward.as_ref(),
-                &args.prompt,
-                &reference_texts,
+                &messages,
+                &reference.texts,
             )?)?)
         }
         None => None,
@@ -154,7 +144,6 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     let best = best_of_n(&rewards)?;
     let worst = worst_of_n(&rewards)?;
-    let tokens = generation.tokens_generated();
 
     if args.json {
         let object = serde_json::json!({
@@ -191,21 +180,4 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         n = args.n
     ));
     print_stdout(&out)
-}
-
-/// The text of each response, trimmed.
-fn decode_all(
-    tokenizer: &DialogueTokenizer,
-    responses: &[Vec<u32>],
-) -> anyhow::Result<Vec<String>> {
-    responses
-        .iter()
-        .map(|ids| Ok(tokenizer.decode(ids)?.trim().to_string()))
-        .collect()
-}
-
-fn score(reward: &dyn Reward, prompt: &str, texts: &[String]) -> anyhow::Result<Vec<f64>> {
-    let prompts = vec![prompt; texts.len()];
-    let responses: Vec<&str> = texts.iter().map(String::as_str).collect();
-    Ok(reward.score_batch(&prompts, &responses)?)
 }

@@ -73,17 +73,6 @@ pub struct Generation {
     pub steps: usize,
 }
 
-impl Generation {
-    /// Tokens generated over all rows (stop tokens included).
-    pub fn tokens_generated(&self) -> usize {
-        self.responses
-            .iter()
-            .zip(&self.stopped)
-            .map(|(response, &stopped)| response.len() + usize::from(stopped))
-            .sum()
-    }
-}
-
 /// Draw one token from `logits` with `config`'s temperature, top-k and top-p, using the uniform
 /// number `u` in [0, 1). Greedy (temperature 0 or top-k 1) takes the most likely token, the
 /// lowest index on ties.
