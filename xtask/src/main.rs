@@ -63,7 +63,11 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Task::Setup => setup::run(),
-        Task::BuildWeb { dev } => build_web(!dev),
+        Task::BuildWeb { dev } => build_web(if dev {
+            WebProfile::Dev
+        } else {
+            WebProfile::Release
+        }),
         Task::Serve {
             port,
             host,
@@ -71,7 +75,7 @@ fn main() {
         } => if no_build {
             Ok(())
         } else {
-            setup::run().and_then(|()| build_web(true))
+            setup::run().and_then(|()| build_web(WebProfile::Release))
         }
         .and_then(|()| serve::serve(&repo_root().join("dist"), &host, port)),
         Task::Test { native_only } => test(native_only),
@@ -116,27 +120,54 @@ pub fn describe(command: &Command) -> String {
         .join(" ")
 }
 
+/// Which cargo profile Trunk builds the web app with.
+#[derive(Debug, Clone, Copy)]
+enum WebProfile {
+    /// `dev`: unoptimised, quickest to build.
+    Dev,
+    /// `web-release`: what people load (size-optimised, LTO, one codegen unit).
+    Release,
+    /// `web-ci`: what the browser tests load; the release code paths (abort on panic, no debug
+    /// assertions) without LTO and size optimisation, which cost most of a cold CI build.
+    Ci,
+}
+
+/// Send a command's output to the end of `log` instead of this terminal.
+pub fn log_to(command: &mut Command, log: &Path) -> Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    command.stdout(file.try_clone()?).stderr(file);
+    Ok(())
+}
+
 /// Build the web app with Trunk, using whichever wasm32 toolchain this machine has.
-fn build_web(release: bool) -> Result<()> {
-    build_web_logged(release, None)
+fn build_web(profile: WebProfile) -> Result<()> {
+    build_web_logged(profile, None)
 }
 
 /// [`build_web`], with Trunk's output going to `log` instead of this terminal when given.
-fn build_web_logged(release: bool, log: Option<&Path>) -> Result<()> {
+fn build_web_logged(profile: WebProfile, log: Option<&Path>) -> Result<()> {
     let root = repo_root();
     let wasm = toolchain::WasmToolchain::detect().context(
         "no wasm32 toolchain: run `cargo xtask setup` (or `rustup target add wasm32-unknown-unknown`)",
     )?;
     let mut trunk = Command::new("trunk");
     trunk.current_dir(&root).arg("build");
-    if release {
-        trunk.arg("--release");
+    match profile {
+        WebProfile::Dev => {}
+        WebProfile::Release => {
+            trunk.args(["--release", "--cargo-profile", "web-release"]);
+        }
+        WebProfile::Ci => {
+            trunk.args(["--release", "--cargo-profile", "web-ci"]);
+        }
     }
     wasm.configure(&mut trunk);
     if let Some(log) = log {
-        let file =
-            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        trunk.stdout(file.try_clone()?).stderr(file);
+        log_to(&mut trunk, log)?;
     }
     run_command(&mut trunk)?;
     let wasm_files: Vec<_> = std::fs::read_dir(root.join("dist"))?
@@ -156,24 +187,29 @@ fn build_web_logged(release: bool, log: Option<&Path>) -> Result<()> {
 
 /// The README's test command.
 fn test(native_only: bool) -> Result<()> {
-    setup::run()?;
+    setup::run_base()?;
     let root = repo_root();
     let mut totals = summary::Totals::default();
 
-    // The web build and the native tests share nothing but the target directory (different
-    // targets and profiles, so no cargo lock between them): run them side by side, so that one
-    // fills the core the other leaves idle in its single-crate stretches and its final link.
+    // The web track (installing trunk and wasm-bindgen-cli when missing, then the web build)
+    // and the native tests share nothing but the target directory (different targets and
+    // profiles, so no cargo lock between them): run them side by side, so that one fills the
+    // core the other leaves idle in its single-crate stretches and its final links.
     let web_log =
         std::env::temp_dir().join(format!("infalign-web-build-{}.log", std::process::id()));
     let web_build = (!native_only).then(|| {
         eprintln!(
-            "xtask: == web build, in the background (log: {}) ==",
+            "xtask: == web tools and web build, in the background (log: {}) ==",
             web_log.display()
         );
         let log = web_log.clone();
         std::thread::spawn(move || {
             let start = std::time::Instant::now();
-            (build_web_logged(true, Some(&log)), start.elapsed())
+            let result = std::fs::File::create(&log)
+                .with_context(|| format!("creating {}", log.display()))
+                .and_then(|_| setup::install_web_tools(Some(&log)))
+                .and_then(|()| build_web_logged(WebProfile::Ci, Some(&log)));
+            (result, start.elapsed())
         })
     });
 
@@ -208,7 +244,7 @@ fn test(native_only: bool) -> Result<()> {
         match result {
             Ok(()) => {
                 eprintln!(
-                    "xtask: web build finished in {:.0} s",
+                    "xtask: web tools and build finished in {:.0} s",
                     elapsed.as_secs_f64()
                 );
                 eprintln!("xtask: == browser tests ==");

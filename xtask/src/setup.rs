@@ -13,7 +13,18 @@ const TRUNK_VERSION: &str = "0.21.14";
 /// Python packages for the numerical cross-checks and the NumPy benchmark peer.
 const PYTHON_PACKAGES: &[&str] = &["mpmath==1.3.0", "numpy==2.2.6"];
 
+/// Everything: the base, then the web build tools.
 pub fn run() -> Result<()> {
+    run_base()?;
+    install_web_tools(None)?;
+    eprintln!("setup: done");
+    Ok(())
+}
+
+/// What the native tests and the browser test runner need: the wasm32 toolchain, system
+/// packages, the Python and Node dependencies. Quick; the web build tools come separately, so
+/// `cargo xtask test` can compile them while the native tests build.
+pub fn run_base() -> Result<()> {
     let root = repo_root();
     let mut apt = AptPlan::default();
 
@@ -47,17 +58,21 @@ pub fn run() -> Result<()> {
     apt.want_missing_packages(&["mesa-vulkan-drivers", "libvulkan1"]);
     apt.install()?;
 
-    install_cargo_tool("trunk", "trunk", TRUNK_VERSION, true)?;
+    setup_python(&root)?;
+    setup_node(&root)
+}
+
+/// Trunk and the wasm-bindgen-cli that matches Cargo.lock, each only when missing. With `log`,
+/// cargo's output goes there instead of this terminal.
+pub fn install_web_tools(log: Option<&Path>) -> Result<()> {
+    let root = repo_root();
+    install_cargo_tool("trunk", "trunk", TRUNK_VERSION, true, log)?;
     let bindgen = wasm_bindgen_version(&root)?;
     // No --locked: the registry mirror lacks one of its locked dependencies.
-    install_cargo_tool("wasm-bindgen", "wasm-bindgen-cli", &bindgen, false)?;
+    install_cargo_tool("wasm-bindgen", "wasm-bindgen-cli", &bindgen, false, log)?;
     eprintln!(
         "setup: wasm-opt: not used (data-wasm-opt=\"0\"); the web-release profile sizes the binary"
     );
-
-    setup_python(&root)?;
-    setup_node(&root)?;
-    eprintln!("setup: done");
     Ok(())
 }
 
@@ -125,7 +140,13 @@ fn is_root() -> bool {
 }
 
 /// `cargo install` a tool unless `binary --version` already reports `version`.
-fn install_cargo_tool(binary: &str, package: &str, version: &str, locked: bool) -> Result<()> {
+fn install_cargo_tool(
+    binary: &str,
+    package: &str,
+    version: &str,
+    locked: bool,
+    log: Option<&Path>,
+) -> Result<()> {
     let current = Command::new(binary)
         .arg("--version")
         .output()
@@ -154,6 +175,9 @@ fn install_cargo_tool(binary: &str, package: &str, version: &str, locked: bool) 
         .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1")
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
         .env_remove("CARGO_TARGET_DIR");
+    if let Some(log) = log {
+        crate::log_to(&mut cargo, log)?;
+    }
     run_command(&mut cargo)
 }
 
