@@ -168,13 +168,16 @@ fn install_cargo_tool(
     // These are build tools, run for seconds: trade their peak speed for a faster install.
     // Trunk's own release profile asks for fat LTO and one codegen unit, which on two cores
     // costs many minutes of a cold CI run. Installs go to their own target directory, so
-    // the project's builds never see these overrides.
+    // the project's builds never see these overrides; it is one directory for all tools, so
+    // the dependencies trunk and wasm-bindgen-cli share (serde, syn, clap, ...) build once.
     cargo
         .env("CARGO_PROFILE_RELEASE_LTO", "false")
         .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
         .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1")
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
-        .env_remove("CARGO_TARGET_DIR");
+        .env_remove("CARGO_TARGET_DIR")
+        .arg("--target-dir")
+        .arg(std::env::temp_dir().join("infalign-tool-build"));
     if let Some(log) = log {
         crate::log_to(&mut cargo, log)?;
     }

@@ -4,7 +4,8 @@
 //! A CTRL run directory holds `checkpoint/` (weights, optimiser state, beta; every
 //! `--checkpoint-every` steps, on Ctrl-C and at the end), `metrics.jsonl` (one line per step,
 //! TRL's names) and, at the end, `bundle/`: the base policy and the trained one (variant
-//! `ctrl`), ready for `infalign sample --policy ctrl` and `infalign eval`.
+//! `ctrl`), ready for `infalign sample --policy ctrl` and `infalign eval`, with the run's
+//! settings in `config.json` and, when calibrated, the table's in `calibration-settings.json`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,10 @@ use crate::reward::spec_or;
 
 /// The variant name of the trained policy in a run's bundle.
 pub const TRAINED_POLICY: &str = "ctrl";
+/// A finished run's training settings (`CtrlConfig`), in its directory.
+pub const RUN_CONFIG_FILE: &str = "config.json";
+/// A finished calibrated run's calibration settings (`CalibrationSettings`), in its directory.
+pub const RUN_CALIBRATION_FILE: &str = "calibration-settings.json";
 
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
@@ -460,13 +465,20 @@ pub fn ctrl_command(args: CtrlArgs) -> anyhow::Result<()> {
         provenance,
         bundle.manifest.metrics.clone(),
     )?;
-    out_bundle.add_variant(TRAINED_POLICY, &trainer.inference_policy(), metrics)?;
+    out_bundle.add_variant(TRAINED_POLICY, &trainer.inference_policy(), metrics, None)?;
     let bundle_dir = args.out.join("bundle");
     out_bundle.write_dir(&bundle_dir)?;
     write_atomic(
-        &args.out.join("config.json"),
+        &args.out.join(RUN_CONFIG_FILE),
         serde_json::to_string_pretty(&config)?,
     )?;
+    // The table matters only to a calibrated reward (a raw run may be given one and ignore it).
+    if let (Some(set), TrainingReward::Calibrated(_)) = (&calibration, &config.reward) {
+        write_atomic(
+            &args.out.join(RUN_CALIBRATION_FILE),
+            serde_json::to_string_pretty(&set.settings)?,
+        )?;
+    }
     eprintln!(
         "ctrl: wrote {} (policy {TRAINED_POLICY:?}) in {:.1} min",
         bundle_dir.display(),
@@ -563,6 +575,7 @@ pub fn eval_command(args: EvalArgs) -> anyhow::Result<()> {
     let document = serde_json::json!({
         "label": label,
         "bundle": args.bundle.display().to_string(),
+        "prompts": args.prompts.display().to_string(),
         "policy": args.policy,
         "reward": spec.to_string(),
         "settings": settings,

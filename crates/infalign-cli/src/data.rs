@@ -36,6 +36,22 @@ enum DataCommand {
     Prepare(PrepareArgs),
     /// Write a small generated corpus in the chitchat format (for tests and offline use).
     Fixture(FixtureArgs),
+    /// Split the distinct opening requests of an HH-RLHF file into prompt sets
+    /// (`PREFIX-prompts-{train,validation,test}.jsonl`, split by a hash of the text).
+    HhPrompts(HhPromptsArgs),
+}
+
+#[derive(Debug, Args)]
+struct HhPromptsArgs {
+    /// An HH-RLHF preference file (`.jsonl` or `.jsonl.gz`).
+    #[arg(long)]
+    pairs: PathBuf,
+    /// Output directory.
+    #[arg(long, default_value = "data")]
+    out: PathBuf,
+    /// File name prefix, e.g. `harmless` for `harmless-prompts-train.jsonl`.
+    #[arg(long, default_value = "hh")]
+    prefix: String,
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +99,7 @@ pub fn run(args: DataArgs) -> anyhow::Result<()> {
             let origin = args.dataset_json.display().to_string();
             prepare(&bytes, &origin, &args.out, json!({"dataset_json": origin}))
         }
+        DataCommand::HhPrompts(args) => hh_prompts(args),
         DataCommand::Fixture(args) => {
             if args.conversations == 0 {
                 bail!("--conversations must be at least 1");
@@ -236,6 +253,34 @@ fn extract(wheel: &[u8], origin: &str) -> anyhow::Result<Vec<u8>> {
         )
     })?;
     Ok(bytes)
+}
+
+/// Write the distinct first human turns of an HH-RLHF file as three prompt sets. A message's
+/// split depends on its text alone, so the same request never lands in two sets.
+fn hh_prompts(args: HhPromptsArgs) -> anyhow::Result<()> {
+    use infalign_model::data::dialogue::{ASSISTANT_CUE, HUMAN_PREFIX};
+    let messages = infalign_model::ctrl::prompts::read_prompts(&args.pairs, usize::MAX)?;
+    for split in Split::ALL {
+        let lines: String = messages
+            .iter()
+            .enumerate()
+            .filter(|(_, message)| Split::of(message) == split)
+            .map(|(index, message)| {
+                let prompt = format!("{HUMAN_PREFIX}{message}{ASSISTANT_CUE}");
+                format!(
+                    "{}\n",
+                    json!({"id": format!("hh-{index}"), "prompt": prompt})
+                )
+            })
+            .collect();
+        let count = lines.lines().count();
+        let path = args
+            .out
+            .join(format!("{}-prompts-{split}.jsonl", args.prefix));
+        write_atomic(&path, lines.as_bytes())?;
+        eprintln!("data: {split:<10} {count:>6} prompts -> {}", path.display());
+    }
+    Ok(())
 }
 
 /// Convert, split and write the corpus; print a summary.

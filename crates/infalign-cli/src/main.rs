@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod backend;
 mod ctrl;
 mod data;
+mod export;
 mod files;
 mod plot;
 mod pretrain;
@@ -46,6 +47,8 @@ enum Command {
     Eval(ctrl::EvalArgs),
     /// CTRL runs over methods and betas, evaluated and compared at matched KL.
     Sweep(sweep::SweepArgs),
+    /// One bundle of the base policy and aligned variants from CTRL runs (for the browser lab).
+    Export(export::ExportArgs),
     /// Sample N responses from a bundle's policy, score them, show Best-of-N and Worst-of-N.
     Sample(sample::SampleArgs),
     /// Write a bundle's policy weights as SafeTensors (PyTorch layout) for Python.
@@ -71,6 +74,7 @@ fn main() -> std::process::ExitCode {
         Command::Ctrl(args) => ctrl::ctrl_command(args),
         Command::Eval(args) => ctrl::eval_command(args),
         Command::Sweep(args) => sweep::run(args),
+        Command::Export(args) => export::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

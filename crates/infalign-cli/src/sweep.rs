@@ -1,7 +1,8 @@
-//! `infalign sweep`: CTRL runs for several methods and betas, each evaluated on held-out prompts,
-//! then the methods compared at matched KL: each method's measured points (KL, win rate) are
-//! joined by straight lines and read off at common KL values inside every method's range (no
-//! extrapolation). Writes `comparison.md`, `comparison.json` and one SVG per measure with the
+//! `infalign sweep`: CTRL runs for several methods and betas (or KL budgets), each evaluated on
+//! held-out prompts, then the methods compared at matched KL: each method's measured points (KL,
+//! win rate) are joined by straight lines and read off at common KL values inside every method's
+//! range (no extrapolation). With KL budgets, runs of different methods at the same budget are
+//! also compared directly, by paired bootstrap over prompts. Writes `comparison.md`, `comparison.json` and one SVG per measure with the
 //! measured points, their intervals and the theory engine's curves.
 //!
 //! Each run is a subprocess (`infalign ctrl`, then `infalign eval`) in `OUT/runs/NAME/`; a
@@ -15,7 +16,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 use infalign_core::estimators::ConfidenceInterval;
 use infalign_core::{Procedure, Transform};
-use infalign_model::ctrl::{EvalReport, TrainingReward};
+use infalign_model::ctrl::{
+    paired_difference, EvalReport, EvalSettings, PromptSamples, TrainingReward,
+};
 use serde::Serialize;
 
 use crate::files::{print_stdout, write_atomic};
@@ -41,12 +44,18 @@ pub struct SweepArgs {
     /// Distinct held-out prompts used.
     #[arg(long, default_value_t = 64)]
     eval_limit: usize,
-    /// Methods: `--transform` values of `infalign ctrl` (comma-separated).
+    /// Methods: `--transform` values of `infalign ctrl` (comma-separated); with `--target-kls`,
+    /// bare `exp`, `negexp` and `optimal` are tuned for each budget by the theory engine.
     #[arg(long, value_delimiter = ',', default_value = "raw,identity,log,exp:12")]
     methods: Vec<String>,
     /// KL coefficients, one run per method and beta (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "0.02,0.05,0.15")]
     betas: Vec<f64>,
+    /// Instead of fixed betas: KL budgets in nats, one run per method and budget, each holding
+    /// its KL near the budget with the adaptive controller. Runs of different methods at the same
+    /// budget are then also compared pairwise (paired bootstrap over prompts).
+    #[arg(long, value_delimiter = ',', conflicts_with = "betas")]
+    target_kls: Vec<f64>,
     /// Procedure the comparison is about: `bon` or `won`.
     #[arg(long, default_value = "bon")]
     procedure: String,
@@ -85,8 +94,35 @@ pub struct SweepArgs {
     device: String,
 }
 
-/// A run's directory name: the method with `:` dropped, and beta.
-fn run_name(method: &str, beta: f64) -> String {
+/// What sets a run's KL: a fixed coefficient, or a budget the adaptive controller holds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Knob {
+    Beta(f64),
+    TargetKl(f64),
+}
+
+impl Knob {
+    /// `infalign ctrl`'s flag and value.
+    fn flag(self) -> [String; 2] {
+        match self {
+            Knob::Beta(beta) => ["--beta".into(), beta.to_string()],
+            Knob::TargetKl(kl) => ["--target-kl".into(), kl.to_string()],
+        }
+    }
+}
+
+impl std::fmt::Display for Knob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Knob::Beta(beta) => write!(f, "beta {beta}"),
+            Knob::TargetKl(kl) => write!(f, "KL budget {kl}"),
+        }
+    }
+}
+
+/// A run's directory name: the method with `:` dropped, and beta or the KL budget.
+fn run_name(method: &str, knob: Knob) -> String {
     let method: String = method
         .chars()
         .map(|c| {
@@ -97,7 +133,10 @@ fn run_name(method: &str, beta: f64) -> String {
             }
         })
         .collect();
-    format!("{method}-beta{beta}")
+    match knob {
+        Knob::Beta(beta) => format!("{method}-beta{beta}"),
+        Knob::TargetKl(kl) => format!("{method}-kl{kl}"),
+    }
 }
 
 fn infalign(args: &[String]) -> anyhow::Result<()> {
@@ -124,8 +163,13 @@ fn path_arg(path: &Path) -> String {
 #[derive(Debug, Clone, Serialize)]
 struct Point {
     method: String,
-    beta: f64,
+    knob: Knob,
     report: EvalReport,
+    /// The evaluation's per-prompt samples (for paired comparisons).
+    #[serde(skip)]
+    samples: Vec<PromptSamples>,
+    #[serde(skip)]
+    settings: EvalSettings,
 }
 
 /// A measure the comparison reads from an evaluation report.
@@ -220,19 +264,33 @@ fn matched_values(points: &[Point], methods: &[String], given: &[f64]) -> Vec<f6
 pub fn run(args: SweepArgs) -> anyhow::Result<()> {
     let procedure: Procedure = args.procedure.parse()?;
     anyhow::ensure!(!args.methods.is_empty(), "--methods is empty");
-    anyhow::ensure!(!args.betas.is_empty(), "--betas is empty");
+    let knobs: Vec<Knob> = if args.target_kls.is_empty() {
+        args.betas.iter().map(|&b| Knob::Beta(b)).collect()
+    } else {
+        args.target_kls
+            .iter()
+            .map(|&kl| Knob::TargetKl(kl))
+            .collect()
+    };
+    anyhow::ensure!(!knobs.is_empty(), "--betas is empty");
     for method in &args.methods {
+        // With KL budgets, bare `exp`, `negexp` and `optimal` are tuned per budget by ctrl.
+        let tuned = matches!(method.as_str(), "exp" | "negexp" | "optimal");
+        if tuned && !args.target_kls.is_empty() {
+            continue;
+        }
         method.parse::<TrainingReward>().with_context(|| {
             format!(
-                "--methods: {method:?} (give exp and negexp their t: `infalign theory` prints \
-                 the best t for each N and KL budget)"
+                "--methods: {method:?} (give exp and negexp their t, or pass --target-kls to \
+                 have the theory engine tune t for each budget; `infalign theory` prints the \
+                 best t for each N and KL budget)"
             )
         })?;
     }
     let mut points = Vec::new();
     for method in &args.methods {
-        for &beta in &args.betas {
-            let dir = args.out.join("runs").join(run_name(method, beta));
+        for &knob in &knobs {
+            let dir = args.out.join("runs").join(run_name(method, knob));
             if !dir.join("bundle/manifest.json").exists() {
                 let mut ctrl = vec![
                     "ctrl".to_string(),
@@ -250,8 +308,6 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
                     args.procedure.clone(),
                     "--n".into(),
                     args.n.to_string(),
-                    "--beta".into(),
-                    beta.to_string(),
                     "--m".into(),
                     args.m.to_string(),
                     "--prompts-per-step".into(),
@@ -269,6 +325,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
                     "--out".into(),
                     path_arg(&dir),
                 ];
+                ctrl.extend(knob.flag());
                 if dir.join("checkpoint/state.json").exists() {
                     ctrl.push("--resume".into());
                 }
@@ -293,7 +350,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
                     "--seed".into(),
                     args.seed.to_string(),
                     "--label".into(),
-                    format!("{method}, beta {beta}"),
+                    format!("{method}, {knob}"),
                     "--device".into(),
                     args.device.clone(),
                     "--out".into(),
@@ -307,10 +364,20 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
             .with_context(|| format!("parsing {}", path.display()))?;
             let report: EvalReport = serde_json::from_value(document["report"].clone())
                 .with_context(|| format!("{}: field `report`", path.display()))?;
+            let settings: EvalSettings = serde_json::from_value(document["settings"].clone())
+                .with_context(|| format!("{}: field `settings`", path.display()))?;
+            let samples_path = eval_dir.join("samples.json");
+            let samples: Vec<PromptSamples> = serde_json::from_slice(
+                &std::fs::read(&samples_path)
+                    .with_context(|| format!("reading {}", samples_path.display()))?,
+            )
+            .with_context(|| format!("parsing {}", samples_path.display()))?;
             points.push(Point {
                 method: method.clone(),
-                beta,
+                knob,
                 report,
+                samples,
+                settings,
             });
         }
     }
@@ -357,7 +424,16 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
         }
         markdown.push('\n');
     }
-    markdown.push_str("## Runs\n\n| method | beta | KL (k1) | standard | ");
+    if !args.target_kls.is_empty() {
+        markdown.push_str(&paired_table(
+            &points,
+            &args.methods,
+            &knobs,
+            &measures,
+            &mut comparison,
+        )?);
+    }
+    markdown.push_str("## Runs\n\n| method | run | KL (k1) | standard | ");
     markdown.push_str(&format!(
         "{} | reward |\n|---|---|---|---|---|---|\n",
         measures[1].name()
@@ -368,7 +444,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
         markdown.push_str(&format!(
             "| {} | {} | {:.3} [{:.3}, {:.3}] | {:.3} | {rate:.3} | {:.3} |\n",
             point.method,
-            point.beta,
+            point.knob,
             r.kl.estimate,
             r.kl.lower,
             r.kl.upper,
@@ -381,7 +457,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
     write_atomic(
         &args.out.join("comparison.json"),
         serde_json::to_string_pretty(&serde_json::json!({
-            "methods": args.methods, "betas": args.betas, "procedure": procedure, "n": args.n,
+            "methods": args.methods, "runs_at": knobs, "procedure": procedure, "n": args.n,
             "matched_kl": matched, "comparison": comparison, "runs": points,
         }))?,
     )?;
@@ -395,6 +471,77 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
         )?;
     }
     print_stdout(&markdown)
+}
+
+/// Pairwise differences between methods at each KL budget (paired bootstrap over prompts), as
+/// markdown; each difference is also appended to `comparison`.
+fn paired_table(
+    points: &[Point],
+    methods: &[String],
+    knobs: &[Knob],
+    measures: &[Measure],
+    comparison: &mut Vec<serde_json::Value>,
+) -> anyhow::Result<String> {
+    let mut out = String::from(
+        "## Paired differences at each KL budget\n\nWin rate of the first method minus the \
+         second's, both against pi_ref on the same prompts and reference responses: mean over \
+         prompts [95% paired bootstrap interval]. An interval that excludes 0 is a difference \
+         this evaluation resolves. The measured KLs of the two runs are given beside it: the \
+         comparison is fair only where they are close.\n\n",
+    );
+    for &measure in measures {
+        let (procedure, n) = match measure {
+            Measure::Standard => (Procedure::BestOfN, 1),
+            Measure::Procedure(procedure, n) => (procedure, n),
+        };
+        out.push_str(&format!(
+            "### {} win rate\n\n| KL budget | A - B | difference | KL of A, B |\n|---|---|---|---|\n",
+            measure.name()
+        ));
+        for (k, &knob) in knobs.iter().enumerate() {
+            let Knob::TargetKl(budget) = knob else {
+                continue;
+            };
+            for (i, a) in methods.iter().enumerate() {
+                for (j, b) in methods.iter().enumerate().skip(i + 1) {
+                    let find = |method: &String| {
+                        points
+                            .iter()
+                            .find(|p| &p.method == method && p.knob == knob)
+                    };
+                    let (Some(pa), Some(pb)) = (find(a), find(b)) else {
+                        continue;
+                    };
+                    let stream = ((k * 64 + i) * 64 + j) as u64;
+                    let difference = paired_difference(
+                        &pa.samples,
+                        &pb.samples,
+                        procedure,
+                        n as usize,
+                        &pa.settings,
+                        stream,
+                    )
+                    .with_context(|| format!("comparing {a} with {b} at {knob}"))?;
+                    out.push_str(&format!(
+                        "| {budget} | {a} - {b} | {:+.3} [{:+.3}, {:+.3}] | {:.2}, {:.2} |\n",
+                        difference.estimate,
+                        difference.lower,
+                        difference.upper,
+                        pa.report.kl.estimate,
+                        pb.report.kl.estimate
+                    ));
+                    comparison.push(serde_json::json!({
+                        "measure": measure.name(), "kl_budget": budget, "method": a,
+                        "baseline": b, "difference": difference.estimate,
+                        "lower": difference.lower, "upper": difference.upper,
+                        "kl": pa.report.kl.estimate, "baseline_kl": pb.report.kl.estimate,
+                    }));
+                }
+            }
+        }
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 /// Measured points per method with the theory engine's curve of its transform (raw has none).
@@ -471,7 +618,11 @@ mod tests {
 
     #[test]
     fn run_names_are_safe_directory_names() {
-        assert_eq!(run_name("exp:12", 0.05), "exp-12-beta0.05");
-        assert_eq!(run_name("optimal:bon:4:3", 0.1), "optimal-bon-4-3-beta0.1");
+        assert_eq!(run_name("exp:12", Knob::Beta(0.05)), "exp-12-beta0.05");
+        assert_eq!(
+            run_name("optimal:bon:4:3", Knob::Beta(0.1)),
+            "optimal-bon-4-3-beta0.1"
+        );
+        assert_eq!(run_name("negexp:6", Knob::TargetKl(0.5)), "negexp-6-kl0.5");
     }
 }

@@ -46,6 +46,7 @@ fn help_lists_the_subcommands() {
         "ctrl",
         "eval",
         "sweep",
+        "export",
     ] {
         assert!(
             help.contains(subcommand),
@@ -531,6 +532,55 @@ fn planted_hh_lines(count: usize) -> String {
 }
 
 #[test]
+fn hh_prompts_split_the_distinct_requests_into_disjoint_sets() {
+    let dir = scratch_dir("hh-prompts");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pairs = dir.join("pairs.jsonl");
+    std::fs::write(&pairs, planted_hh_lines(160)).unwrap();
+    let split = || {
+        let output = infalign(&[
+            "data",
+            "hh-prompts",
+            "--pairs",
+            pairs.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+            "--prefix",
+            "planted",
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        ["train", "validation", "test"].map(|name| {
+            std::fs::read_to_string(dir.join(format!("planted-prompts-{name}.jsonl"))).unwrap()
+        })
+    };
+    let first = split();
+    let mut prompts = Vec::new();
+    for text in &first {
+        for line in text.lines() {
+            let record: Value = serde_json::from_str(line).unwrap();
+            let prompt = record["prompt"].as_str().unwrap().to_string();
+            assert!(
+                prompt.starts_with("\n\nHuman: topic number ")
+                    && prompt.ends_with("\n\nAssistant:"),
+                "{prompt:?}"
+            );
+            prompts.push(prompt);
+        }
+    }
+    // 160 pairs open with 23 distinct requests; each lands in exactly one set.
+    let distinct: std::collections::HashSet<&String> = prompts.iter().collect();
+    assert_eq!((prompts.len(), distinct.len()), (23, 23));
+    assert!(!first[0].is_empty());
+    // The split depends on the text alone: the same input gives the same files.
+    assert_eq!(split(), first);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn reward_train_cross_validates_saves_and_evaluates() {
     let dir = scratch_dir("reward");
     std::fs::create_dir_all(&dir).unwrap();
@@ -792,8 +842,9 @@ fn calibrate_ctrl_kill_resume_and_eval_run_end_to_end() {
     // A sweep trains and evaluates every method at every beta, then compares them at matched KL;
     // run again, it reuses what is done.
     let sweep_dir = path("sweep");
-    let sweep = |out: &str| {
-        infalign(&[
+    let test_prompts = format!("{data}/prompts-test.jsonl");
+    let sweep = |out: &str, knobs: &[&str]| {
+        let mut args = vec![
             "sweep",
             "--bundle",
             &base,
@@ -804,13 +855,11 @@ fn calibrate_ctrl_kill_resume_and_eval_run_end_to_end() {
             "--calibration",
             &calibration,
             "--eval-prompts",
-            &format!("{data}/prompts-test.jsonl"),
+            &test_prompts,
             "--eval-limit",
             "3",
             "--methods",
             "raw,exp:4",
-            "--betas",
-            "0.05,0.5",
             "--steps",
             "3",
             "--m",
@@ -825,9 +874,12 @@ fn calibrate_ctrl_kill_resume_and_eval_run_end_to_end() {
             "8",
             "--out",
             out,
-        ])
+        ];
+        args.extend_from_slice(knobs);
+        infalign(&args)
     };
-    let first = sweep(&sweep_dir);
+    let betas = ["--betas", "0.05,0.5"];
+    let first = sweep(&sweep_dir, &betas);
     let table = stdout_of(&first);
     assert!(
         table.contains("bon_2 win rate") && table.contains("exp:4"),
@@ -846,9 +898,107 @@ fn calibrate_ctrl_kill_resume_and_eval_run_end_to_end() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("sweep/comparison.json")).unwrap())
             .unwrap();
     assert_eq!(comparison["runs"].as_array().unwrap().len(), 4);
-    let again = sweep(&sweep_dir);
+    let again = sweep(&sweep_dir, &betas);
     assert_eq!(stdout_of(&again), table);
     assert!(!String::from_utf8_lossy(&again.stderr).contains("$ infalign"));
+
+    // With KL budgets instead of betas, runs of different methods at the same budget are also
+    // compared pairwise.
+    let budget = sweep(&path("budget"), &["--target-kls", "0.3"]);
+    let table = stdout_of(&budget);
+    assert!(
+        table.contains("Paired differences") && table.contains("| 0.3 | raw - exp:4 |"),
+        "{table}"
+    );
+    assert!(dir
+        .join("budget/runs/exp-4-kl0.3/bundle/manifest.json")
+        .exists());
+
+    // Export: the base policy and aligned variants in one half-precision bundle, each with its
+    // training settings, calibration and evaluation; a run without an evaluation is exported
+    // with a note.
+    let exported = path("exported");
+    let export = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "export".to_string(),
+            "--base".to_string(),
+            base.clone(),
+            "--variant".to_string(),
+            format!("ctrl-exp={}", path("sweep/runs/exp-4-beta0.05")),
+            "--variant".to_string(),
+            format!("raw={}", path("sweep/runs/raw-beta0.05")),
+            "--variant".to_string(),
+            format!("straight={straight}"),
+            "--precision".to_string(),
+            "f16".to_string(),
+            "--out".to_string(),
+            out.to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        infalign(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let output = export(&exported, &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("straight: "));
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("exported/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["precision"], "f16");
+    let variants = manifest["variants"].as_array().unwrap();
+    let names: Vec<&str> = variants
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ctrl-exp", "raw", "straight"]);
+    let aligned = &variants[0]["alignment"];
+    assert_eq!(aligned["training"]["reward"], "exp:4");
+    assert_eq!(aligned["training"]["beta"], 0.05);
+    assert_eq!(aligned["calibration"]["k"], 6);
+    assert_eq!(aligned["evaluation"]["report"]["prompts"], 3);
+    assert!(variants[0]["metrics"]["eval_bon_2_win_rate"].is_f64());
+    assert!(variants[1]["alignment"]["calibration"].is_null());
+    assert!(variants[2]["alignment"]["evaluation"].is_null());
+    let sample = stdout_of(&infalign(&[
+        "sample",
+        "--bundle",
+        &exported,
+        "--policy",
+        "ctrl-exp",
+        "--prompt",
+        "hi",
+        "--n",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--json",
+    ]));
+    assert!(serde_json::from_str::<Value>(&sample).is_ok(), "{sample}");
+    // Over the size budget nothing is written, and the message says what to do.
+    let too_big = export(&path("too-big"), &["--max-mb", "0.01"]);
+    assert!(!too_big.status.success());
+    assert!(String::from_utf8_lossy(&too_big.stderr).contains("--precision f16"));
+    assert!(!dir.join("too-big").exists());
+    // Exporting again with fewer variants removes the dropped variant's file.
+    let output = infalign(&[
+        "export",
+        "--base",
+        &exported,
+        "--variant",
+        &format!("ctrl-exp={}", path("sweep/runs/exp-4-beta0.05")),
+        "--out",
+        &exported,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(dir.join("exported/policy-ctrl-exp.bpk").exists());
+    assert!(!dir.join("exported/policy-raw.bpk").exists());
 
     // A calibrated transform without a calibration set is a clear error.
     let missing = infalign(&[

@@ -74,14 +74,19 @@ pub fn cpu_device() -> Device {
 /// Initialise the wgpu runtime on the default adapter and return its device.
 ///
 /// Works natively and in a browser (there it asks the page for a WebGPU adapter). An error,
-/// never a panic, when no adapter is available.
+/// never a panic, when no adapter is available. The runtime initialises once per process;
+/// later calls get the same device.
 pub async fn gpu_device() -> Result<Device> {
-    Device::wgpu_options()
-        .init_async()
-        .await
-        .map_err(|error| Error::GpuUnavailable {
+    match Device::wgpu_options().init_async().await {
+        Ok(device) => Ok(device),
+        // Initialised before (by an earlier call, or by a tensor operation): it is up.
+        Err(error) if error.to_string().contains("already initialized") => {
+            Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice))
+        }
+        Err(error) => Err(Error::GpuUnavailable {
             reason: error.to_string(),
-        })
+        }),
+    }
 }
 
 /// The outcome of resolving a [`BackendPreference`].

@@ -4,9 +4,13 @@
 //! manifest.json    format and version, architecture and shape, parts with sizes and sha256,
 //!                  reward spec, provenance, metrics
 //! model.bpk        the policy's weights (burnpack): the policy named `base`
-//! policy-NAME.bpk  optional further policies of the same shape (e.g. aligned variants)
+//! policy-NAME.bpk  optional further policies of the same shape (e.g. aligned variants), each
+//!                  with how it was aligned and what its evaluation measured
 //! tokenizer.json   the tokenizer (Hugging Face format)
 //! ```
+//!
+//! Weights are stored in single or half precision ([`Precision`]); either way they load into
+//! single-precision policies.
 //!
 //! [`Bundle::from_parts`] takes the three files' bytes (the browser fetches them); natively,
 //! [`Bundle::read_dir`] and [`Bundle::write_dir`] read and write the directory. Loading checks
@@ -16,9 +20,10 @@
 
 use std::collections::BTreeMap;
 
-use burn::store::{BurnpackStore, ModuleSnapshot};
-use burn::tensor::{Bytes, Device};
+use burn::store::{BurnpackStore, FloatCastAdapter, ModuleSnapshot};
+use burn::tensor::{Bytes, DType, Device};
 
+use crate::ctrl::{CalibrationSettings, CtrlConfig, EvalReport, EvalSettings};
 use crate::error::{Error, Result};
 use crate::policy::{Policy, PolicyConfig};
 use crate::reward::RewardSpec;
@@ -28,8 +33,8 @@ use crate::tokenizer::DialogueTokenizer;
 /// The `format` field of every manifest.
 pub const FORMAT: &str = "infalign-bundle";
 /// The manifest version this build writes (it reads this one and every earlier one). Version 2
-/// added named `variants`.
-pub const FORMAT_VERSION: u32 = 2;
+/// added named `variants`; version 3 the weights' `precision` and the variants' `alignment`.
+pub const FORMAT_VERSION: u32 = 3;
 /// The name of the bundle's main policy (the one in [`WEIGHTS_FILE`]).
 pub const BASE_POLICY: &str = "base";
 /// The policy architecture this build implements.
@@ -74,6 +79,78 @@ pub struct Variant {
     /// Named measurements of this policy.
     #[serde(default)]
     pub metrics: BTreeMap<String, f64>,
+    /// How it was aligned and evaluated, when it came from `infalign ctrl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alignment: Option<Alignment>,
+}
+
+/// How an aligned policy was trained and what its held-out evaluation measured.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alignment {
+    /// The training run's settings (transform, beta or target KL, steps, decoding, seed, ...).
+    pub training: CtrlConfig,
+    /// The reward model it was trained with.
+    pub reward: RewardSpec,
+    /// How the calibration table was made (absent for raw-reward training).
+    #[serde(default)]
+    pub calibration: Option<CalibrationSettings>,
+    /// Its evaluation against the base policy on held-out prompts, when one was run.
+    #[serde(default)]
+    pub evaluation: Option<Evaluation>,
+}
+
+/// An evaluation of a policy against the base policy (`infalign eval`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evaluation {
+    /// The held-out prompts, in words (usually the file they came from).
+    pub prompts: String,
+    /// How it sampled and summarised.
+    pub settings: EvalSettings,
+    /// Win rates, KL and rewards with their intervals.
+    pub report: EvalReport,
+}
+
+/// How a bundle stores its weights. Loading always gives single-precision policies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats, exactly as trained.
+    #[default]
+    F32,
+    /// 16-bit floats: half the size; the policy's outputs move by about 1e-3 relative.
+    F16,
+}
+
+impl Precision {
+    fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::F16 => DType::F16,
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        })
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "f32" => Ok(Precision::F32),
+            "f16" => Ok(Precision::F16),
+            other => Err(format!("precision {other:?}: expected f32 or f16")),
+        }
+    }
 }
 
 fn check_variant_name(name: &str) -> std::result::Result<(), String> {
@@ -127,6 +204,9 @@ pub struct Manifest {
     pub end_of_turn: u32,
     /// The weights file.
     pub weights: Part,
+    /// How every weights file stores its numbers (f32 before version 3).
+    #[serde(default)]
+    pub precision: Precision,
     /// The tokenizer file.
     pub tokenizer: Part,
     /// The reward the bundle was trained or evaluated with, if any.
@@ -164,9 +244,10 @@ fn bundle_error(origin: &str, reason: impl Into<String>) -> Error {
     }
 }
 
-/// The policy's weights as burnpack bytes.
-pub fn policy_to_burnpack(policy: &Policy) -> Result<Vec<u8>> {
-    let mut store = BurnpackStore::from_bytes(None);
+/// The policy's weights as burnpack bytes, stored at `precision`.
+pub fn policy_to_burnpack(policy: &Policy, precision: Precision) -> Result<Vec<u8>> {
+    let mut store =
+        BurnpackStore::from_bytes(None).with_to_adapter(FloatCastAdapter::to(precision.dtype()));
     policy
         .save_into(&mut store)
         .map_err(|error| bundle_error("weights", format!("cannot serialise: {error}")))?;
@@ -176,9 +257,9 @@ pub fn policy_to_burnpack(policy: &Policy) -> Result<Vec<u8>> {
     Ok(bytes.to_vec())
 }
 
-/// A policy of shape `config` on `device` with the weights in `bytes` (burnpack). Every tensor
-/// must be present with the right shape, and nothing else may be there; `origin` names the
-/// weights in errors.
+/// A policy of shape `config` on `device` with the weights in `bytes` (burnpack, single or half
+/// precision: they load as single precision). Every tensor must be present with the right
+/// shape, and nothing else may be there; `origin` names the weights in errors.
 pub fn policy_from_burnpack(
     config: &PolicyConfig,
     bytes: &[u8],
@@ -186,8 +267,9 @@ pub fn policy_from_burnpack(
     origin: &str,
 ) -> Result<Policy> {
     let mut policy = Policy::init(config, 0, device)?;
-    let mut store =
-        BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes.to_vec()))).validate(true);
+    let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes.to_vec())))
+        .with_from_adapter(FloatCastAdapter::to(DType::F32))
+        .validate(true);
     let applied = policy.load_from(&mut store).map_err(|error| {
         bundle_error(
             origin,
@@ -226,7 +308,7 @@ impl Bundle {
                 ),
             });
         }
-        let weights = policy_to_burnpack(policy)?;
+        let weights = policy_to_burnpack(policy, Precision::F32)?;
         let tokenizer_json = tokenizer.to_json()?.into_bytes();
         Ok(Self {
             manifest: Manifest {
@@ -236,6 +318,7 @@ impl Bundle {
                 policy: config,
                 end_of_turn: tokenizer.end_of_turn(),
                 weights: Part::describe(WEIGHTS_FILE, &weights),
+                precision: Precision::F32,
                 tokenizer: Part::describe(TOKENIZER_FILE, &tokenizer_json),
                 reward,
                 provenance,
@@ -249,12 +332,14 @@ impl Bundle {
         })
     }
 
-    /// Add `policy` (same shape as the base policy) under `name`, with its metrics.
+    /// Add `policy` (same shape as the base policy) under `name`, with its metrics and, for an
+    /// aligned policy, how it was aligned. It is stored at the bundle's precision.
     pub fn add_variant(
         &mut self,
         name: &str,
         policy: &Policy,
         metrics: BTreeMap<String, f64>,
+        alignment: Option<Alignment>,
     ) -> Result<()> {
         let invalid = |reason: String| Error::Invalid {
             what: "bundle variant".into(),
@@ -271,14 +356,69 @@ impl Bundle {
                 self.manifest.policy
             )));
         }
-        let weights = policy_to_burnpack(policy)?;
+        let weights = policy_to_burnpack(policy, self.manifest.precision)?;
         self.manifest.variants.push(Variant {
             name: name.to_string(),
             weights: Part::describe(&format!("policy-{name}.bpk"), &weights),
             metrics,
+            alignment,
         });
         self.variant_weights.push(weights);
         Ok(())
+    }
+
+    /// Drop the variants, keeping the base policy.
+    pub fn clear_variants(&mut self) {
+        self.manifest.variants.clear();
+        self.variant_weights.clear();
+    }
+
+    /// Store every policy's weights at `precision` (a no-op when they already are). Going to
+    /// f16 rounds the weights; going back to f32 does not restore the digits lost. `device`
+    /// holds the policies while they are converted.
+    pub fn set_precision(&mut self, precision: Precision, device: &Device) -> Result<()> {
+        if precision == self.manifest.precision {
+            return Ok(());
+        }
+        let convert = |bytes: &[u8], origin: &str| -> Result<Vec<u8>> {
+            let policy = policy_from_burnpack(&self.manifest.policy, bytes, device, origin)?;
+            policy_to_burnpack(&policy, precision)
+        };
+        let weights = convert(&self.weights, &self.manifest.weights.file)?;
+        let variant_weights = self
+            .manifest
+            .variants
+            .iter()
+            .zip(&self.variant_weights)
+            .map(|(variant, bytes)| convert(bytes, &variant.weights.file))
+            .collect::<Result<Vec<_>>>()?;
+        self.manifest.weights = Part::describe(WEIGHTS_FILE, &weights);
+        for (variant, bytes) in self.manifest.variants.iter_mut().zip(&variant_weights) {
+            variant.weights = Part::describe(&variant.weights.file, bytes);
+        }
+        self.manifest.precision = precision;
+        self.weights = weights;
+        self.variant_weights = variant_weights;
+        Ok(())
+    }
+
+    /// The sha256 that `policy`'s weights would have as this bundle's base policy, at its
+    /// precision: equal to `manifest.weights.sha256` exactly when `policy` is (up to that
+    /// precision) the base policy.
+    pub fn base_sha256_of(&self, policy: &Policy) -> Result<String> {
+        Ok(sha256_hex(&policy_to_burnpack(
+            policy,
+            self.manifest.precision,
+        )?))
+    }
+
+    /// The total size of the bundle's files in bytes (manifest included).
+    pub fn total_bytes(&self) -> Result<u64> {
+        Ok(self
+            .files()?
+            .iter()
+            .map(|(_, contents)| contents.len() as u64)
+            .sum())
     }
 
     /// The names of the bundle's policies: [`BASE_POLICY`] first, then the variants.

@@ -10,7 +10,7 @@ use burn::tensor::{Bytes, Device};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::bundle::{policy_from_burnpack, policy_to_burnpack, write_files_atomically};
+use crate::bundle::{policy_from_burnpack, policy_to_burnpack, write_files_atomically, Precision};
 use crate::error::{Error, Result};
 use crate::policy::{Policy, PolicyConfig};
 
@@ -36,7 +36,7 @@ pub(crate) fn save(
     write_files_atomically(
         dir,
         [
-            (WEIGHTS, policy_to_burnpack(policy)?),
+            (WEIGHTS, policy_to_burnpack(policy, Precision::F32)?),
             (OPTIMIZER, optimizer.to_vec()),
             (STATE, state),
         ],

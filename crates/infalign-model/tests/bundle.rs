@@ -7,13 +7,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use burn::tensor::activation::softmax;
+use burn::tensor::{Int, Tensor, TensorData};
 use infalign_model::backend::cpu_device;
 use infalign_model::bundle::{
-    policy_from_burnpack, policy_from_safetensors, policy_to_burnpack, Bundle, Manifest,
+    policy_from_burnpack, policy_from_safetensors, policy_to_burnpack, Bundle, Manifest, Precision,
     Provenance, BASE_POLICY, FORMAT_VERSION, MANIFEST_FILE, SAFETENSORS_POLICY_KEY, TOKENIZER_FILE,
     WEIGHTS_FILE,
 };
-use infalign_model::policy::Policy;
+use infalign_model::policy::{generate, Policy, SamplingConfig};
 use infalign_model::reward::RewardSpec;
 use proptest::prelude::*;
 
@@ -76,6 +78,113 @@ fn round_trip_keeps_the_policy_and_manifest() {
     }
 }
 
+/// The next-token distributions of `policy` at every position of a fixed sequence, row by row.
+fn next_token_distributions(policy: &Policy) -> Vec<Vec<f32>> {
+    let device = cpu_device();
+    let len = policy.config().max_seq_len;
+    let vocab = policy.config().vocab_size;
+    let ids: Vec<i64> = (0..len as i64)
+        .map(|i| (i * 7 + 3) % vocab as i64)
+        .collect();
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, len]), &device);
+    let positions = Tensor::<2, Int>::from_data(
+        TensorData::new((0..len as i64).collect::<Vec<_>>(), [1, len]),
+        &device,
+    );
+    let probabilities = softmax(policy.forward(tokens, positions, &[0], None), 2)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    probabilities.chunks(vocab).map(<[f32]>::to_vec).collect()
+}
+
+/// Sampled replies of `policy` to a fixed set of prompts (temperature 1, no top-k: every
+/// probability matters).
+fn replies(policy: &Policy, seed: u64) -> Vec<Vec<u32>> {
+    let prompts: Vec<Vec<u32>> = (0..32u32).map(|i| vec![1 + i % 7, 2 + i % 5, 3]).collect();
+    let config = SamplingConfig {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        max_new_tokens: 24,
+        ..SamplingConfig::default()
+    };
+    pollster::block_on(generate(policy, &prompts, None, &config, seed))
+        .unwrap()
+        .responses
+}
+
+#[test]
+fn half_precision_halves_the_weights_and_samples_the_same_way() {
+    let (dir, base) = written_bundle("half");
+    let device = cpu_device();
+    let mut bundle = Bundle::read_dir(&dir).unwrap();
+    let aligned = Policy::init(&base.config(), 99, &device).unwrap();
+    bundle
+        .add_variant("aligned", &aligned, BTreeMap::new(), None)
+        .unwrap();
+    let full = bundle.total_bytes().unwrap();
+    let mut half = bundle.clone();
+    half.set_precision(Precision::F16, &device).unwrap();
+    half.write_dir(&dir).unwrap();
+    let half = Bundle::read_dir(&dir).unwrap();
+    assert_eq!(half.manifest.precision, Precision::F16);
+    assert_eq!(half.manifest.format_version, FORMAT_VERSION);
+    let ratio = half.total_bytes().unwrap() as f64 / full as f64;
+    // Weights are almost all of a bundle; the tokenizer and manifest stay as they were.
+    assert!(ratio < 0.6, "f16 bundle is {ratio:.2} of the f32 one");
+
+    for name in [BASE_POLICY, "aligned"] {
+        let exact = bundle.named_policy(name, &device).unwrap();
+        let rounded = half.named_policy(name, &device).unwrap();
+        // Token log-probabilities move by the rounding of the weights (2^-11 relative) only.
+        let worst = common::fingerprint(&exact)
+            .iter()
+            .zip(common::fingerprint(&rounded))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst > 0.0 && worst < 5e-3,
+            "{name}: log-probabilities moved by {worst}"
+        );
+        // It samples from the same distributions: at every position the next-token
+        // distributions are within 1e-3 in total variation (the chance that one draw differs).
+        let tv = next_token_distributions(&exact)
+            .iter()
+            .zip(next_token_distributions(&rounded))
+            .map(|(p, q)| 0.5 * p.iter().zip(&q).map(|(a, b)| (a - b).abs()).sum::<f32>())
+            .fold(0.0f32, f32::max);
+        assert!(tv < 1e-3, "{name}: total variation {tv}");
+        // Draws with the same seed agree token by token until a uniform number falls between
+        // two slightly moved boundaries of the cumulative distribution; after that the reply
+        // differs. This random tiny policy is near-uniform over its whole vocabulary (the worst
+        // case: many boundaries per draw), and still most first tokens agree.
+        let (a, b) = (replies(&exact, 0), replies(&rounded, 0));
+        let same_first = a.iter().zip(&b).filter(|(x, y)| x[0] == y[0]).count();
+        assert!(
+            same_first >= 28,
+            "{name}: {same_first}/32 first tokens identical"
+        );
+    }
+    // Converting back to f32 keeps the rounded values (it cannot restore the lost digits).
+    let mut back = half.clone();
+    back.set_precision(Precision::F32, &device).unwrap();
+    assert_eq!(
+        common::fingerprint(&back.policy(&device).unwrap()),
+        common::fingerprint(&half.policy(&device).unwrap())
+    );
+    // A policy is recognised as the base at the bundle's precision.
+    assert_eq!(
+        half.base_sha256_of(&base).unwrap(),
+        half.manifest.weights.sha256
+    );
+    assert_ne!(
+        half.base_sha256_of(&aligned).unwrap(),
+        half.manifest.weights.sha256
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn named_variants_round_trip_and_unknown_names_are_errors() {
     let (dir, base) = written_bundle("variants");
@@ -83,7 +192,7 @@ fn named_variants_round_trip_and_unknown_names_are_errors() {
     let aligned = Policy::init(&base.config(), 99, &cpu_device()).unwrap();
     let metrics = BTreeMap::from([("kl".to_string(), 0.5)]);
     bundle
-        .add_variant("ctrl-bon", &aligned, metrics.clone())
+        .add_variant("ctrl-bon", &aligned, metrics.clone(), None)
         .unwrap();
     bundle.write_dir(&dir).unwrap();
 
@@ -112,7 +221,9 @@ fn named_variants_round_trip_and_unknown_names_are_errors() {
     let mut bundle = loaded.clone();
     for bad in ["base", "Has Space", "", "ctrl-bon"] {
         assert!(
-            bundle.add_variant(bad, &aligned, BTreeMap::new()).is_err(),
+            bundle
+                .add_variant(bad, &aligned, BTreeMap::new(), None)
+                .is_err(),
             "{bad:?}"
         );
     }
@@ -120,7 +231,7 @@ fn named_variants_round_trip_and_unknown_names_are_errors() {
     wider.n_layers += 1;
     let wider = Policy::init(&wider, 1, &device).unwrap();
     let message = bundle
-        .add_variant("wider", &wider, BTreeMap::new())
+        .add_variant("wider", &wider, BTreeMap::new(), None)
         .unwrap_err()
         .to_string();
     assert!(message.contains("shape"), "{message}");
@@ -261,7 +372,7 @@ fn valid_weights() -> &'static [u8] {
     static WEIGHTS: OnceLock<Vec<u8>> = OnceLock::new();
     WEIGHTS.get_or_init(|| {
         let policy = Policy::init(&common::tiny(64), 2, &cpu_device()).unwrap();
-        policy_to_burnpack(&policy).unwrap()
+        policy_to_burnpack(&policy, Precision::F32).unwrap()
     })
 }
 

@@ -171,6 +171,64 @@ impl EvalReport {
     }
 }
 
+/// Each prompt's win rate of pi against pi_ref under `procedure` with `n` (`BestOfN` with n = 1
+/// is plain sampling).
+pub fn per_prompt_win_rates(
+    samples: &[PromptSamples],
+    procedure: Procedure,
+    n: usize,
+) -> Result<Vec<f64>> {
+    Ok(samples
+        .iter()
+        .map(|s| procedure_win_rate(procedure, n, &s.policy_rewards, &s.reference_rewards))
+        .collect::<infalign_core::Result<Vec<f64>>>()?)
+}
+
+/// The difference in win rate (under `procedure` with `n`) of policy A over policy B, both
+/// evaluated against pi_ref with the same settings: the mean over prompts of A's win rate minus
+/// B's, with a paired bootstrap interval over prompts. Pairing removes the prompts' and the
+/// reference samples' share of the noise, so it is much tighter than comparing the two
+/// policies' own intervals. Both must have met the same prompts and reference responses (same
+/// prompt set and seed); otherwise it is an error.
+pub fn paired_difference(
+    a: &[PromptSamples],
+    b: &[PromptSamples],
+    procedure: Procedure,
+    n: usize,
+    settings: &EvalSettings,
+    stream: u64,
+) -> Result<ConfidenceInterval> {
+    let unpaired = |reason: String| Error::Invalid {
+        what: "paired comparison".into(),
+        reason,
+    };
+    if a.len() != b.len() {
+        return Err(unpaired(format!(
+            "the evaluations cover {} and {} prompts",
+            a.len(),
+            b.len()
+        )));
+    }
+    if let Some(index) = a
+        .iter()
+        .zip(b)
+        .position(|(x, y)| x.reference_rewards != y.reference_rewards)
+    {
+        return Err(unpaired(format!(
+            "prompt {index} met different reference responses (different prompts or seeds)"
+        )));
+    }
+    let rates_a = per_prompt_win_rates(a, procedure, n)?;
+    let rates_b = per_prompt_win_rates(b, procedure, n)?;
+    let differences: Vec<f64> = rates_a.iter().zip(&rates_b).map(|(x, y)| x - y).collect();
+    Ok(bootstrap_mean(
+        &differences,
+        settings.level,
+        settings.resamples,
+        derive_seed(settings.seed, 7, stream),
+    )?)
+}
+
 /// Win rates, KL and rewards with bootstrap intervals over prompts.
 pub fn summarise(samples: &[PromptSamples], settings: &EvalSettings) -> Result<EvalReport> {
     settings.validate()?;
@@ -239,4 +297,74 @@ pub fn summarise(samples: &[PromptSamples], settings: &EvalSettings) -> Result<E
             5,
         )?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prompt(policy: &[f64], reference: &[f64]) -> PromptSamples {
+        PromptSamples {
+            policy_rewards: policy.to_vec(),
+            reference_rewards: reference.to_vec(),
+            log_ratios: vec![0.0; policy.len()],
+        }
+    }
+
+    fn settings() -> EvalSettings {
+        EvalSettings {
+            samples: 4,
+            ns: vec![2],
+            decoding: Decoding::default(),
+            seed: 3,
+            resamples: 500,
+            level: 0.95,
+        }
+    }
+
+    #[test]
+    fn paired_differences_are_exact_for_equal_policies_and_signed_otherwise() {
+        let reference = [
+            [0.1, 0.4, 0.5, 0.9],
+            [0.2, 0.3, 0.6, 0.7],
+            [0.0, 0.5, 0.8, 1.0],
+        ];
+        let weak: Vec<_> = reference
+            .iter()
+            .map(|r| prompt(&[0.05, 0.2, 0.35, 0.45], r))
+            .collect();
+        let strong: Vec<_> = reference
+            .iter()
+            .map(|r| prompt(&[0.55, 0.75, 0.85, 0.95], r))
+            .collect();
+        let same = paired_difference(&weak, &weak, Procedure::BestOfN, 2, &settings(), 0).unwrap();
+        assert_eq!((same.estimate, same.lower, same.upper), (0.0, 0.0, 0.0));
+        let better =
+            paired_difference(&strong, &weak, Procedure::BestOfN, 2, &settings(), 0).unwrap();
+        // The difference is the mean of the per-prompt differences, and it is resolved.
+        let expected: f64 = per_prompt_win_rates(&strong, Procedure::BestOfN, 2)
+            .unwrap()
+            .iter()
+            .zip(per_prompt_win_rates(&weak, Procedure::BestOfN, 2).unwrap())
+            .map(|(a, b)| a - b)
+            .sum::<f64>()
+            / 3.0;
+        assert!((better.estimate - expected).abs() < 1e-12);
+        assert!(better.lower > 0.0, "{better:?}");
+        let worse =
+            paired_difference(&weak, &strong, Procedure::WorstOfN, 2, &settings(), 0).unwrap();
+        assert!(worse.upper < 0.0, "{worse:?}");
+
+        // Unpaired evaluations are refused, with the reason.
+        let message = paired_difference(&weak[..2], &weak, Procedure::BestOfN, 2, &settings(), 0)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("2 and 3 prompts"), "{message}");
+        let mut other = weak.clone();
+        other[1].reference_rewards[0] = 0.25;
+        let message = paired_difference(&weak, &other, Procedure::BestOfN, 2, &settings(), 0)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("prompt 1"), "{message}");
+    }
 }

@@ -18,7 +18,10 @@ pub mod prompts;
 pub mod trainer;
 
 pub use calibration::{calibrate, CalibrationSet, CalibrationSettings, CalibrationSummary};
-pub use eval::{sample_prompts, summarise, EvalReport, EvalSettings, PromptSamples};
+pub use eval::{
+    paired_difference, per_prompt_win_rates, sample_prompts, summarise, EvalReport, EvalSettings,
+    PromptSamples,
+};
 pub use trainer::{CtrlConfig, CtrlTrainer, StepMetrics, TrainingReward};
 
 use burn::tensor::Tensor;

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use infalign_core::{ReferenceTable, Transform};
 
 use super::{derive_seed, rollout, score, sequence_logprobs, tensor_1d, Decoding};
-use crate::bundle::{policy_from_burnpack, policy_to_burnpack};
+use crate::bundle::{policy_from_burnpack, policy_to_burnpack, Precision};
 use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::reward::Reward;
@@ -333,7 +333,7 @@ impl CtrlTrainer {
     /// A fresh run that starts from (a copy of) the base policy `base` and trains on `device`.
     pub fn new(config: CtrlConfig, base: &Policy, device: &Device) -> Result<Self> {
         config.validate()?;
-        let weights = policy_to_burnpack(base)?;
+        let weights = policy_to_burnpack(base, Precision::F32)?;
         let reference_sha256 = crate::sha256_hex(&weights);
         let policy = policy_from_burnpack(
             &base.config(),
