@@ -596,6 +596,20 @@ pub fn eval_command(args: EvalArgs) -> anyhow::Result<()> {
     print_stdout(&table)
 }
 
+/// `eval.json` as [`eval_command`] writes it: the fields other commands read back.
+#[derive(Debug, serde::Deserialize)]
+pub struct EvalFile {
+    /// The evaluated policy's name in its bundle.
+    pub policy: String,
+    /// The held-out prompt file (absent in files written before it was recorded).
+    #[serde(default)]
+    pub prompts: Option<String>,
+    /// How it sampled and summarised.
+    pub settings: EvalSettings,
+    /// What it measured.
+    pub report: EvalReport,
+}
+
 /// One row per measure: estimate and 95% interval.
 pub fn markdown_report(label: &str, report: &EvalReport) -> String {
     let row = |name: String, ci: &infalign_core::estimators::ConfidenceInterval| {

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use infalign_model::bundle::{Alignment, Bundle, Evaluation, Precision};
-use infalign_model::ctrl::{CalibrationSettings, CtrlConfig, EvalReport, EvalSettings};
+use infalign_model::ctrl::{CalibrationSettings, CtrlConfig};
 
-use crate::ctrl::{RUN_CALIBRATION_FILE, RUN_CONFIG_FILE, TRAINED_POLICY};
+use crate::ctrl::{EvalFile, RUN_CALIBRATION_FILE, RUN_CONFIG_FILE, TRAINED_POLICY};
+use crate::files::read_json;
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -42,29 +43,13 @@ fn parse_variant(text: &str) -> anyhow::Result<(String, PathBuf)> {
     }
 }
 
-/// `eval.json` as `infalign eval` writes it (the fields export keeps).
-#[derive(Debug, serde::Deserialize)]
-struct EvalDocument {
-    policy: String,
-    #[serde(default)]
-    prompts: Option<String>,
-    settings: EvalSettings,
-    report: EvalReport,
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_slice(&bytes)
-        .with_context(|| format!("{}: not what it should hold", path.display()))
-}
-
 /// The evaluation of a run, when `RUN/eval/eval.json` exists.
 fn read_evaluation(run: &Path) -> anyhow::Result<Option<Evaluation>> {
     let path = run.join("eval").join("eval.json");
     if !path.exists() {
         return Ok(None);
     }
-    let document: EvalDocument = read_json(&path)?;
+    let document: EvalFile = read_json(&path)?;
     if document.policy != TRAINED_POLICY {
         bail!(
             "{}: evaluates policy {:?}, not the run's trained policy {TRAINED_POLICY:?}",

@@ -29,6 +29,13 @@ pub fn write_atomic(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<(
     Ok(())
 }
 
+/// Read and parse a JSON file; errors name the file.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: not what it should hold", path.display()))
+}
+
 /// Print `text` to standard output. A reader that went away (`infalign theory | head`) is not an
 /// error: the command goes on with its files.
 pub fn print_stdout(text: &str) -> anyhow::Result<()> {

@@ -21,7 +21,8 @@ use infalign_model::ctrl::{
 };
 use serde::Serialize;
 
-use crate::files::{print_stdout, write_atomic};
+use crate::ctrl::EvalFile;
+use crate::files::{print_stdout, read_json, write_atomic};
 use crate::plot::{render_svg, transform_curve, Chart, Series, COLORS};
 
 #[derive(Debug, Args)]
@@ -357,27 +358,19 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
                     path_arg(&eval_dir),
                 ])?;
             }
-            let path = eval_dir.join("eval.json");
-            let document: serde_json::Value = serde_json::from_slice(
-                &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-            )
-            .with_context(|| format!("parsing {}", path.display()))?;
-            let report: EvalReport = serde_json::from_value(document["report"].clone())
-                .with_context(|| format!("{}: field `report`", path.display()))?;
-            let settings: EvalSettings = serde_json::from_value(document["settings"].clone())
-                .with_context(|| format!("{}: field `settings`", path.display()))?;
-            let samples_path = eval_dir.join("samples.json");
-            let samples: Vec<PromptSamples> = serde_json::from_slice(
-                &std::fs::read(&samples_path)
-                    .with_context(|| format!("reading {}", samples_path.display()))?,
-            )
-            .with_context(|| format!("parsing {}", samples_path.display()))?;
+            let evaluation: EvalFile = read_json(&eval_dir.join("eval.json"))?;
+            // Per-prompt samples are needed only to pair runs at the same KL budget.
+            let samples: Vec<PromptSamples> = if args.target_kls.is_empty() {
+                Vec::new()
+            } else {
+                read_json(&eval_dir.join("samples.json"))?
+            };
             points.push(Point {
                 method: method.clone(),
                 knob,
-                report,
+                report: evaluation.report,
                 samples,
-                settings,
+                settings: evaluation.settings,
             });
         }
     }

@@ -785,20 +785,24 @@ fn calibrate_ctrl_kill_resume_and_eval_run_end_to_end() {
 
     // The trained policy answers through `sample`, and `eval` measures it against the base.
     let bundle = path("straight/bundle");
-    let sample = stdout_of(&infalign(&[
-        "sample",
-        "--bundle",
-        &bundle,
-        "--policy",
-        "ctrl",
-        "--prompt",
-        "hi",
-        "--n",
-        "2",
-        "--max-new-tokens",
-        "8",
-        "--json",
-    ]));
+    // Two short replies from one of a bundle's policies, as JSON.
+    let sample_two = |bundle: &str, policy: &str| {
+        stdout_of(&infalign(&[
+            "sample",
+            "--bundle",
+            bundle,
+            "--policy",
+            policy,
+            "--prompt",
+            "hi",
+            "--n",
+            "2",
+            "--max-new-tokens",
+            "8",
+            "--json",
+        ]))
+    };
+    let sample = sample_two(&bundle, "ctrl");
     assert_eq!(
         serde_json::from_str::<Value>(&sample).unwrap()["responses"]
             .as_array()
@@ -962,20 +966,7 @@ fn calibrate_ctrl_kill_resume_and_eval_run_end_to_end() {
     assert!(variants[0]["metrics"]["eval_bon_2_win_rate"].is_f64());
     assert!(variants[1]["alignment"]["calibration"].is_null());
     assert!(variants[2]["alignment"]["evaluation"].is_null());
-    let sample = stdout_of(&infalign(&[
-        "sample",
-        "--bundle",
-        &exported,
-        "--policy",
-        "ctrl-exp",
-        "--prompt",
-        "hi",
-        "--n",
-        "2",
-        "--max-new-tokens",
-        "8",
-        "--json",
-    ]));
+    let sample = sample_two(&exported, "ctrl-exp");
     assert!(serde_json::from_str::<Value>(&sample).is_ok(), "{sample}");
     // Over the size budget nothing is written, and the message says what to do.
     let too_big = export(&path("too-big"), &["--max-mb", "0.01"]);

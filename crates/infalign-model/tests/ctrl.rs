@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::Length;
+
 use infalign_core::Transform;
 use infalign_model::backend::cpu_device;
 use infalign_model::ctrl::calibration::{CalibratedPrompt, FORMAT, VERSION};
@@ -15,19 +17,6 @@ use infalign_model::ctrl::{
 use infalign_model::policy::Policy;
 use infalign_model::reward::{Reward, RewardSpec};
 use infalign_model::tokenizer::DialogueTokenizer;
-
-/// Longer replies score higher: a reward a tiny random policy can learn within a few steps
-/// (prefer long tokens, avoid the end-of-turn token).
-struct Length;
-
-impl Reward for Length {
-    fn name(&self) -> String {
-        "length".into()
-    }
-    fn score(&self, _prompt: &str, response: &str) -> f64 {
-        response.chars().count() as f64 / 10.0
-    }
-}
 
 /// A broken reward model.
 struct NotANumber;

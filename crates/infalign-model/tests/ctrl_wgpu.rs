@@ -3,23 +3,13 @@
 
 mod common;
 
+use common::Length;
+
 use infalign_model::backend::{cpu_device, gpu_device};
 use infalign_model::bundle::{policy_from_burnpack, policy_to_burnpack, Precision};
 use infalign_model::ctrl::{calibrate, CalibrationSettings, CtrlConfig, CtrlTrainer, Decoding};
 use infalign_model::policy::Policy;
-use infalign_model::reward::{Reward, RewardSpec};
-
-/// Longer replies score higher.
-struct Length;
-
-impl Reward for Length {
-    fn name(&self) -> String {
-        "length".into()
-    }
-    fn score(&self, _prompt: &str, response: &str) -> f64 {
-        response.chars().count() as f64 / 10.0
-    }
-}
+use infalign_model::reward::RewardSpec;
 
 #[test]
 fn ctrl_steps_on_wgpu_match_flex() {
@@ -38,7 +28,7 @@ fn ctrl_steps_on_wgpu_match_flex() {
     let settings = CalibrationSettings {
         k: 8,
         reward: RewardSpec::Vader,
-        decoding: decoding.clone(),
+        decoding,
         seed: 5,
         base_policy_sha256: "test".into(),
     };
@@ -83,6 +73,9 @@ fn ctrl_steps_on_wgpu_match_flex() {
     };
     let on_cpu = steps(CtrlTrainer::new(config.clone(), &policy, &cpu_device()).unwrap());
     let on_gpu = steps(CtrlTrainer::new(config, &on_gpu, &gpu).unwrap());
+    // Let the device finish every queued kernel before the process exits: tearing lavapipe
+    // down with work in flight crashed the test binary at exit now and then.
+    gpu.sync().expect("the wgpu queue drains");
     assert_eq!(on_gpu.len(), 2);
     // The first step samples pi_ref itself on both backends: the same replies, the same scores.
     assert_eq!(on_gpu[0].raw_reward, on_cpu[0].raw_reward);

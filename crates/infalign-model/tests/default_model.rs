@@ -42,6 +42,7 @@ fn the_default_model_loads_is_small_and_talks() {
     // The aligned variants of the CTRL experiments, each with how it was trained and its
     // held-out evaluation (results/helpfulness-bon4, results/harmlessness-won4).
     let names = bundle.policy_names();
+    let base = common::fingerprint(&bundle.policy(&cpu_device()).unwrap());
     for (name, training) in [
         ("ctrl-exp-bon4", "exp:"),
         ("identity-helpful", "identity"),
@@ -66,11 +67,7 @@ fn the_default_model_loads_is_small_and_talks() {
         assert!(evaluation.report.kl.estimate > 0.0, "{name}");
         // It differs from the base policy (it was trained) and loads.
         let policy = bundle.named_policy(name, &cpu_device()).unwrap();
-        assert_ne!(
-            common::fingerprint(&policy),
-            common::fingerprint(&bundle.policy(&cpu_device()).unwrap()),
-            "{name}"
-        );
+        assert_ne!(common::fingerprint(&policy), base, "{name}");
     }
     let validation = bundle.manifest.metrics["validation_loss"];
     // Uniform guessing over 4096 tokens costs ln 4096 = 8.3 nats; the trained model must be far

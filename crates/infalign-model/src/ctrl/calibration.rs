@@ -102,7 +102,7 @@ impl CalibrationSet {
         }
         let set: CalibrationSet =
             serde_json::from_value(value).map_err(|error| fail(error.to_string()))?;
-        set.check().map_err(|reason| fail(reason))?;
+        set.check().map_err(fail)?;
         Ok(set)
     }
 

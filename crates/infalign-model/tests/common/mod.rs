@@ -9,6 +9,7 @@ use infalign_model::backend::cpu_device;
 use infalign_model::bundle::Bundle;
 use infalign_model::data::{chitchat, fixture, Dialogue};
 use infalign_model::policy::{Policy, PolicyConfig, TokenBatch};
+use infalign_model::reward::Reward;
 use infalign_model::tokenizer::{training_text, DialogueTokenizer};
 
 /// Dialogues of the generated chitchat-like corpus.
@@ -86,4 +87,17 @@ pub fn default_model() -> Bundle {
              `The default model`) and commit static/default-model"
         )
     })
+}
+
+/// Longer replies score higher: a reward a tiny random policy can learn within a few steps
+/// (prefer long tokens, avoid the end-of-turn token).
+pub struct Length;
+
+impl Reward for Length {
+    fn name(&self) -> String {
+        "length".into()
+    }
+    fn score(&self, _prompt: &str, response: &str) -> f64 {
+        response.chars().count() as f64 / 10.0
+    }
 }
