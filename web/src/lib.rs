@@ -1,14 +1,18 @@
 //! The InfAlign browser lab (Leptos, client-side rendered).
 //!
-//! This first slice proves the stack end to end: it initialises burn on WebGPU when the browser
-//! offers an adapter and on the CPU (flex) otherwise, says which one it got (with a visible notice
-//! when it had to fall back), and runs a small tensor computation whose result it displays.
+//! - The theory explorer ([`explorer`]): transforms, tilted densities and the exact
+//!   win-rate-versus-KL curves, live, with the settings in the URL.
+//! - The compute backend: burn on WebGPU when the browser offers an adapter and on the CPU
+//!   (flex) otherwise, shown as a badge (with a visible notice when it had to fall back), checked
+//!   by a small tensor computation; and the default model's tokenizer.
 
 use infalign_model::backend::{resolve_backend, BackendKind, BackendPreference};
 use infalign_model::smoke::{run_smoke, SmokeResult, COLS};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+mod explorer;
+mod math;
 mod tokens;
 
 /// Where the page stands with its compute backend.
@@ -108,6 +112,7 @@ pub fn App() -> impl IntoView {
                 }.into_any(),
                 _ => ().into_any(),
             })}
+            <explorer::Explorer />
             <SmokeCard state=state />
             <tokens::TokenizerCard />
         </main>

@@ -34,8 +34,11 @@ enum Task {
     /// Build the browser lab into dist/ (release: small and fast).
     BuildWeb {
         /// Build the unoptimised debug profile instead (faster to build, much slower to run).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "ci")]
         dev: bool,
+        /// Build the profile the browser tests load (web-ci: release code paths, quicker to build).
+        #[arg(long)]
+        ci: bool,
     },
     /// Build the browser lab and serve it on localhost.
     Serve {
@@ -63,8 +66,10 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Task::Setup => setup::run(),
-        Task::BuildWeb { dev } => build_web(if dev {
+        Task::BuildWeb { dev, ci } => build_web(if dev {
             WebProfile::Dev
+        } else if ci {
+            WebProfile::Ci
         } else {
             WebProfile::Release
         }),

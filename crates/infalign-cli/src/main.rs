@@ -11,7 +11,6 @@ mod ctrl;
 mod data;
 mod export;
 mod files;
-mod plot;
 mod pretrain;
 mod progress;
 mod reward;

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::ctrl::EvalFile;
 use crate::files::{print_stdout, read_json, write_atomic};
-use crate::plot::{render_svg, transform_curve, Chart, Series, COLORS};
+use infalign_core::chart::{render_svg, transform_curve, Chart, Series, COLORS};
 
 #[derive(Debug, Args)]
 pub struct SweepArgs {
@@ -584,6 +584,7 @@ fn comparison_chart(
     });
     let (lo, hi) = ys.fold((0.5f64, 0.5f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
     Ok(Chart {
+        id: format!("sweep-{}", measure.name()),
         title: format!("{} win rate against pi_ref", measure.name()),
         x_label: "KL(pi || pi_ref) (nats)".into(),
         y_label: "win rate".into(),

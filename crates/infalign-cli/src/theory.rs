@@ -14,12 +14,13 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
+use infalign_core::explorer;
 use infalign_core::theory::{self, BestT, OptimalSolution};
 use infalign_core::{ExpFamily, Procedure, Transform};
 use serde_json::{json, Value};
 
 use crate::files::{print_stdout, write_atomic};
-use crate::plot::{render_svg, transform_curve, Chart, Series, COLORS};
+use infalign_core::chart::{render_svg, transform_curve, Chart, Series, COLORS};
 
 /// Exact win-rate-versus-KL theory in calibrated space.
 #[derive(Debug, Args)]
@@ -339,17 +340,14 @@ fn write_plots(args: &TableArgs, blocks: &[Block]) -> anyhow::Result<()> {
                     dashed,
                 ));
             }
-            let budgets: Vec<f64> = (1..=40).map(|i| max_kl * i as f64 / 40.0).collect();
-            let mut optimal = vec![(0.0, 0.5)];
-            for solution in theory::optimal_envelope(procedure, n, &budgets)? {
-                optimal.push((solution.kl, solution.win_rate));
-            }
+            let optimal = explorer::optimal_curve(procedure, n, max_kl, 40)?;
             series.push(Series::line("optimal".into(), optimal, "#000000", true));
             let y_max = series
                 .iter()
                 .flat_map(|s| s.points.iter().map(|p| p.1))
                 .fold(0.5f64, f64::max);
             charts.push(Chart {
+                id: format!("winrate-{procedure}"),
                 title: format!(
                     "{} win rate, N = {n}",
                     if procedure == Procedure::BestOfN {
@@ -377,56 +375,51 @@ fn write_plots(args: &TableArgs, blocks: &[Block]) -> anyhow::Result<()> {
 }
 
 fn shapes_chart() -> anyhow::Result<Chart> {
-    let grid: Vec<f64> = (0..=200).map(|i| i as f64 / 200.0).collect();
     let mut series = Vec::new();
-    let mut add = |label: String, f: &dyn Fn(f64) -> f64, color, dashed| {
+    let mut add = |label: String, transform: &Transform, color, dashed| {
         series.push(Series::line(
             label,
-            grid.iter().map(|&u| (u, f(u))).collect(),
+            explorer::rescaled_shape(transform, 201),
             color,
             dashed,
         ));
     };
-    add("identity".into(), &|u| u, COLORS[0], false);
+    add("identity".into(), &Transform::Identity, COLORS[0], false);
     add(
         "log (rescaled on [e^-5, 1])".into(),
-        &|u: f64| ((u.max(1e-300).ln() + 5.0) / 5.0).max(0.0),
+        &Transform::Log,
         COLORS[1],
         false,
     );
     for (i, t) in [4.0, 12.0].into_iter().enumerate() {
-        let exp = Transform::NormExp { t };
+        let color = COLORS[2 + i];
         add(
             format!("exp (t = {t})"),
-            &|u| exp.value(u),
-            COLORS[2 + i],
+            &Transform::NormExp { t },
+            color,
             false,
         );
-        let negexp = Transform::NormNegExp { t };
         add(
             format!("negexp (t = {t})"),
-            &|u| negexp.value(u),
-            COLORS[2 + i],
+            &Transform::NormNegExp { t },
+            color,
             true,
         );
     }
-    for (procedure, color) in [
-        (Procedure::BestOfN, "#000000"),
-        (Procedure::WorstOfN, "#7f7f7f"),
+    let optima = explorer::Optima::solve(4, explorer::Regularisation::KlBudget(0.5))?;
+    for (procedure, solution, color) in [
+        (Procedure::BestOfN, &optima.bon, "#000000"),
+        (Procedure::WorstOfN, &optima.won, "#7f7f7f"),
     ] {
-        let solution = theory::optimal_envelope(procedure, 4, &[0.5])?
-            .pop()
-            .context("optimal envelope returned no solution")?;
-        let transform = solution.transform;
-        let (low, high) = (transform.value(0.0), transform.value(1.0));
         add(
             format!("optimal {procedure}_4 at 0.5 nats"),
-            &|u| (transform.value(u) - low) / (high - low),
+            &solution.transform,
             color,
             true,
         );
     }
     Ok(Chart {
+        id: "shapes".into(),
         title: "Transform shapes Phi(u), rescaled to [0, 1]".into(),
         x_label: "calibrated reward u".into(),
         y_label: "Phi (rescaled)".into(),

@@ -10,6 +10,9 @@
 //! - [`selection`]: Best-of-N / Worst-of-N selection with a lowest-index tie rule.
 //! - [`theory`]: the exact win-rate-versus-KL engine in calibrated space, lambda for a KL budget,
 //!   curves, the optimal-transform solver and the best t of exp / negexp.
+//! - [`chart`]: SVG charts (lines, markers, error bars) for the CLI's plot files and the browser lab.
+//! - [`explorer`]: the browser lab's theory explorer as a model: settings with a URL form, and
+//!   the charts (transform shapes, densities, win rate versus KL) it draws.
 //! - [`estimators`]: U-statistic BoN/WoN win rates from samples, KL estimators, bootstrap CIs.
 //!
 //! ```
@@ -26,8 +29,10 @@
 #![warn(missing_docs)]
 
 pub mod calibration;
+pub mod chart;
 mod error;
 pub mod estimators;
+pub mod explorer;
 mod quadrature;
 pub mod selection;
 pub mod theory;

@@ -1,23 +1,38 @@
 //! SVG charts: lines (the theory engine's curves) and measured points with error bars, drawn
 //! without a plotting library (the charts are simple and the files stay small and diffable).
+//!
+//! The same renderer draws the CLI's plot files and the browser lab's live charts, so both look
+//! alike. Lines and markers carry `data-series` (a [`Series::key`]) and markers `data-x` /
+//! `data-y` (their values), which the browser tests read.
 
 use std::fmt::Write as _;
 
-use infalign_core::theory;
-use infalign_core::{Procedure, Transform};
+use crate::error::{Error, Result};
+use crate::theory;
+use crate::{Procedure, Transform};
 
+/// The palette, in the order series usually take it.
 pub const COLORS: [&str; 6] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
 ];
 
 /// One line, or a set of measured points with vertical error bars.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Series {
+    /// Legend text.
     pub label: String,
+    /// `(x, y)` in data units; non-finite points are skipped.
     pub points: Vec<(f64, f64)>,
+    /// Stroke (and marker) colour.
     pub color: &'static str,
+    /// Dashed line.
     pub dashed: bool,
     /// `Some((lower, upper))` per point: draw markers with error bars and no line.
     pub error_bars: Option<Vec<(f64, f64)>>,
+    /// A stable name for the series, written as `data-series` (empty: none).
+    pub key: String,
+    /// Whether the series has a legend entry.
+    pub legend: bool,
 }
 
 impl Series {
@@ -29,6 +44,8 @@ impl Series {
             color,
             dashed,
             error_bars: None,
+            key: String::new(),
+            legend: true,
         }
     }
 
@@ -45,16 +62,43 @@ impl Series {
             color,
             dashed: false,
             error_bars: Some(intervals),
+            key: String::new(),
+            legend: true,
         }
+    }
+
+    /// Markers at `points` (no line, no error bars, no legend entry).
+    pub fn markers(points: Vec<(f64, f64)>, color: &'static str) -> Self {
+        let intervals = points.iter().map(|&(_, y)| (y, y)).collect();
+        Self {
+            legend: false,
+            ..Self::measured(String::new(), points, intervals, color)
+        }
+    }
+
+    /// Sets the `data-series` name.
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = key.into();
+        self
     }
 }
 
+/// One plot: axes, ticks, a title and its series.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Chart {
+    /// A name unique within the page or file (the clip path's id); also written as `data-chart`.
+    pub id: String,
+    /// Title above the plot.
     pub title: String,
+    /// x axis label.
     pub x_label: String,
+    /// y axis label.
     pub y_label: String,
+    /// Shown x range (data outside is clipped).
     pub x_range: (f64, f64),
+    /// Shown y range.
     pub y_range: (f64, f64),
+    /// Lines and markers, drawn in order.
     pub series: Vec<Series>,
     /// Legend in a column right of the plot instead of inside its lower right corner.
     pub legend_outside: bool,
@@ -74,29 +118,67 @@ impl Chart {
     }
 }
 
-/// Win-rate-versus-KL curve of a transform: a lambda sweep up to the lambda of `max_kl`.
-pub fn transform_curve(
+/// Win-rate-versus-KL curves of one transform under BoN_N and WoN_N, from one lambda sweep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WinRateCurves {
+    /// `(KL, BoN_N win rate)`, from `(0, 0.5)` in increasing KL.
+    pub bon: Vec<(f64, f64)>,
+    /// `(KL, WoN_N win rate)`, same KLs.
+    pub won: Vec<(f64, f64)>,
+}
+
+impl WinRateCurves {
+    /// The curve of `procedure`.
+    pub fn for_procedure(&self, procedure: Procedure) -> &[(f64, f64)] {
+        match procedure {
+            Procedure::BestOfN => &self.bon,
+            Procedure::WorstOfN => &self.won,
+        }
+    }
+}
+
+/// Win-rate-versus-KL curves of a transform: a sweep of `points` lambdas, log-spaced up to the
+/// lambda of `max_kl`.
+pub fn win_rate_curves(
     transform: &Transform,
-    procedure: Procedure,
     n: u32,
     max_kl: f64,
-) -> anyhow::Result<Vec<(f64, f64)>> {
+    points: usize,
+) -> Result<WinRateCurves> {
     let lambda_max = match theory::lambda_for_kl(transform, max_kl) {
         Ok(lambda) => lambda,
         // A bounded transform with a large t (normnegexp:70, say) is nearly flat at the top, so
         // no lambda in the engine's range reaches the plot's largest KL: draw the curve as far as
         // it goes, up to the largest lambda the engine guarantees.
-        Err(infalign_core::Error::KlBudgetUnreachable { .. }) => PLOT_LAMBDA_LIMIT,
-        Err(error) => return Err(error.into()),
+        Err(Error::KlBudgetUnreachable { .. }) => PLOT_LAMBDA_LIMIT,
+        Err(error) => return Err(error),
     };
-    let lambdas = theory::log_spaced(lambda_max * 1e-3, lambda_max, 60)?;
-    let mut points = vec![(0.0, 0.5)];
+    let lambdas = theory::log_spaced(lambda_max * 1e-3, lambda_max, points)?;
+    let mut curves = WinRateCurves {
+        bon: vec![(0.0, 0.5)],
+        won: vec![(0.0, 0.5)],
+    };
     for evaluation in theory::win_rate_curve(transform, n, &lambdas)? {
         if evaluation.kl <= max_kl * (1.0 + 1e-9) {
-            points.push((evaluation.kl, evaluation.win_rate_for(procedure)));
+            curves.bon.push((evaluation.kl, evaluation.win_rate.bon));
+            curves.won.push((evaluation.kl, evaluation.win_rate.won));
         }
     }
-    Ok(points)
+    Ok(curves)
+}
+
+/// The win-rate-versus-KL curve of a transform under one procedure (60 lambdas).
+pub fn transform_curve(
+    transform: &Transform,
+    procedure: Procedure,
+    n: u32,
+    max_kl: f64,
+) -> Result<Vec<(f64, f64)>> {
+    let curves = win_rate_curves(transform, n, max_kl, 60)?;
+    Ok(match procedure {
+        Procedure::BestOfN => curves.bon,
+        Procedure::WorstOfN => curves.won,
+    })
 }
 
 /// The largest lambda a plotted curve goes to when its transform cannot reach the plot's KL range
@@ -121,8 +203,10 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
+/// Renders `charts` side by side as one SVG document.
 pub fn render_svg(charts: &[Chart]) -> String {
     let height = 420.0;
     let total_width: f64 = charts.iter().map(Chart::width).sum();
@@ -136,7 +220,7 @@ pub fn render_svg(charts: &[Chart]) -> String {
         r#"<rect width="{total_width}" height="{height}" fill="white"/>"#
     );
     let mut offset = 0.0;
-    for (index, chart) in charts.iter().enumerate() {
+    for chart in charts {
         let (left, right, top, bottom) = (
             offset + 60.0,
             offset + PLOT_WIDTH - 20.0,
@@ -147,6 +231,8 @@ pub fn render_svg(charts: &[Chart]) -> String {
         let (y0, y1) = chart.y_range;
         let sx = |x: f64| left + (x - x0) / (x1 - x0) * (right - left);
         let sy = |y: f64| bottom - (y - y0) / (y1 - y0) * (bottom - top);
+        let id = escape(&chart.id);
+        let _ = writeln!(svg, r#"<g data-chart="{id}">"#);
         let _ = writeln!(
             svg,
             r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{}</text>"#,
@@ -196,11 +282,18 @@ pub fn render_svg(charts: &[Chart]) -> String {
         );
         let _ = writeln!(
             svg,
-            r#"<clipPath id="plot{index}"><rect x="{left}" y="{top}" width="{}" height="{}"/></clipPath>"#,
+            r#"<clipPath id="clip-{id}"><rect x="{left}" y="{top}" width="{}" height="{}"/></clipPath>"#,
             right - left,
             bottom - top
         );
-        for (i, series) in chart.series.iter().enumerate() {
+        let mut legend_row = 0usize;
+        let legend_rows = chart.series.iter().filter(|s| s.legend).count();
+        for series in &chart.series {
+            let key = if series.key.is_empty() {
+                String::new()
+            } else {
+                format!(r#" data-series="{}""#, escape(&series.key))
+            };
             let mut path = String::new();
             for &(x, y) in series
                 .points
@@ -218,7 +311,7 @@ pub fn render_svg(charts: &[Chart]) -> String {
                 None => {
                     let _ = writeln!(
                         svg,
-                        r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="1.8"{dash} clip-path="url(#plot{index})"/>"#,
+                        r#"<polyline{key} points="{}" fill="none" stroke="{}" stroke-width="1.8"{dash} clip-path="url(#clip-{id})"/>"#,
                         path.trim_end(),
                         series.color
                     );
@@ -231,7 +324,7 @@ pub fn render_svg(charts: &[Chart]) -> String {
                         let (cx, cy) = (sx(x), sy(y));
                         let _ = writeln!(
                             svg,
-                            r#"<g stroke="{color}" clip-path="url(#plot{index})"><line x1="{cx:.2}" y1="{:.2}" x2="{cx:.2}" y2="{:.2}" stroke-width="1.4"/><circle cx="{cx:.2}" cy="{cy:.2}" r="3.5" fill="{color}"/></g>"#,
+                            r#"<g{key} data-x="{x}" data-y="{y}" stroke="{color}" clip-path="url(#clip-{id})"><line x1="{cx:.2}" y1="{:.2}" x2="{cx:.2}" y2="{:.2}" stroke-width="1.4"/><circle cx="{cx:.2}" cy="{cy:.2}" r="3.5" fill="{color}"/></g>"#,
                             sy(lower),
                             sy(upper),
                             color = series.color
@@ -239,13 +332,15 @@ pub fn render_svg(charts: &[Chart]) -> String {
                     }
                 }
             }
+            if !series.legend {
+                continue;
+            }
+            let i = legend_row;
+            legend_row += 1;
             let (legend_x, legend_y) = if chart.legend_outside {
                 (right + 200.0, top + 10.0 + 18.0 * i as f64)
             } else {
-                (
-                    right,
-                    bottom - 12.0 - 16.0 * (chart.series.len() - 1 - i) as f64,
-                )
+                (right, bottom - 12.0 - 16.0 * (legend_rows - 1 - i) as f64)
             };
             let dash_legend = if series.dashed {
                 r#" stroke-dasharray="6 4""#
@@ -263,6 +358,7 @@ pub fn render_svg(charts: &[Chart]) -> String {
                 escape(&series.label)
             );
         }
+        svg.push_str("</g>\n");
         offset += chart.width();
     }
     svg.push_str("</svg>\n");

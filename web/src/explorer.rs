@@ -1,0 +1,484 @@
+//! The theory explorer: the transforms, the tilted densities and what Best-of-N and Worst-of-N
+//! serve from them, and the exact win-rate-versus-KL curves, redrawn live as t, the KL budget (or
+//! beta) and N move. The model (settings, charts) is `infalign_core::explorer`; this module wires
+//! it to controls and to the URL.
+//!
+//! The closed-form policies are recomputed on every change (each memo only when its own inputs
+//! change: moving the KL budget recomputes no curve). The solved optimal transforms take longer, so
+//! they are solved just after the redraw (on a zero-delay timer, for the latest setting only) and
+//! cached: the optimal envelope per N, the optimum at the current setting until it changes.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use infalign_core::chart::{render_svg, WinRateCurves};
+use infalign_core::explorer::{
+    self, density_chart, policy_curves, rows, shapes_chart, short, tilted, win_rate_chart, Optima,
+    Policy, Regularisation, Row, Settings, BETA_RANGE, ENVELOPE_POINTS, KL_RANGE, N_MAX, T_RANGE,
+};
+use infalign_core::theory::{self, BestT};
+use infalign_core::{ExpFamily, Procedure};
+use leptos::prelude::*;
+
+use crate::math;
+
+/// The settings keys this view owns in the URL query.
+const QUERY_KEYS: [&str; 6] = ["n", "t_exp", "t_negexp", "kl", "beta", "inspect"];
+
+/// The page's query string, "" when unavailable.
+fn current_query() -> String {
+    web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .unwrap_or_default()
+}
+
+/// Replace this view's keys in the URL (keeping any others) without adding a history entry.
+fn write_query(settings: &Settings) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let Ok(params) = web_sys::UrlSearchParams::new_with_str(&current_query()) else {
+        return;
+    };
+    for key in QUERY_KEYS {
+        params.delete(key);
+    }
+    for pair in settings.to_query().split('&') {
+        if let Some((key, value)) = pair.split_once('=') {
+            params.set(key, value);
+        }
+    }
+    let url = format!("?{}", String::from(params.to_string()));
+    if let Ok(history) = window.history() {
+        // Failing to update the address bar loses nothing the page needs.
+        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
+    }
+}
+
+/// Rounds to three significant digits (slider positions map to tidy values).
+fn round3(value: f64) -> f64 {
+    if value == 0.0 || !value.is_finite() {
+        return value;
+    }
+    let scale = 10f64.powi(2 - value.abs().log10().floor() as i32);
+    (value * scale).round() / scale
+}
+
+/// A log-scaled slider position (0..=1000) and back.
+fn to_slider(value: f64, (lo, hi): (f64, f64)) -> f64 {
+    ((value.ln() - lo.ln()) / (hi.ln() - lo.ln()) * 1000.0).round()
+}
+
+fn from_slider(position: f64, (lo, hi): (f64, f64)) -> f64 {
+    round3((lo.ln() + position / 1000.0 * (hi.ln() - lo.ln())).exp()).clamp(lo, hi)
+}
+
+/// The optimum at one (N, regularisation), or why it could not be solved.
+type SolvedOptima = (u32, Regularisation, Result<Optima, String>);
+/// The optimal envelopes (BoN, WoN) for one N.
+type Envelopes = Result<(Vec<(f64, f64)>, Vec<(f64, f64)>), String>;
+
+#[component]
+pub fn Explorer() -> impl IntoView {
+    let (initial, problems) = Settings::from_query(&current_query());
+    let settings = RwSignal::new(initial);
+    Effect::new(move |_| settings.with(write_query));
+
+    // Inputs of the curve memos, each changing only when its own field does.
+    let n = Memo::new(move |_| settings.with(|s| s.n));
+    let t_exp = Memo::new(move |_| settings.with(|s| s.t_exp));
+    let t_negexp = Memo::new(move |_| settings.with(|s| s.t_negexp));
+    let curve = move |policy: Policy| {
+        Memo::new(move |_| {
+            let at = Settings {
+                n: n.get(),
+                t_exp: t_exp.get(),
+                t_negexp: t_negexp.get(),
+                ..Settings::default()
+            };
+            policy_curves(&at, policy).map_err(|e| e.to_string())
+        })
+    };
+    let curves: Vec<(Policy, Memo<Result<WinRateCurves, String>>)> =
+        [Policy::Identity, Policy::Log, Policy::Exp, Policy::NegExp]
+            .into_iter()
+            .map(|policy| (policy, curve(policy)))
+            .collect();
+
+    // The solved optima, one step behind the controls.
+    let optima: RwSignal<Option<SolvedOptima>> = RwSignal::new(None);
+    let key = move || settings.with_untracked(|s| (s.n, s.regularisation));
+    Effect::new(move |_| {
+        let wanted = settings.with(|s| (s.n, s.regularisation));
+        let current = optima.with_untracked(|o| o.as_ref().map(|(n, r, _)| (*n, *r)));
+        if current == Some(wanted) {
+            return;
+        }
+        set_timeout(
+            move || {
+                if key() != wanted {
+                    return; // superseded by a later setting
+                }
+                let solved = Optima::solve(wanted.0, wanted.1).map_err(|e| e.to_string());
+                optima.set(Some((wanted.0, wanted.1, solved)));
+            },
+            Duration::ZERO,
+        );
+    });
+    let current_optima = Memo::new(move |_| {
+        let wanted = settings.with(|s| (s.n, s.regularisation));
+        optima.with(|o| match o {
+            Some((n, r, Ok(solved))) if (*n, *r) == wanted => Some(solved.clone()),
+            _ => None,
+        })
+    });
+    let optima_error = Memo::new(move |_| {
+        optima.with(|o| match o {
+            Some((_, _, Err(error))) => Some(error.clone()),
+            _ => None,
+        })
+    });
+
+    let envelopes: RwSignal<HashMap<u32, Envelopes>> = RwSignal::new(HashMap::new());
+    Effect::new(move |_| {
+        let n = n.get();
+        if envelopes.with_untracked(|e| e.contains_key(&n)) {
+            return;
+        }
+        set_timeout(
+            move || {
+                if settings.with_untracked(|s| s.n) != n
+                    || envelopes.with_untracked(|e| e.contains_key(&n))
+                {
+                    return;
+                }
+                let solve =
+                    |procedure| explorer::optimal_curve(procedure, n, KL_RANGE.1, ENVELOPE_POINTS);
+                let both = solve(Procedure::BestOfN)
+                    .and_then(|bon| Ok((bon, solve(Procedure::WorstOfN)?)))
+                    .map_err(|e| e.to_string());
+                envelopes.update(|e| {
+                    e.insert(n, both);
+                });
+            },
+            Duration::ZERO,
+        );
+    });
+
+    let table = Memo::new(move |_| {
+        let at = settings.get();
+        current_optima.with(|optima| rows(&at, optima.as_ref()))
+    });
+
+    let win_rate_svg = move |procedure: Procedure| {
+        let curves = curves.clone();
+        Memo::new(move |_| {
+            let at = settings.get();
+            let owned: Vec<(Policy, WinRateCurves)> = curves
+                .iter()
+                .filter_map(|(policy, memo)| memo.get().ok().map(|c| (*policy, c)))
+                .collect();
+            let borrowed: Vec<(Policy, &WinRateCurves)> =
+                owned.iter().map(|(p, c)| (*p, c)).collect();
+            let envelope = envelopes.with(|e| match e.get(&at.n) {
+                Some(Ok((bon, won))) => Some(match procedure {
+                    Procedure::BestOfN => bon.clone(),
+                    Procedure::WorstOfN => won.clone(),
+                }),
+                _ => None,
+            });
+            table.with(|rows| {
+                render_svg(&[win_rate_chart(
+                    &at,
+                    procedure,
+                    &borrowed,
+                    envelope.as_deref(),
+                    rows,
+                )])
+            })
+        })
+    };
+    let bon_svg = win_rate_svg(Procedure::BestOfN);
+    let won_svg = win_rate_svg(Procedure::WorstOfN);
+    let envelope_pending = move || envelopes.with(|e| !e.contains_key(&n.get()));
+
+    let shapes_svg = Memo::new(move |_| {
+        let at = settings.get();
+        current_optima.with(|optima| render_svg(&[shapes_chart(&at, optima.as_ref())]))
+    });
+    let density_svg = Memo::new(move |_| {
+        let at = settings.get();
+        current_optima.with(|optima| match tilted(&at, at.inspect, optima.as_ref()) {
+            Ok(Some(policy)) => Ok(Some(render_svg(&[density_chart(
+                &at,
+                &at.label(at.inspect),
+                &policy,
+            )]))),
+            Ok(None) => Ok(None),
+            Err(error) => Err(error.to_string()),
+        })
+    });
+
+    // "Best t for this KL".
+    let best_t_state: RwSignal<Option<Result<String, String>>> = RwSignal::new(None);
+    let searching = RwSignal::new(false);
+    let find_best_t = move |_| {
+        searching.set(true);
+        best_t_state.set(None);
+        set_timeout(
+            move || {
+                let at = settings.get_untracked();
+                let result = best_t_for(&at, &table.get_untracked());
+                searching.set(false);
+                match result {
+                    Ok((bon, won, kl)) => {
+                        let clamp = |t: f64| round3(t).clamp(T_RANGE.0, T_RANGE.1);
+                        settings.update(|s| {
+                            s.t_exp = clamp(bon.t);
+                            s.t_negexp = clamp(won.t);
+                        });
+                        best_t_state.set(Some(Ok(format!(
+                            "At {} nats: exp t = {} gives BoN_{n} {:.4}; negexp t = {} gives WoN_{n} {:.4}.",
+                            short(kl),
+                            short(bon.t),
+                            bon.win_rate,
+                            short(won.t),
+                            won.win_rate,
+                            n = at.n,
+                        ))));
+                    }
+                    Err(error) => best_t_state.set(Some(Err(error))),
+                }
+            },
+            Duration::from_millis(16),
+        );
+    };
+
+    view! {
+        <section class="card" id="explorer">
+            <h2>"Theory explorer"</h2>
+            <p class="muted">
+                "Exact results in calibrated space: a reward's quantile u among the base policy's \
+                 samples is uniform under the base policy, so every aligned policy is a density on \
+                 [0, 1]. Move the controls; the link in the address bar reproduces this view."
+            </p>
+            {(!problems.is_empty()).then(|| view! {
+                <div class="notice" id="explorer-link-notice" role="status">
+                    "Some settings in the link were not used: " {problems.join("; ")}
+                </div>
+            })}
+            <Controls settings=settings find_best_t=find_best_t searching=searching />
+            {move || best_t_state.get().map(|state| match state {
+                Ok(text) => view! { <p id="best-t-result" class="result">{text}</p> }.into_any(),
+                Err(text) => view! { <p id="best-t-result" class="error">{text}</p> }.into_any(),
+            })}
+            <div class="charts">
+                <figure class="chart" id="chart-winrate-bon" inner_html=move || bon_svg.get()></figure>
+                <figure class="chart" id="chart-winrate-won" inner_html=move || won_svg.get()></figure>
+            </div>
+            {move || envelope_pending().then(|| view! {
+                <p class="muted" id="envelope-pending">"Solving the optimal envelope for this N…"</p>
+            })}
+            <RowsTable settings=settings table=table optima_error=optima_error />
+            <figure class="chart wide" id="chart-shapes" inner_html=move || shapes_svg.get()></figure>
+            {move || match density_svg.get() {
+                Ok(Some(svg)) => view! {
+                    <figure class="chart wide" id="chart-densities" inner_html=svg></figure>
+                }.into_any(),
+                Ok(None) => view! {
+                    <p class="muted" id="chart-densities-pending">"Solving the optimal transform…"</p>
+                }.into_any(),
+                Err(error) => view! {
+                    <p class="error" id="chart-densities-error">{error}</p>
+                }.into_any(),
+            }}
+            <details class="math">
+                <summary>"The formulas"</summary>
+                <div inner_html=math::FORMULAS></div>
+            </details>
+        </section>
+    }
+}
+
+/// The best t of exp for BoN_N and of negexp for WoN_N at the current KL (the budget, or in beta
+/// mode the KL that exp / negexp spend now).
+fn best_t_for(at: &Settings, rows: &[Row]) -> Result<(BestT, BestT, f64), String> {
+    let kl_of = |policy: Policy| {
+        rows.iter()
+            .find(|r| r.policy == policy)
+            .and_then(|r| r.evaluation.as_ref().ok())
+            .map(|e| e.kl)
+            .ok_or_else(|| format!("{} has no KL at this setting", at.label(policy)))
+    };
+    let kl = match at.regularisation {
+        Regularisation::KlBudget(kl) => kl,
+        Regularisation::Beta(_) => kl_of(Policy::Exp)?,
+    };
+    let bon =
+        theory::best_t(ExpFamily::Exp, Procedure::BestOfN, at.n, kl).map_err(|e| e.to_string())?;
+    let won_kl = match at.regularisation {
+        Regularisation::KlBudget(kl) => kl,
+        Regularisation::Beta(_) => kl_of(Policy::NegExp)?,
+    };
+    let won = theory::best_t(ExpFamily::NegExp, Procedure::WorstOfN, at.n, won_kl)
+        .map_err(|e| e.to_string())?;
+    Ok((bon, won, kl))
+}
+
+#[component]
+fn Controls(
+    settings: RwSignal<Settings>,
+    find_best_t: impl Fn(leptos::ev::MouseEvent) + 'static,
+    searching: RwSignal<bool>,
+) -> impl IntoView {
+    let number = |ev: &leptos::ev::Event| event_target_value(ev).parse::<f64>().ok();
+    let is_kl = move || {
+        matches!(
+            settings.with(|s| s.regularisation),
+            Regularisation::KlBudget(_)
+        )
+    };
+    let kl = move || match settings.with(|s| s.regularisation) {
+        Regularisation::KlBudget(kl) => kl,
+        Regularisation::Beta(_) => 1.0,
+    };
+    let beta = move || match settings.with(|s| s.regularisation) {
+        Regularisation::Beta(beta) => beta,
+        Regularisation::KlBudget(_) => 0.1,
+    };
+    view! {
+        <div class="controls">
+            <label>
+                <span>"N " <output id="n-value">{move || settings.with(|s| s.n)}</output></span>
+                <input id="n" type="range" min="1" max=N_MAX step="1"
+                    prop:value=move || settings.with(|s| s.n.to_string())
+                    on:input=move |ev| if let Some(v) = number(&ev) {
+                        settings.update(|s| s.n = (v as u32).clamp(1, N_MAX));
+                    } />
+            </label>
+            <label>
+                <span>"exp t " <output id="t-exp-value">{move || short(settings.with(|s| s.t_exp))}</output></span>
+                <input id="t-exp" type="range" min="0" max="1000" step="1"
+                    prop:value=move || to_slider(settings.with(|s| s.t_exp), T_RANGE).to_string()
+                    on:input=move |ev| if let Some(v) = number(&ev) {
+                        settings.update(|s| s.t_exp = from_slider(v, T_RANGE));
+                    } />
+            </label>
+            <label>
+                <span>"negexp t " <output id="t-negexp-value">{move || short(settings.with(|s| s.t_negexp))}</output></span>
+                <input id="t-negexp" type="range" min="0" max="1000" step="1"
+                    prop:value=move || to_slider(settings.with(|s| s.t_negexp), T_RANGE).to_string()
+                    on:input=move |ev| if let Some(v) = number(&ev) {
+                        settings.update(|s| s.t_negexp = from_slider(v, T_RANGE));
+                    } />
+            </label>
+            <fieldset class="regularisation">
+                <legend>"Hold the policy to the reference by"</legend>
+                <label class="inline">
+                    <input type="radio" name="regularisation" id="mode-kl"
+                        prop:checked=is_kl
+                        on:change=move |_| settings.update(|s| s.regularisation = Regularisation::KlBudget(kl())) />
+                    "a KL budget (each transform spends it)"
+                </label>
+                <label class="inline">
+                    <input type="radio" name="regularisation" id="mode-beta"
+                        prop:checked=move || !is_kl()
+                        on:change=move |_| settings.update(|s| s.regularisation = Regularisation::Beta(beta())) />
+                    "one β for all (λ = 1/β)"
+                </label>
+                {move || if is_kl() {
+                    view! {
+                        <label>
+                            <span>"KL budget " <output id="kl-value">{move || short(kl())}</output> " nats"</span>
+                            <input id="kl" type="range" min=KL_RANGE.0 max=KL_RANGE.1 step="0.01"
+                                prop:value=move || kl().to_string()
+                                on:input=move |ev| if let Some(v) = number(&ev) {
+                                    settings.update(|s| s.regularisation =
+                                        Regularisation::KlBudget(round3(v).clamp(KL_RANGE.0, KL_RANGE.1)));
+                                } />
+                        </label>
+                    }.into_any()
+                } else {
+                    view! {
+                        <label>
+                            <span>"β " <output id="beta-value">{move || short(beta())}</output></span>
+                            <input id="beta" type="range" min="0" max="1000" step="1"
+                                prop:value=move || to_slider(beta(), BETA_RANGE).to_string()
+                                on:input=move |ev| if let Some(v) = number(&ev) {
+                                    settings.update(|s| s.regularisation =
+                                        Regularisation::Beta(from_slider(v, BETA_RANGE)));
+                                } />
+                        </label>
+                    }.into_any()
+                }}
+            </fieldset>
+            <label>
+                <span>"Densities of"</span>
+                <select id="inspect"
+                    prop:value=move || settings.with(|s| s.inspect.key())
+                    on:change=move |ev| if let Some(policy) = Policy::from_key(&event_target_value(&ev)) {
+                        settings.update(|s| s.inspect = policy);
+                    }>
+                    {Policy::ALL.into_iter().map(|policy| view! {
+                        <option value=policy.key()>{move || settings.with(|s| s.label(policy))}</option>
+                    }).collect_view()}
+                </select>
+            </label>
+            <button id="best-t" on:click=find_best_t disabled=move || searching.get()>
+                {move || if searching.get() { "Searching…" } else { "Best t for this KL" }}
+            </button>
+        </div>
+    }
+}
+
+/// The policies at the current setting: lambda, KL and the three win rates.
+#[component]
+fn RowsTable(
+    settings: RwSignal<Settings>,
+    table: Memo<Vec<Row>>,
+    optima_error: Memo<Option<String>>,
+) -> impl IntoView {
+    view! {
+        <table class="numbers" id="explorer-table">
+            <thead>
+                <tr>
+                    <th>"policy"</th><th>"λ"</th><th>"KL (nats)"</th><th>"standard"</th>
+                    <th>{move || format!("BoN_{}", settings.with(|s| s.n))}</th>
+                    <th>{move || format!("WoN_{}", settings.with(|s| s.n))}</th>
+                </tr>
+            </thead>
+            <tbody>
+                {move || {
+                    let at = settings.get();
+                    table.get().into_iter().map(|row| {
+                        let label = at.label(row.policy);
+                        match row.evaluation {
+                            Ok(e) => view! {
+                                <tr id=format!("row-{}", row.policy.key())
+                                    data-kl=e.kl.to_string()
+                                    data-bon=e.win_rate.bon.to_string()
+                                    data-won=e.win_rate.won.to_string()>
+                                    <td>{label}</td>
+                                    <td>{short(e.lambda)}</td>
+                                    <td>{format!("{:.3}", e.kl)}</td>
+                                    <td>{format!("{:.4}", e.win_rate.standard)}</td>
+                                    <td>{format!("{:.4}", e.win_rate.bon)}</td>
+                                    <td>{format!("{:.4}", e.win_rate.won)}</td>
+                                </tr>
+                            }.into_any(),
+                            Err(error) => view! {
+                                <tr id=format!("row-{}", row.policy.key()) class="unavailable">
+                                    <td>{label}</td>
+                                    <td colspan="5" class="muted">{error}</td>
+                                </tr>
+                            }.into_any(),
+                        }
+                    }).collect_view()
+                }}
+                {move || optima_error.get().map(|error| view! {
+                    <tr class="unavailable"><td>"optimal"</td><td colspan="5" class="error">{error}</td></tr>
+                })}
+            </tbody>
+        </table>
+    }
+}
