@@ -7,91 +7,21 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
-import { readFile, stat } from "node:fs/promises";
-import { extname, join, normalize, resolve, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { here, openLab as open, serveDist, READY_TIMEOUT_MS } from "./harness.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const dist = resolve(process.env.INFALIGN_DIST ?? join(here, "..", "..", "dist"));
-const chromiumPath = process.env.INFALIGN_CHROMIUM ?? "/usr/bin/chromium";
 const tokenizerGolden = JSON.parse(
   await readFile(join(here, "..", "fixtures", "default_tokenizer_golden.json"), "utf8"),
 );
-// The first load compiles a multi-megabyte module and, with WebGPU, software shaders.
-const READY_TIMEOUT_MS = 90_000;
-
-const MIME = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
-  ".wasm": "application/wasm",
-  ".css": "text/css; charset=utf-8",
-  ".svg": "image/svg+xml",
-  ".json": "application/json",
-};
 
 let server;
-let baseUrl;
-
 before(async () => {
-  await stat(join(dist, "index.html")).catch(() => {
-    throw new Error(`${dist}/index.html is missing: build the web app first (cargo xtask build-web)`);
-  });
-  server = createServer(async (request, response) => {
-    const path = normalize(decodeURIComponent(new URL(request.url, "http://x").pathname));
-    const file = join(dist, path.endsWith("/") ? join(path, "index.html") : path);
-    if (!file.startsWith(dist)) {
-      response.writeHead(403).end();
-      return;
-    }
-    try {
-      const body = await readFile(file);
-      response.writeHead(200, { "content-type": MIME[extname(file)] ?? "application/octet-stream" });
-      response.end(body);
-    } catch {
-      response.writeHead(404).end("not found");
-    }
-  });
-  await new Promise((ready) => server.listen(0, "127.0.0.1", ready));
-  baseUrl = `http://127.0.0.1:${server.address().port}/`;
+  server = await serveDist();
 });
-
 after(() => server?.close());
 
-/** Open the page in a fresh headless Chromium; collect page and console errors. */
-async function openLab({ webgpu }) {
-  const args = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-  ];
-  if (webgpu) args.push("--enable-unsafe-webgpu");
-  const browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args });
-  const page = await browser.newPage();
-  const errors = [];
-  page.on("pageerror", (error) => errors.push(`page error: ${error.message}`));
-  page.on("console", (message) => {
-    if (message.type() === "error") errors.push(`console error: ${message.text()}`);
-  });
-  await page.goto(baseUrl);
-  const badge = page.locator("#backend");
-  await badge.waitFor();
-  await page.waitForFunction(
-    () => {
-      const state = document.querySelector("#backend")?.dataset.backend;
-      return state && state !== "pending";
-    },
-    null,
-    { timeout: READY_TIMEOUT_MS },
-  ).catch((error) => {
-    throw new Error(`the backend never came up (${error.message}); errors seen: ${errors.join(" | ") || "none"}`);
-  });
-  return { browser, page, errors };
-}
+const openLab = (options) => open(server.url, options);
 
 async function smokeScore(page) {
   const text = await page.locator("#smoke-score").textContent();

@@ -5,8 +5,9 @@
 //!
 //! The closed-form policies are recomputed on every change (each memo only when its own inputs
 //! change: moving the KL budget recomputes no curve). The solved optimal transforms take longer, so
-//! they are solved just after the redraw (on a zero-delay timer, for the latest setting only) and
-//! cached: the optimal envelope per N, the optimum at the current setting until it changes.
+//! they are solved after the redraw has been painted (next animation frame, then a zero-delay
+//! timer; for the latest setting only) and cached: the optimal envelope per N, the optimum at the
+//! current setting until it changes.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use infalign_core::{ExpFamily, Procedure};
 use leptos::prelude::*;
 
 use crate::math;
+use crate::timing::timed;
 
 /// The settings keys this view owns in the URL query.
 const QUERY_KEYS: [&str; 6] = ["n", "t_exp", "t_negexp", "kl", "beta", "inspect"];
@@ -73,8 +75,16 @@ fn from_slider(position: f64, (lo, hi): (f64, f64)) -> f64 {
     round3((lo.ln() + position / 1000.0 * (hi.ln() - lo.ln())).exp()).clamp(lo, hi)
 }
 
-/// The optimum at one (N, regularisation), or why it could not be solved.
-type SolvedOptima = (u32, Regularisation, Result<Optima, String>);
+/// Runs `work` once the current frame has been painted.
+fn after_paint(work: impl FnOnce() + 'static) {
+    request_animation_frame(move || set_timeout(work, Duration::ZERO));
+}
+
+/// The optima at one (N, regularisation) with their table rows, or why they could not be solved.
+struct Solved {
+    key: (u32, Regularisation),
+    result: Result<(Optima, Vec<Row>), String>,
+}
 /// The optimal envelopes (BoN, WoN) for one N.
 type Envelopes = Result<(Vec<(f64, f64)>, Vec<(f64, f64)>), String>;
 
@@ -82,7 +92,15 @@ type Envelopes = Result<(Vec<(f64, f64)>, Vec<(f64, f64)>), String>;
 pub fn Explorer() -> impl IntoView {
     let (initial, problems) = Settings::from_query(&current_query());
     let settings = RwSignal::new(initial);
-    Effect::new(move |_| settings.with(write_query));
+    // Writing the address bar costs a browser round trip (~10 ms): after the paint, latest only.
+    Effect::new(move |_| {
+        let wanted = settings.get();
+        after_paint(move || {
+            if settings.get_untracked() == wanted {
+                timed("url", || write_query(&wanted));
+            }
+        });
+    });
 
     // Inputs of the curve memos, each changing only when its own field does.
     let n = Memo::new(move |_| settings.with(|s| s.n));
@@ -96,7 +114,7 @@ pub fn Explorer() -> impl IntoView {
                 t_negexp: t_negexp.get(),
                 ..Settings::default()
             };
-            policy_curves(&at, policy).map_err(|e| e.to_string())
+            timed("curve", || policy_curves(&at, policy)).map_err(|e| e.to_string())
         })
     };
     let curves: Vec<(Policy, Memo<Result<WinRateCurves, String>>)> =
@@ -105,69 +123,96 @@ pub fn Explorer() -> impl IntoView {
             .map(|policy| (policy, curve(policy)))
             .collect();
 
-    // The solved optima, one step behind the controls.
-    let optima: RwSignal<Option<SolvedOptima>> = RwSignal::new(None);
+    // The solved optima, one step behind the controls: until the optimum for a new setting is in,
+    // the last one stays on screen (its rows marked stale) rather than blinking out.
+    let solved: RwSignal<Option<Solved>> = RwSignal::new(None);
     let key = move || settings.with_untracked(|s| (s.n, s.regularisation));
     Effect::new(move |_| {
         let wanted = settings.with(|s| (s.n, s.regularisation));
-        let current = optima.with_untracked(|o| o.as_ref().map(|(n, r, _)| (*n, *r)));
-        if current == Some(wanted) {
+        if solved.with_untracked(|o| o.as_ref().map(|o| o.key)) == Some(wanted) {
             return;
         }
-        set_timeout(
-            move || {
-                if key() != wanted {
-                    return; // superseded by a later setting
-                }
-                let solved = Optima::solve(wanted.0, wanted.1).map_err(|e| e.to_string());
-                optima.set(Some((wanted.0, wanted.1, solved)));
-            },
-            Duration::ZERO,
-        );
+        after_paint(move || {
+            if key() != wanted {
+                return; // superseded by a later setting
+            }
+            let at = settings.get_untracked();
+            let result = timed("optima", || {
+                Optima::solve(wanted.0, wanted.1).map(|optima| {
+                    let rows = rows(&at, Some(&optima))
+                        .into_iter()
+                        .filter(|row| row.policy.optimal_procedure().is_some())
+                        .collect();
+                    (optima, rows)
+                })
+            })
+            .map_err(|e| e.to_string());
+            solved.set(Some(Solved {
+                key: wanted,
+                result,
+            }));
+        });
     });
-    let current_optima = Memo::new(move |_| {
-        let wanted = settings.with(|s| (s.n, s.regularisation));
-        optima.with(|o| match o {
-            Some((n, r, Ok(solved))) if (*n, *r) == wanted => Some(solved.clone()),
+    let shown_optima = Memo::new(move |_| {
+        solved.with(|o| match o {
+            Some(Solved {
+                result: Ok((optima, _)),
+                ..
+            }) => Some(optima.clone()),
             _ => None,
         })
     });
     let optima_error = Memo::new(move |_| {
-        optima.with(|o| match o {
-            Some((_, _, Err(error))) => Some(error.clone()),
+        solved.with(|o| match o {
+            Some(Solved {
+                result: Err(error), ..
+            }) => Some(error.clone()),
             _ => None,
         })
     });
-
     let envelopes: RwSignal<HashMap<u32, Envelopes>> = RwSignal::new(HashMap::new());
     Effect::new(move |_| {
         let n = n.get();
         if envelopes.with_untracked(|e| e.contains_key(&n)) {
             return;
         }
-        set_timeout(
-            move || {
-                if settings.with_untracked(|s| s.n) != n
-                    || envelopes.with_untracked(|e| e.contains_key(&n))
-                {
-                    return;
-                }
-                let solve =
-                    |procedure| explorer::optimal_curve(procedure, n, KL_RANGE.1, ENVELOPE_POINTS);
-                let both = solve(Procedure::BestOfN)
-                    .and_then(|bon| Ok((bon, solve(Procedure::WorstOfN)?)))
-                    .map_err(|e| e.to_string());
-                envelopes.update(|e| {
-                    e.insert(n, both);
-                });
-            },
-            Duration::ZERO,
-        );
+        after_paint(move || {
+            if settings.with_untracked(|s| s.n) != n
+                || envelopes.with_untracked(|e| e.contains_key(&n))
+            {
+                return;
+            }
+            let solve =
+                |procedure| explorer::optimal_curve(procedure, n, KL_RANGE.1, ENVELOPE_POINTS);
+            let both = timed("envelope", || solve(Procedure::BestOfN))
+                .and_then(|bon| Ok((bon, timed("envelope", || solve(Procedure::WorstOfN))?)))
+                .map_err(|e| e.to_string());
+            envelopes.update(|e| {
+                e.insert(n, both);
+            });
+        });
     });
 
     let table = Memo::new(move |_| {
         let at = settings.get();
-        current_optima.with(|optima| rows(&at, optima.as_ref()))
+        let mut table: Vec<(Row, bool)> = timed("rows", || rows(&at, None))
+            .into_iter()
+            .map(|row| (row, false))
+            .collect();
+        solved.with(|o| {
+            if let Some(Solved {
+                key,
+                result: Ok((_, optimal)),
+            }) = o
+            {
+                let stale = *key != (at.n, at.regularisation);
+                table.extend(optimal.iter().map(|row| (row.clone(), stale)));
+            }
+        });
+        table
+    });
+    let table_rows = Memo::new(move |_| {
+        table.with(|t| t.iter().map(|(row, _)| row.clone()).collect::<Vec<_>>())
     });
 
     let win_rate_svg = move |procedure: Procedure| {
@@ -187,14 +232,16 @@ pub fn Explorer() -> impl IntoView {
                 }),
                 _ => None,
             });
-            table.with(|rows| {
-                render_svg(&[win_rate_chart(
-                    &at,
-                    procedure,
-                    &borrowed,
-                    envelope.as_deref(),
-                    rows,
-                )])
+            table_rows.with(|rows| {
+                timed("winrate-chart", || {
+                    render_svg(&[win_rate_chart(
+                        &at,
+                        procedure,
+                        &borrowed,
+                        envelope.as_deref(),
+                        rows,
+                    )])
+                })
             })
         })
     };
@@ -203,19 +250,32 @@ pub fn Explorer() -> impl IntoView {
     let envelope_pending = move || envelopes.with(|e| !e.contains_key(&n.get()));
 
     let shapes_svg = Memo::new(move |_| {
-        let at = settings.get();
-        current_optima.with(|optima| render_svg(&[shapes_chart(&at, optima.as_ref())]))
+        let at = Settings {
+            n: n.get(),
+            t_exp: t_exp.get(),
+            t_negexp: t_negexp.get(),
+            ..Settings::default()
+        };
+        shown_optima.with(|optima| {
+            timed("shapes-chart", || {
+                render_svg(&[shapes_chart(&at, optima.as_ref())])
+            })
+        })
     });
     let density_svg = Memo::new(move |_| {
         let at = settings.get();
-        current_optima.with(|optima| match tilted(&at, at.inspect, optima.as_ref()) {
-            Ok(Some(policy)) => Ok(Some(render_svg(&[density_chart(
-                &at,
-                &at.label(at.inspect),
-                &policy,
-            )]))),
-            Ok(None) => Ok(None),
-            Err(error) => Err(error.to_string()),
+        shown_optima.with(|optima| {
+            timed("density-chart", || {
+                match tilted(&at, at.inspect, optima.as_ref()) {
+                    Ok(Some(policy)) => Ok(Some(render_svg(&[density_chart(
+                        &at,
+                        &at.label(at.inspect),
+                        &policy,
+                    )]))),
+                    Ok(None) => Ok(None),
+                    Err(error) => Err(error.to_string()),
+                }
+            })
         })
     });
 
@@ -228,7 +288,7 @@ pub fn Explorer() -> impl IntoView {
         set_timeout(
             move || {
                 let at = settings.get_untracked();
-                let result = best_t_for(&at, &table.get_untracked());
+                let result = best_t_for(&at, &table_rows.get_untracked());
                 searching.set(false);
                 match result {
                     Ok((bon, won, kl)) => {
@@ -332,12 +392,14 @@ fn Controls(
     searching: RwSignal<bool>,
 ) -> impl IntoView {
     let number = |ev: &leptos::ev::Event| event_target_value(ev).parse::<f64>().ok();
-    let is_kl = move || {
+    // A memo, so that the block below re-renders (replacing the slider) only when the mode flips,
+    // not on every move of the slider being dragged.
+    let is_kl = Memo::new(move |_| {
         matches!(
             settings.with(|s| s.regularisation),
             Regularisation::KlBudget(_)
         )
-    };
+    });
     let kl = move || match settings.with(|s| s.regularisation) {
         Regularisation::KlBudget(kl) => kl,
         Regularisation::Beta(_) => 1.0,
@@ -376,17 +438,24 @@ fn Controls(
                 <legend>"Hold the policy to the reference by"</legend>
                 <label class="inline">
                     <input type="radio" name="regularisation" id="mode-kl"
-                        prop:checked=is_kl
-                        on:change=move |_| settings.update(|s| s.regularisation = Regularisation::KlBudget(kl())) />
+                        prop:checked=move || is_kl.get()
+                        on:change=move |_| {
+                            // Read before writing: a read inside `update` would re-enter the signal.
+                            let kl = kl();
+                            settings.update(|s| s.regularisation = Regularisation::KlBudget(kl));
+                        } />
                     "a KL budget (each transform spends it)"
                 </label>
                 <label class="inline">
                     <input type="radio" name="regularisation" id="mode-beta"
-                        prop:checked=move || !is_kl()
-                        on:change=move |_| settings.update(|s| s.regularisation = Regularisation::Beta(beta())) />
+                        prop:checked=move || !is_kl.get()
+                        on:change=move |_| {
+                            let beta = beta();
+                            settings.update(|s| s.regularisation = Regularisation::Beta(beta));
+                        } />
                     "one β for all (λ = 1/β)"
                 </label>
-                {move || if is_kl() {
+                {move || if is_kl.get() {
                     view! {
                         <label>
                             <span>"KL budget " <output id="kl-value">{move || short(kl())}</output> " nats"</span>
@@ -435,7 +504,7 @@ fn Controls(
 #[component]
 fn RowsTable(
     settings: RwSignal<Settings>,
-    table: Memo<Vec<Row>>,
+    table: Memo<Vec<(Row, bool)>>,
     optima_error: Memo<Option<String>>,
 ) -> impl IntoView {
     view! {
@@ -450,11 +519,13 @@ fn RowsTable(
             <tbody>
                 {move || {
                     let at = settings.get();
-                    table.get().into_iter().map(|row| {
+                    table.get().into_iter().map(|(row, stale)| {
                         let label = at.label(row.policy);
+                        let class = if stale { "stale" } else { "" };
                         match row.evaluation {
                             Ok(e) => view! {
-                                <tr id=format!("row-{}", row.policy.key())
+                                <tr id=format!("row-{}", row.policy.key()) class=class
+                                    data-lambda=e.lambda.to_string()
                                     data-kl=e.kl.to_string()
                                     data-bon=e.win_rate.bon.to_string()
                                     data-won=e.win_rate.won.to_string()>
@@ -467,7 +538,7 @@ fn RowsTable(
                                 </tr>
                             }.into_any(),
                             Err(error) => view! {
-                                <tr id=format!("row-{}", row.policy.key()) class="unavailable">
+                                <tr id=format!("row-{}", row.policy.key()) class=format!("unavailable {class}")>
                                     <td>{label}</td>
                                     <td colspan="5" class="muted">{error}</td>
                                 </tr>

@@ -13,6 +13,7 @@ use leptos::task::spawn_local;
 
 mod explorer;
 mod math;
+mod timing;
 mod tokens;
 
 /// Where the page stands with its compute backend.
@@ -76,6 +77,7 @@ async fn start_backend() -> BackendState {
 /// The whole page.
 #[component]
 pub fn App() -> impl IntoView {
+    timing::install();
     let (state, set_state) = signal(BackendState::Starting);
     spawn_local(async move {
         set_state.set(start_backend().await);

@@ -256,7 +256,10 @@ fn test(native_only: bool) -> Result<()> {
                 let mut node = Command::new("node");
                 node.current_dir(&root)
                     .args(["--test", "--test-reporter=spec", "--test-concurrency=1"])
-                    .arg("tests/browser/lab.test.mjs")
+                    .args([
+                        "tests/browser/lab.test.mjs",
+                        "tests/browser/explorer.test.mjs",
+                    ])
                     .env("INFALIGN_DIST", root.join("dist"));
                 let browser = summary::run_and_count(&mut node, summary::Runner::Node)?;
                 totals.add("browser (playwright)", browser);

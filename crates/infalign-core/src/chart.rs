@@ -300,7 +300,7 @@ pub fn render_svg(charts: &[Chart]) -> String {
                 .iter()
                 .filter(|p| p.0.is_finite() && p.1.is_finite())
             {
-                let _ = write!(path, "{:.2},{:.2} ", sx(x), sy(y));
+                let _ = write!(path, "{:.1},{:.1} ", sx(x), sy(y));
             }
             let dash = if series.dashed {
                 r#" stroke-dasharray="6 4""#

@@ -15,14 +15,14 @@ use crate::{Procedure, Transform};
 
 /// Largest N the explorer offers.
 pub const N_MAX: u32 = 64;
-/// Range of the t sliders.
-pub const T_RANGE: (f64, f64) = (0.1, 100.0);
+/// Range of the t sliders: the range [`theory::best_t`] searches.
+pub const T_RANGE: (f64, f64) = (theory::T_MIN, theory::T_MAX);
 /// Range of the KL budget (nats); the upper end is also the win-rate charts' x range.
 pub const KL_RANGE: (f64, f64) = (0.01, 4.0);
 /// Range of beta = 1/lambda.
 pub const BETA_RANGE: (f64, f64) = (0.001, 10.0);
 /// Lambdas per win-rate curve.
-pub const CURVE_POINTS: usize = 32;
+pub const CURVE_POINTS: usize = 24;
 /// KL budgets per optimal envelope.
 pub const ENVELOPE_POINTS: usize = 24;
 /// Grid points of the shape and density charts.

@@ -1,0 +1,104 @@
+// Measures the browser lab's budgets (issue 6) in headless Chromium on the CPU path and prints a
+// table (and writes JSON when given a path): gzip transfer size of the wasm + JS, time from
+// navigation to an interactive explorer, and the explorer's redraw time per control. A
+// measurement, not a test: nothing here passes or fails.
+//
+//   cargo xtask build-web            # the served (web-release) build
+//   node tests/browser/budgets.mjs [out.json]
+
+import { readdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { dist, openLab, serveDist } from "./harness.mjs";
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
+
+// 1. Transfer size.
+const files = (await readdir(dist)).filter((f) => f.endsWith(".wasm") || f.endsWith(".js"));
+let raw = 0;
+let gzip = 0;
+for (const file of files) {
+  const body = await readFile(join(dist, file));
+  raw += body.length;
+  gzip += gzipSync(body, { level: 9 }).length;
+}
+
+const server = await serveDist();
+const results = { files, raw_bytes: raw, gzip_bytes: gzip, runs: [] };
+try {
+  for (let run = 0; run < 3; run++) {
+    // 2. Interactive: navigation start to the first drawn win-rate curve (the controls are live
+    // from that render on), recorded in the page by a MutationObserver.
+    const init = () => {
+      new MutationObserver((_, observer) => {
+        if (document.querySelector('[data-chart="winrate-bon"] polyline')) {
+          window.__explorerDrawn = performance.now();
+          observer.disconnect();
+        }
+      }).observe(document, { childList: true, subtree: true });
+    };
+    const { browser, page, errors } = await openLab(server.url, { webgpu: false, init });
+    try {
+      await page.locator('[data-chart="winrate-bon"] polyline').first().waitFor();
+      const interactive = await page.evaluate(() => {
+        const entry = performance.getEntriesByType("navigation")[0];
+        return { first_paint: performance.getEntriesByType("paint")[0]?.startTime, load: entry.loadEventEnd };
+      });
+      const drawn = await page.evaluate(() => window.__explorerDrawn);
+      await page.waitForFunction(() => !document.querySelector("#envelope-pending"), null, { timeout: 60_000 });
+
+      // 3. Redraws: set a control, dispatch `input`, let the reactive updates run (a zero-delay
+      // timer runs after them and before the next frame's solves), then force layout.
+      const redraw = {};
+      const plans = {
+        "t-exp": Array.from({ length: 20 }, (_, i) => 300 + 25 * i),
+        "n": Array.from({ length: 20 }, (_, i) => 2 + (i % 10) * 3),
+        "kl": Array.from({ length: 20 }, (_, i) => (0.2 + 0.15 * i).toFixed(2)),
+      };
+      for (const [control, values] of Object.entries(plans)) {
+        const times = [];
+        for (const value of values) {
+          times.push(
+            await page.evaluate(
+              async ([id, v]) => {
+                const input = document.getElementById(id);
+                const t0 = performance.now();
+                input.value = v;
+                input.dispatchEvent(new Event("input", { bubbles: true }));
+                await new Promise((r) => setTimeout(r, 0));
+                document.body.getBoundingClientRect();
+                const t1 = performance.now();
+                // Let the deferred solves finish before the next change.
+                await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+                await new Promise((r) => setTimeout(r, 0));
+                return t1 - t0;
+              },
+              [control, String(value)],
+            ),
+          );
+        }
+        redraw[control] = { median_ms: median(times), p90_ms: quantile(times, 0.9), max_ms: Math.max(...times) };
+      }
+      results.runs.push({ drawn_ms: drawn, ...interactive, redraw, errors });
+    } finally {
+      await browser.close();
+    }
+  }
+} finally {
+  server.close();
+}
+
+const mb = (b) => (b / 1e6).toFixed(2);
+console.log(`wasm + JS: ${mb(raw)} MB raw, ${mb(gzip)} MB gzip -9 (${files.join(", ")})`);
+const drawn = results.runs.map((r) => r.drawn_ms);
+console.log(`explorer drawn after navigation: median ${median(drawn).toFixed(0)} ms of ${drawn.map((d) => d.toFixed(0)).join(", ")}`);
+for (const control of Object.keys(results.runs[0].redraw)) {
+  const medians = results.runs.map((r) => r.redraw[control].median_ms);
+  const p90 = results.runs.map((r) => r.redraw[control].p90_ms);
+  console.log(`redraw on ${control}: median ${median(medians).toFixed(1)} ms, p90 ${median(p90).toFixed(1)} ms (medians per run ${medians.map((m) => m.toFixed(1)).join(", ")})`);
+}
+if (process.argv[2]) await writeFile(process.argv[2], JSON.stringify(results, null, 2));

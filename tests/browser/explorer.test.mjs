@@ -1,0 +1,188 @@
+// End-to-end tests of the theory explorer: its controls change the charts' SVG data, the URL
+// carries the settings (a link reproduces the view), and a bad link is reported, not fatal. Run
+// with WebGPU and without it (the explorer itself needs neither, but the page must work under
+// both). Screenshots go to the artifacts folder (see harness.mjs).
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { openLab, screenshot, serveDist } from "./harness.mjs";
+
+let server;
+before(async () => {
+  server = await serveDist();
+});
+after(() => server?.close());
+
+const SOLVE_TIMEOUT_MS = 30_000;
+
+/** Wait until the explorer is drawn and its solved parts (optima, envelope) are in. */
+async function explorerReady(page) {
+  await page.locator('#explorer [data-chart="winrate-bon"] polyline[data-series="exp"]').waitFor();
+  await page.waitForFunction(
+    () =>
+      document.querySelector("#row-optimal-bon[data-kl]:not(.stale)") &&
+      document.querySelector("#row-optimal-won[data-kl]:not(.stale)") &&
+      !document.querySelector("#envelope-pending") &&
+      document.querySelector('[data-chart="winrate-bon"] polyline[data-series="envelope"]'),
+    null,
+    { timeout: SOLVE_TIMEOUT_MS },
+  );
+}
+
+const line = (page, chart, series) =>
+  page.locator(`[data-chart="${chart}"] polyline[data-series="${series}"]`).getAttribute("points");
+
+async function rows(page) {
+  return page.$$eval("#explorer-table tbody tr[data-kl]", (trs) =>
+    Object.fromEntries(
+      trs.map((tr) => [
+        tr.id.replace("row-", ""),
+        { lambda: +tr.dataset.lambda, kl: +tr.dataset.kl, bon: +tr.dataset.bon, won: +tr.dataset.won },
+      ]),
+    ),
+  );
+}
+
+/** Move a control and wait until `output` shows something new. */
+async function move(page, control, value, output) {
+  const before = await page.locator(output).textContent();
+  await page.locator(control).fill(String(value));
+  await page.waitForFunction(
+    ([selector, old]) => document.querySelector(selector)?.textContent !== old,
+    [output, before],
+  );
+}
+
+const query = (page) => new URL(page.url()).searchParams;
+
+/** The address bar is updated just after the redraw: wait until `key` reads `value`. */
+async function linkSays(page, key, value) {
+  await page
+    .waitForFunction(([k, v]) => new URL(location.href).searchParams.get(k) === v, [key, value], { timeout: 5_000 })
+    .catch(() => assert.fail(`the link has ${key}=${query(page).get(key)}, not ${value}`));
+}
+
+for (const webgpu of [false, true]) {
+  const name = webgpu ? "webgpu" : "cpu";
+
+  test(`explorer (${name}): the controls redraw the charts and update the link`, async () => {
+    const { browser, page, errors } = await openLab(server.url, { webgpu });
+    try {
+      await explorerReady(page);
+      // Default: every policy spends the 1-nat budget, and the link says so.
+      let table = await rows(page);
+      assert.deepEqual(Object.keys(table).sort(), [
+        "exp", "identity", "log", "negexp", "optimal-bon", "optimal-won",
+      ]);
+      for (const [policy, row] of Object.entries(table)) {
+        assert.ok(Math.abs(row.kl - 1) < 1e-3, `${policy} spends ${row.kl} nats, not 1`);
+      }
+      await linkSays(page, "kl", "1");
+      // The optimum for BoN_N is the best under BoN_N at matched KL.
+      for (const policy of ["identity", "log", "exp", "negexp"]) {
+        assert.ok(table["optimal-bon"].bon >= table[policy].bon - 1e-9, policy);
+      }
+
+      // t of exp: the exp curves and shape change, identity's do not.
+      const expCurve = await line(page, "winrate-bon", "exp");
+      const expShape = await line(page, "shapes", "exp");
+      const identityCurve = await line(page, "winrate-bon", "identity");
+      await move(page, "#t-exp", 800, "#t-exp-value");
+      assert.notEqual(await line(page, "winrate-bon", "exp"), expCurve);
+      assert.notEqual(await line(page, "shapes", "exp"), expShape);
+      assert.equal(await line(page, "winrate-bon", "identity"), identityCurve);
+      await linkSays(page, "t_exp", await page.locator("#t-exp-value").textContent());
+
+      // The KL budget moves the markers and the table, not the curves.
+      await move(page, "#kl", 2, "#kl-value");
+      await explorerReady(page);
+      table = await rows(page);
+      for (const [policy, row] of Object.entries(table)) {
+        assert.ok(Math.abs(row.kl - 2) < 1e-3, `${policy} spends ${row.kl} nats, not 2`);
+      }
+      const marker = page.locator('[data-chart="winrate-bon"] [data-series="marker-identity"]');
+      assert.ok(Math.abs(+(await marker.getAttribute("data-x")) - 2) < 1e-3);
+      assert.equal(await line(page, "winrate-bon", "identity"), identityCurve);
+
+      // N redraws everything for BoN_8 / WoN_8.
+      await move(page, "#n", 8, "#n-value");
+      await explorerReady(page);
+      assert.notEqual(await line(page, "winrate-bon", "identity"), identityCurve);
+      assert.match(await page.locator('[data-chart="winrate-won"] text').first().textContent(), /N = 8/);
+      assert.match(await page.locator("#explorer-table thead").textContent(), /BoN_8/);
+      await linkSays(page, "n", "8");
+
+      // Best t at this KL: exp's BoN_8 win rate can only improve.
+      const before = (await rows(page)).exp.bon;
+      await page.locator("#best-t").click();
+      await page.locator("#best-t-result.result").waitFor({ timeout: SOLVE_TIMEOUT_MS });
+      await explorerReady(page);
+      const after = (await rows(page)).exp.bon;
+      assert.ok(after >= before - 1e-9, `best t made BoN_8 worse: ${before} -> ${after}`);
+
+      // One beta for every transform: one lambda in every closed-form row.
+      await page.locator("#mode-beta").check();
+      await page.locator("#beta").waitFor();
+      await explorerReady(page);
+      table = await rows(page);
+      const lambda = 1 / +(await page.locator("#beta-value").textContent());
+      for (const policy of ["identity", "log", "exp", "negexp"]) {
+        assert.ok(Math.abs(table[policy].lambda - lambda) < 1e-6 * lambda, policy);
+      }
+      await linkSays(page, "beta", await page.locator("#beta-value").textContent());
+      assert.ok(!query(page).has("kl"));
+
+      // The density chart follows the chosen policy.
+      await page.locator("#inspect").selectOption("optimal-won");
+      await page.waitForFunction(() =>
+        document.querySelector('[data-chart="densities"] text')?.textContent.includes("optimal WoN_8"),
+      );
+      const density = await line(page, "densities", "policy");
+      assert.ok(density && density.split(" ").length > 100, "the density is drawn");
+
+      await page.locator("details.math summary").click();
+      assert.ok((await page.locator("details.math math").count()) >= 4, "formulas in MathML");
+      await screenshot(page, `explorer-${name}`);
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+    }
+  });
+}
+
+test("explorer: a link reproduces its view, and a bad one says what it ignored", async () => {
+  const shared = await openLab(`${server.url}?n=8&t_exp=20&t_negexp=3&beta=0.05&inspect=negexp`, {
+    webgpu: false,
+  });
+  try {
+    const { page } = shared;
+    await explorerReady(page);
+    assert.equal(await page.locator("#n-value").textContent(), "8");
+    assert.equal(await page.locator("#t-exp-value").textContent(), "20");
+    assert.equal(await page.locator("#t-negexp-value").textContent(), "3");
+    assert.equal(await page.locator("#beta-value").textContent(), "0.05");
+    assert.ok(await page.locator("#mode-beta").isChecked());
+    const table = await rows(page);
+    assert.ok(Math.abs(table.identity.lambda - 20) < 1e-9);
+    assert.match(await page.locator('[data-chart="densities"] text').first().textContent(), /negexp \(t = 3\)/);
+    assert.equal(await page.locator("#explorer-link-notice").count(), 0);
+    assert.deepEqual(shared.errors, []);
+  } finally {
+    await shared.browser.close();
+  }
+
+  const bad = await openLab(`${server.url}?n=999&kl=abc&inspect=everything`, { webgpu: false });
+  try {
+    const { page } = bad;
+    await explorerReady(page);
+    const notice = await page.locator("#explorer-link-notice").textContent();
+    for (const part of ["n=999", "kl=abc", "inspect=everything"]) {
+      assert.ok(notice.includes(part), `the notice names ${part}: ${notice}`);
+    }
+    assert.equal(await page.locator("#n-value").textContent(), "4", "defaults stand in");
+    assert.equal((await rows(page)).identity.kl.toFixed(3), "1.000");
+    assert.deepEqual(bad.errors, []);
+  } finally {
+    await bad.browser.close();
+  }
+});
