@@ -418,14 +418,5 @@ fn shapes_chart() -> anyhow::Result<Chart> {
             true,
         );
     }
-    Ok(Chart {
-        id: "shapes".into(),
-        title: "Transform shapes Phi(u), rescaled to [0, 1]".into(),
-        x_label: "calibrated reward u".into(),
-        y_label: "Phi (rescaled)".into(),
-        x_range: (0.0, 1.0),
-        y_range: (0.0, 1.0),
-        series,
-        legend_outside: true,
-    })
+    Ok(explorer::shapes_frame(series))
 }

@@ -448,6 +448,11 @@ pub fn shapes_chart(settings: &Settings, optima: Option<&Optima>) -> Chart {
             .with_key(policy.key()),
         );
     }
+    shapes_frame(series)
+}
+
+/// A chart of transform shapes (see [`rescaled_shape`]) on the unit square.
+pub fn shapes_frame(series: Vec<Series>) -> Chart {
     Chart {
         id: "shapes".into(),
         title: "Transforms Phi(u), rescaled to [0, 1]".into(),
