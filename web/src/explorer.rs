@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use infalign_core::chart::{render_svg, WinRateCurves};
 use infalign_core::explorer::{
-    self, density_chart, policy_curves, rows, shapes_chart, short, tilted, win_rate_chart, Optima,
-    Policy, Regularisation, Row, Settings, BETA_RANGE, ENVELOPE_POINTS, KL_RANGE, N_MAX, T_RANGE,
+    self, density_chart, policy_curves, row, rows, shapes_chart, short, tilted, win_rate_chart,
+    Optima, Policy, Regularisation, Row, Settings, BETA_RANGE, ENVELOPE_POINTS, KL_RANGE, N_MAX,
+    T_RANGE,
 };
 use infalign_core::theory::{self, BestT};
 use infalign_core::{ExpFamily, Procedure};
@@ -108,12 +109,17 @@ pub fn Explorer() -> impl IntoView {
     let t_negexp = Memo::new(move |_| settings.with(|s| s.t_negexp));
     let curve = move |policy: Policy| {
         Memo::new(move |_| {
-            let at = Settings {
+            // Track only what this policy's curve depends on: moving exp's t recomputes exp's
+            // curve, not the other three.
+            let mut at = Settings {
                 n: n.get(),
-                t_exp: t_exp.get(),
-                t_negexp: t_negexp.get(),
                 ..Settings::default()
             };
+            match policy {
+                Policy::Exp => at.t_exp = t_exp.get(),
+                Policy::NegExp => at.t_negexp = t_negexp.get(),
+                _ => {}
+            }
             timed("curve", || policy_curves(&at, policy)).map_err(|e| e.to_string())
         })
     };
@@ -139,9 +145,9 @@ pub fn Explorer() -> impl IntoView {
             let at = settings.get_untracked();
             let result = timed("optima", || {
                 Optima::solve(wanted.0, wanted.1).map(|optima| {
-                    let rows = rows(&at, Some(&optima))
+                    let rows = [Policy::OptimalBon, Policy::OptimalWon]
                         .into_iter()
-                        .filter(|row| row.policy.optimal_procedure().is_some())
+                        .filter_map(|policy| row(&at, policy, Some(&optima)))
                         .collect();
                     (optima, rows)
                 })
@@ -285,19 +291,19 @@ pub fn Explorer() -> impl IntoView {
     let find_best_t = move |_| {
         searching.set(true);
         best_t_state.set(None);
-        set_timeout(
-            move || {
-                let at = settings.get_untracked();
-                let result = best_t_for(&at, &table_rows.get_untracked());
-                searching.set(false);
-                match result {
-                    Ok((bon, won, kl)) => {
-                        let clamp = |t: f64| round3(t).clamp(T_RANGE.0, T_RANGE.1);
-                        settings.update(|s| {
-                            s.t_exp = clamp(bon.t);
-                            s.t_negexp = clamp(won.t);
-                        });
-                        best_t_state.set(Some(Ok(format!(
+        // After the paint, so that "Searching…" shows while the search runs.
+        after_paint(move || {
+            let at = settings.get_untracked();
+            let result = best_t_for(&at, &table_rows.get_untracked());
+            searching.set(false);
+            match result {
+                Ok((bon, won, kl)) => {
+                    let clamp = |t: f64| round3(t).clamp(T_RANGE.0, T_RANGE.1);
+                    settings.update(|s| {
+                        s.t_exp = clamp(bon.t);
+                        s.t_negexp = clamp(won.t);
+                    });
+                    best_t_state.set(Some(Ok(format!(
                             "At {} nats: exp t = {} gives BoN_{n} {:.4}; negexp t = {} gives WoN_{n} {:.4}.",
                             short(kl),
                             short(bon.t),
@@ -306,12 +312,10 @@ pub fn Explorer() -> impl IntoView {
                             won.win_rate,
                             n = at.n,
                         ))));
-                    }
-                    Err(error) => best_t_state.set(Some(Err(error))),
                 }
-            },
-            Duration::from_millis(16),
-        );
+                Err(error) => best_t_state.set(Some(Err(error))),
+            }
+        });
     };
 
     view! {
@@ -370,18 +374,20 @@ fn best_t_for(at: &Settings, rows: &[Row]) -> Result<(BestT, BestT, f64), String
             .map(|e| e.kl)
             .ok_or_else(|| format!("{} has no KL at this setting", at.label(policy)))
     };
-    let kl = match at.regularisation {
-        Regularisation::KlBudget(kl) => kl,
-        Regularisation::Beta(_) => kl_of(Policy::Exp)?,
+    let kl_for = |policy: Policy| match at.regularisation {
+        Regularisation::KlBudget(kl) => Ok(kl),
+        Regularisation::Beta(_) => kl_of(policy),
     };
+    let kl = kl_for(Policy::Exp)?;
     let bon =
         theory::best_t(ExpFamily::Exp, Procedure::BestOfN, at.n, kl).map_err(|e| e.to_string())?;
-    let won_kl = match at.regularisation {
-        Regularisation::KlBudget(kl) => kl,
-        Regularisation::Beta(_) => kl_of(Policy::NegExp)?,
-    };
-    let won = theory::best_t(ExpFamily::NegExp, Procedure::WorstOfN, at.n, won_kl)
-        .map_err(|e| e.to_string())?;
+    let won = theory::best_t(
+        ExpFamily::NegExp,
+        Procedure::WorstOfN,
+        at.n,
+        kl_for(Policy::NegExp)?,
+    )
+    .map_err(|e| e.to_string())?;
     Ok((bon, won, kl))
 }
 

@@ -9,7 +9,7 @@
 //! one beta means a comparable strength for identity, exp and negexp.
 
 use crate::chart::{Chart, Series, WinRateCurves, COLORS};
-use crate::error::{invalid, Error, Result};
+use crate::error::{invalid, Result};
 use crate::theory::{self, OptimalSolution, PolicyEvaluation, TiltedPolicy};
 use crate::{Procedure, Transform};
 
@@ -334,24 +334,46 @@ impl Optima {
     }
 }
 
+/// The transform of `policy` at the current setting: the closed form from the settings, or the
+/// solved optimum (`None` for an optimal policy when `optima` is not given).
+fn transform_of(settings: &Settings, policy: Policy, optima: Option<&Optima>) -> Option<Transform> {
+    settings
+        .transform(policy)
+        .or_else(|| Some(optima?.get(policy)?.transform.clone()))
+}
+
+/// The transform of `policy` and its lambda under the current regularisation (an optimum carries
+/// its own lambda).
+fn resolve(
+    settings: &Settings,
+    policy: Policy,
+    optima: Option<&Optima>,
+) -> Option<Result<(Transform, f64)>> {
+    match (
+        settings.transform(policy),
+        optima.and_then(|o| o.get(policy)),
+    ) {
+        (Some(transform), _) => {
+            Some(lambda_for(&transform, settings.regularisation).map(|lambda| (transform, lambda)))
+        }
+        (None, Some(solution)) => Some(Ok((solution.transform.clone(), solution.lambda))),
+        (None, None) => None,
+    }
+}
+
 /// A policy at the current setting: its transform and lambda, resolved.
 pub fn tilted(
     settings: &Settings,
     policy: Policy,
     optima: Option<&Optima>,
 ) -> Result<Option<TiltedPolicy>> {
-    let (transform, lambda) = match (
-        settings.transform(policy),
-        optima.and_then(|o| o.get(policy)),
-    ) {
-        (Some(transform), _) => {
-            let lambda = lambda_for(&transform, settings.regularisation)?;
-            (transform, lambda)
+    match resolve(settings, policy, optima) {
+        Some(resolved) => {
+            let (transform, lambda) = resolved?;
+            TiltedPolicy::new(&transform, lambda).map(Some)
         }
-        (None, Some(solution)) => (solution.transform.clone(), solution.lambda),
-        (None, None) => return Ok(None),
-    };
-    TiltedPolicy::new(&transform, lambda).map(Some)
+        None => Ok(None),
+    }
 }
 
 /// One row of the explorer's table: a policy at the current setting.
@@ -363,25 +385,21 @@ pub struct Row {
     pub evaluation: std::result::Result<PolicyEvaluation, String>,
 }
 
+/// Evaluates one policy at the current setting (`None` for an optimal one without `optima`).
+pub fn row(settings: &Settings, policy: Policy, optima: Option<&Optima>) -> Option<Row> {
+    let evaluation = resolve(settings, policy, optima)?
+        .and_then(|(transform, lambda)| theory::evaluate(&transform, lambda, settings.n));
+    Some(Row {
+        policy,
+        evaluation: evaluation.map_err(|e| e.to_string()),
+    })
+}
+
 /// Evaluates every policy at the current setting (the optimal ones only when `optima` is given).
 pub fn rows(settings: &Settings, optima: Option<&Optima>) -> Vec<Row> {
     Policy::ALL
         .into_iter()
-        .filter_map(|policy| {
-            let evaluation = match (settings.transform(policy), optima) {
-                (Some(transform), _) => lambda_for(&transform, settings.regularisation)
-                    .and_then(|lambda| theory::evaluate(&transform, lambda, settings.n)),
-                (None, Some(optima)) => {
-                    let solution = optima.get(policy)?;
-                    theory::evaluate(&solution.transform, solution.lambda, settings.n)
-                }
-                (None, None) => return None,
-            };
-            Some(Row {
-                policy,
-                evaluation: evaluation.map_err(|e| e.to_string()),
-            })
-        })
+        .filter_map(|policy| row(settings, policy, optima))
         .collect()
 }
 
@@ -426,13 +444,8 @@ pub fn rescaled_shape(transform: &Transform, points: usize) -> Vec<(f64, f64)> {
 pub fn shapes_chart(settings: &Settings, optima: Option<&Optima>) -> Chart {
     let mut series = Vec::new();
     for policy in Policy::ALL {
-        let transform = match (
-            settings.transform(policy),
-            optima.and_then(|o| o.get(policy)),
-        ) {
-            (Some(transform), _) => transform,
-            (None, Some(solution)) => solution.transform.clone(),
-            (None, None) => continue,
+        let Some(transform) = transform_of(settings, policy, optima) else {
+            continue;
         };
         let label = match policy {
             Policy::Log => "log (rescaled on [e^-5, 1])".to_string(),
@@ -606,13 +619,13 @@ pub fn win_rate_chart(
 
 /// The curves of the four closed-form policies for N (the sliders change them one at a time).
 pub fn policy_curves(settings: &Settings, policy: Policy) -> Result<WinRateCurves> {
-    let transform = settings
-        .transform(policy)
-        .ok_or_else(|| Error::InvalidParameter {
-            name: "policy",
-            value: policy.key().into(),
-            reason: "the optimal policies have an envelope, not a transform curve".into(),
-        })?;
+    let transform = settings.transform(policy).ok_or_else(|| {
+        invalid(
+            "policy",
+            policy.key(),
+            "the optimal policies have an envelope, not a transform curve",
+        )
+    })?;
     crate::chart::win_rate_curves(&transform, settings.n, KL_RANGE.1, CURVE_POINTS)
 }
 
