@@ -5,7 +5,7 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::activation::log_softmax;
 use infalign_model::backend::{cpu_device, gpu_device};
 use infalign_model::policy::{
-    generate, sample_token, Generation, Policy, PolicyConfig, SamplingConfig, TokenBatch,
+    generate, sample_token, Generation, Policy, PolicyConfig, Sampler, SamplingConfig, TokenBatch,
 };
 
 fn tiny_config() -> PolicyConfig {
@@ -215,6 +215,39 @@ fn stop_token_ends_a_row() {
     }
     assert!(stopped.stopped[0]);
     assert!(stopped.responses[0].len() <= 3);
+}
+
+#[test]
+fn stepping_a_sampler_streams_the_tokens_generate_returns() {
+    let policy = Policy::init(&tiny_config(), 5, &cpu_device()).unwrap();
+    let whole = run(&policy, None, &greedy(10), 0);
+    let stop = whole.responses[0][3];
+    for config in [sampled(10, true), sampled(10, false), greedy(10)] {
+        let expected = run(&policy, Some(stop), &config, 3);
+        let mut sampler = Sampler::new(&policy, &prompts(), Some(stop), &config, 3).unwrap();
+        let mut seen: Vec<Vec<u32>> = vec![Vec::new(); prompts().len()];
+        let mut was_stopped = vec![false; prompts().len()];
+        let mut steps = 0;
+        while pollster::block_on(sampler.step()).unwrap() {
+            steps += 1;
+            assert_eq!(sampler.steps(), steps);
+            // Each step extends every running row by at most one token and keeps what came
+            // before; a stopped row never grows again.
+            for (row, (now, before)) in sampler.responses().iter().zip(&seen).enumerate() {
+                assert!(now.starts_with(before), "row {row} at step {steps}");
+                assert!(now.len() <= before.len() + 1, "row {row} at step {steps}");
+                if was_stopped[row] {
+                    assert_eq!(now, before, "row {row} grew after its stop token");
+                }
+            }
+            seen = sampler.responses().to_vec();
+            was_stopped = sampler.stopped().to_vec();
+        }
+        assert!(sampler.is_done());
+        assert!(!pollster::block_on(sampler.step()).unwrap(), "a done sampler runs no step");
+        assert_eq!(sampler.finish(), expected);
+        assert_eq!(steps, expected.steps);
+    }
 }
 
 #[test]

@@ -14,7 +14,7 @@ mod sampling;
 pub use batch::TokenBatch;
 pub(crate) use model::{init_linear, normal_param};
 pub use model::{KvCache, Policy};
-pub use sampling::{generate, sample_token, Generation, SamplingConfig};
+pub use sampling::{generate, sample_token, Generation, Sampler, SamplingConfig};
 
 use crate::error::{Error, Result};
 

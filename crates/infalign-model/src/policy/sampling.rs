@@ -137,7 +137,8 @@ fn uniform(rng: &mut ChaCha8Rng) -> f64 {
 /// seeded with `seed`, one number per row and step whether or not the row has stopped, so a
 /// row's tokens do not depend on how long the others run.
 ///
-/// A prompt longer than `max_seq_len - max_new_tokens` keeps only its last tokens.
+/// A prompt longer than `max_seq_len - max_new_tokens` keeps only its last tokens. To watch the
+/// responses grow token by token (the browser lab streams them), drive a [`Sampler`] instead.
 pub async fn generate(
     policy: &Policy,
     prompts: &[Vec<u32>],
@@ -145,77 +146,146 @@ pub async fn generate(
     config: &SamplingConfig,
     seed: u64,
 ) -> Result<Generation> {
-    config.validate()?;
-    let model = policy.config();
-    let invalid = |reason: String| Error::Invalid {
-        what: "generation request".into(),
-        reason,
-    };
-    if prompts.is_empty() {
-        return Err(invalid("no prompts".into()));
-    }
-    if config.max_new_tokens >= model.max_seq_len {
-        return Err(invalid(format!(
-            "max_new_tokens = {} leaves no room for a prompt within the model's {} positions",
-            config.max_new_tokens, model.max_seq_len
-        )));
-    }
-    let context = model.max_seq_len - config.max_new_tokens;
-    let mut rows: Vec<Vec<u32>> = Vec::with_capacity(prompts.len());
-    for (row, prompt) in prompts.iter().enumerate() {
-        if prompt.is_empty() {
-            return Err(invalid(format!("prompt {row} is empty")));
+    let mut sampler = Sampler::new(policy, prompts, stop_token, config, seed)?;
+    while sampler.step().await? {}
+    Ok(sampler.finish())
+}
+
+/// [`generate`] one step at a time: each [`Sampler::step`] runs one forward pass and adds one
+/// token to every running row, so a caller can show partial responses (and yield to the
+/// browser) between steps. The tokens are exactly those of [`generate`] with the same inputs.
+pub struct Sampler<'a> {
+    policy: &'a Policy,
+    config: SamplingConfig,
+    stop_token: Option<u32>,
+    rng: ChaCha8Rng,
+    cache: KvCache,
+    pads: Vec<usize>,
+    /// The padded token grid so far, row-major `[batch, columns]` (only without the cache).
+    grid: Vec<i32>,
+    columns: usize,
+    last_tokens: Vec<i32>,
+    responses: Vec<Vec<u32>>,
+    stopped: Vec<bool>,
+    steps: usize,
+}
+
+impl<'a> Sampler<'a> {
+    /// Check the request and set up the batch; no forward pass runs yet.
+    pub fn new(
+        policy: &'a Policy,
+        prompts: &[Vec<u32>],
+        stop_token: Option<u32>,
+        config: &SamplingConfig,
+        seed: u64,
+    ) -> Result<Self> {
+        config.validate()?;
+        let model = policy.config();
+        let invalid = |reason: String| Error::Invalid {
+            what: "generation request".into(),
+            reason,
+        };
+        if prompts.is_empty() {
+            return Err(invalid("no prompts".into()));
         }
-        if let Some(&token) = prompt.iter().find(|&&t| t as usize >= model.vocab_size) {
+        if config.max_new_tokens >= model.max_seq_len {
             return Err(invalid(format!(
-                "prompt {row} has token {token}, outside the vocabulary of {}",
-                model.vocab_size
+                "max_new_tokens = {} leaves no room for a prompt within the model's {} positions",
+                config.max_new_tokens, model.max_seq_len
             )));
         }
-        rows.push(prompt[prompt.len().saturating_sub(context)..].to_vec());
+        let context = model.max_seq_len - config.max_new_tokens;
+        let mut rows: Vec<Vec<u32>> = Vec::with_capacity(prompts.len());
+        for (row, prompt) in prompts.iter().enumerate() {
+            if prompt.is_empty() {
+                return Err(invalid(format!("prompt {row} is empty")));
+            }
+            if let Some(&token) = prompt.iter().find(|&&t| t as usize >= model.vocab_size) {
+                return Err(invalid(format!(
+                    "prompt {row} has token {token}, outside the vocabulary of {}",
+                    model.vocab_size
+                )));
+            }
+            rows.push(prompt[prompt.len().saturating_sub(context)..].to_vec());
+        }
+        let batch = rows.len();
+        let width = rows.iter().map(Vec::len).max().unwrap_or(1);
+        let pads: Vec<usize> = rows.iter().map(|row| width - row.len()).collect();
+        let mut grid: Vec<i32> = Vec::with_capacity(batch * width);
+        for (row, pad) in rows.iter().zip(&pads) {
+            grid.extend(std::iter::repeat_n(0, *pad));
+            grid.extend(row.iter().map(|&t| t as i32));
+        }
+        Ok(Self {
+            policy,
+            config: *config,
+            stop_token,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            cache: KvCache::new(),
+            pads,
+            grid,
+            columns: width,
+            last_tokens: Vec::new(),
+            responses: vec![Vec::new(); batch],
+            stopped: vec![false; batch],
+            steps: 0,
+        })
     }
 
-    let device = policy.device();
-    let batch = rows.len();
-    let width = rows.iter().map(Vec::len).max().unwrap_or(1);
-    let pads: Vec<usize> = rows.iter().map(|row| width - row.len()).collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut cache = KvCache::new();
-    let mut responses = vec![Vec::new(); batch];
-    let mut stopped = vec![false; batch];
-    // The padded token grid so far, row-major `[batch, width + step]` (only without the cache).
-    let mut grid: Vec<i32> = Vec::new();
-    for (row, pad) in rows.iter().zip(&pads) {
-        grid.extend(std::iter::repeat_n(0, *pad));
-        grid.extend(row.iter().map(|&t| t as i32));
+    /// Whether every row has stopped or the length limit is reached.
+    pub fn is_done(&self) -> bool {
+        self.steps >= self.config.max_new_tokens || self.stopped.iter().all(|&s| s)
     }
-    let position_grid = |columns: usize| -> Vec<i32> {
-        pads.iter()
-            .flat_map(|&pad| (0..columns).map(move |c| c.saturating_sub(pad) as i32))
-            .collect()
-    };
-    let int_tensor = |values: Vec<i32>, columns: usize| {
-        Tensor::<2, Int>::from_data(TensorData::new(values, [batch, columns]), &device)
-    };
 
-    let mut steps = 0;
-    let mut columns = width;
-    let mut last_tokens: Vec<i32> = Vec::new();
-    while steps < config.max_new_tokens && stopped.iter().any(|s| !s) {
-        let logits = if config.use_cache && steps > 0 {
-            let positions: Vec<i32> = pads.iter().map(|&pad| (columns - 1 - pad) as i32).collect();
-            policy.forward(
-                int_tensor(last_tokens.clone(), 1),
+    /// New tokens of each row so far (without the stop token).
+    pub fn responses(&self) -> &[Vec<u32>] {
+        &self.responses
+    }
+
+    /// Whether each row has reached the stop token.
+    pub fn stopped(&self) -> &[bool] {
+        &self.stopped
+    }
+
+    /// Forward passes run so far.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// Run one step; `Ok(false)` (and nothing run) once [`Sampler::is_done`].
+    pub async fn step(&mut self) -> Result<bool> {
+        if self.is_done() {
+            return Ok(false);
+        }
+        let device = self.policy.device();
+        let batch = self.responses.len();
+        let int_tensor = |values: Vec<i32>, columns: usize| {
+            Tensor::<2, Int>::from_data(TensorData::new(values, [batch, columns]), &device)
+        };
+        let columns = self.columns;
+        let logits = if self.config.use_cache && self.steps > 0 {
+            let positions: Vec<i32> = self
+                .pads
+                .iter()
+                .map(|&pad| (columns - 1 - pad) as i32)
+                .collect();
+            self.policy.forward(
+                int_tensor(self.last_tokens.clone(), 1),
                 int_tensor(positions, 1),
-                &pads,
-                Some(&mut cache),
+                &self.pads,
+                Some(&mut self.cache),
             )
         } else {
-            let cache = config.use_cache.then_some(&mut cache);
-            policy.forward(
-                int_tensor(grid.clone(), columns),
-                int_tensor(position_grid(columns), columns),
-                &pads,
+            let positions: Vec<i32> = self
+                .pads
+                .iter()
+                .flat_map(|&pad| (0..columns).map(move |c| c.saturating_sub(pad) as i32))
+                .collect();
+            let cache = self.config.use_cache.then_some(&mut self.cache);
+            self.policy.forward(
+                int_tensor(self.grid.clone(), columns),
+                int_tensor(positions, columns),
+                &self.pads,
                 cache,
             )
         };
@@ -228,31 +298,40 @@ pub async fn generate(
                 reason: "the policy produced non-finite logits".into(),
             });
         }
-        last_tokens.clear();
-        let mut next_grid = Vec::with_capacity(batch * (columns + 1));
+        self.last_tokens.clear();
+        let mut next_grid = Vec::with_capacity(if self.config.use_cache {
+            0
+        } else {
+            batch * (columns + 1)
+        });
         for row in 0..batch {
-            let u = uniform(&mut rng);
-            let token = sample_token(&values[row * vocab..(row + 1) * vocab], config, u);
-            if !stopped[row] {
-                if Some(token) == stop_token {
-                    stopped[row] = true;
+            let u = uniform(&mut self.rng);
+            let token = sample_token(&values[row * vocab..(row + 1) * vocab], &self.config, u);
+            if !self.stopped[row] {
+                if Some(token) == self.stop_token {
+                    self.stopped[row] = true;
                 } else {
-                    responses[row].push(token);
+                    self.responses[row].push(token);
                 }
             }
-            last_tokens.push(token as i32);
-            if !config.use_cache {
-                next_grid.extend_from_slice(&grid[row * columns..(row + 1) * columns]);
+            self.last_tokens.push(token as i32);
+            if !self.config.use_cache {
+                next_grid.extend_from_slice(&self.grid[row * columns..(row + 1) * columns]);
                 next_grid.push(token as i32);
             }
         }
-        grid = next_grid;
-        columns += 1;
-        steps += 1;
+        self.grid = next_grid;
+        self.columns += 1;
+        self.steps += 1;
+        Ok(true)
     }
-    Ok(Generation {
-        responses,
-        stopped,
-        steps,
-    })
+
+    /// The responses as [`generate`] returns them (also fine before the last step).
+    pub fn finish(self) -> Generation {
+        Generation {
+            responses: self.responses,
+            stopped: self.stopped,
+            steps: self.steps,
+        }
+    }
 }
