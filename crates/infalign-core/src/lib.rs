@@ -13,6 +13,8 @@
 //! - [`chart`]: SVG charts (lines, markers, error bars) for the CLI's plot files and the browser lab.
 //! - [`explorer`]: the browser lab's theory explorer as a model: settings with a URL form, and
 //!   the charts (transform shapes, densities, win rate versus KL) it draws.
+//! - [`lab`]: the browser lab's sampling rounds: Best-of-N / Worst-of-N picks, the running
+//!   aligned-versus-base tally with its interval, the theory's prediction, the reward histogram.
 //! - [`estimators`]: U-statistic BoN/WoN win rates from samples, KL estimators, bootstrap CIs.
 //!
 //! ```
@@ -33,6 +35,7 @@ pub mod chart;
 mod error;
 pub mod estimators;
 pub mod explorer;
+pub mod lab;
 mod quadrature;
 pub mod selection;
 pub mod theory;
