@@ -24,38 +24,20 @@ use leptos::prelude::*;
 
 use crate::math;
 use crate::timing::timed;
+use crate::url::{self, current_query};
 
 /// The settings keys this view owns in the URL query.
 const QUERY_KEYS: [&str; 6] = ["n", "t_exp", "t_negexp", "kl", "beta", "inspect"];
 
-/// The page's query string, "" when unavailable.
-fn current_query() -> String {
-    web_sys::window()
-        .and_then(|w| w.location().search().ok())
-        .unwrap_or_default()
-}
-
-/// Replace this view's keys in the URL (keeping any others) without adding a history entry.
+/// Replace this view's keys in the URL (keeping any others).
 fn write_query(settings: &Settings) {
-    let Some(window) = web_sys::window() else {
-        return;
-    };
-    let Ok(params) = web_sys::UrlSearchParams::new_with_str(&current_query()) else {
-        return;
-    };
-    for key in QUERY_KEYS {
-        params.delete(key);
-    }
-    for pair in settings.to_query().split('&') {
-        if let Some((key, value)) = pair.split_once('=') {
-            params.set(key, value);
-        }
-    }
-    let url = format!("?{}", String::from(params.to_string()));
-    if let Ok(history) = window.history() {
-        // Failing to update the address bar loses nothing the page needs.
-        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
-    }
+    let query = settings.to_query();
+    let pairs: Vec<(&str, String)> = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(key, value)| (key, value.to_string()))
+        .collect();
+    url::write_query(&QUERY_KEYS, &pairs);
 }
 
 /// Rounds to three significant digits (slider positions map to tidy values).
@@ -77,7 +59,7 @@ fn from_slider(position: f64, (lo, hi): (f64, f64)) -> f64 {
 }
 
 /// Runs `work` once the current frame has been painted.
-fn after_paint(work: impl FnOnce() + 'static) {
+pub(crate) fn after_paint(work: impl FnOnce() + 'static) {
     request_animation_frame(move || set_timeout(work, Duration::ZERO));
 }
 

@@ -3,27 +3,38 @@
 //! - The theory explorer ([`explorer`]): transforms, tilted densities and the exact
 //!   win-rate-versus-KL curves, live, with the settings in the URL.
 //! - The compute backend: burn on WebGPU when the browser offers an adapter and on the CPU
-//!   (flex) otherwise, shown as a badge (with a visible notice when it had to fall back), checked
-//!   by a small tensor computation; and the default model's tokenizer.
+//!   (flex) otherwise, shown as a badge (with a visible notice when it had to fall back) with a
+//!   manual switch and the measured tokens per second, checked by a small tensor computation.
+//! - The sampling lab ([`lab`]): policies of a bundle answer prompts N times in the tab, with raw
+//!   and calibrated rewards, Best-of-N / Worst-of-N picks and a running tally against the base.
+//! - The default model's tokenizer.
 
 use infalign_model::backend::{resolve_backend, BackendKind, BackendPreference};
 use infalign_model::smoke::{run_smoke, SmokeResult, COLS};
+use infalign_model::Device;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+mod bundle;
 mod explorer;
+mod lab;
 mod math;
 mod timing;
 mod tokens;
+mod url;
+
+use lab::Compute;
 
 /// Where the page stands with its compute backend.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 enum BackendState {
     /// Still initialising.
     Starting,
     /// A backend is up and the smoke computation ran on it.
     Ready {
         kind: BackendKind,
+        /// The device it came up on.
+        device: Device,
         /// Why WebGPU was not used, when the page fell back to the CPU.
         fallback_reason: Option<String>,
         result: SmokeResult,
@@ -32,29 +43,13 @@ enum BackendState {
     Failed(String),
 }
 
-impl BackendState {
-    /// The value of the badge's `data-backend` attribute, which the browser tests read.
-    fn badge_key(&self) -> &'static str {
-        match self {
-            BackendState::Starting => "pending",
-            BackendState::Ready {
-                kind: BackendKind::Wgpu,
-                ..
-            } => "webgpu",
-            BackendState::Ready {
-                kind: BackendKind::Flex,
-                ..
-            } => "cpu",
-            BackendState::Failed(_) => "error",
-        }
-    }
-
-    fn badge_text(&self) -> String {
-        match self {
-            BackendState::Starting => "starting…".to_string(),
-            BackendState::Ready { kind, .. } => kind.name().to_string(),
-            BackendState::Failed(_) => "no backend".to_string(),
-        }
+/// The value of the badge's `data-backend` attribute (the browser tests read it).
+fn badge_key(state: &BackendState, active: Option<BackendKind>) -> &'static str {
+    match (state, active) {
+        (BackendState::Failed(_), _) => "error",
+        (_, Some(BackendKind::Wgpu)) => "webgpu",
+        (_, Some(BackendKind::Flex)) => "cpu",
+        (_, None) => "pending",
     }
 }
 
@@ -67,6 +62,7 @@ async fn start_backend() -> BackendState {
     match run_smoke(&resolved.device, resolved.kind.name()).await {
         Ok(result) => BackendState::Ready {
             kind: resolved.kind,
+            device: resolved.device,
             fallback_reason: resolved.fallback_reason,
             result,
         },
@@ -78,22 +74,64 @@ async fn start_backend() -> BackendState {
 #[component]
 pub fn App() -> impl IntoView {
     timing::install();
-    let (state, set_state) = signal(BackendState::Starting);
+    let (state, set_state) = signal_local(BackendState::Starting);
+    let compute = Compute::new();
+    // `?backend=cpu` starts on the CPU even where WebGPU is available.
+    let wants_cpu = url::query_value("backend").is_some_and(|b| b.eq_ignore_ascii_case("cpu"));
     spawn_local(async move {
-        set_state.set(start_backend().await);
+        let started = start_backend().await;
+        if let BackendState::Ready { kind, device, .. } = &started {
+            if *kind == BackendKind::Wgpu {
+                compute.gpu.set_value(Some(device.clone()));
+            }
+            let active = if wants_cpu { BackendKind::Flex } else { *kind };
+            compute.active.set(Some(active));
+        }
+        set_state.set(started);
     });
+    let has_gpu = move || compute.gpu.with_value(Option::is_some);
 
     view! {
         <main class="app">
             <header class="app-header">
                 <h1>"InfAlign Lab"</h1>
-                <span
-                    id="backend"
-                    class="badge"
-                    data-backend=move || state.with(BackendState::badge_key)
-                    title="The compute backend this page runs on"
-                >
-                    {move || state.with(BackendState::badge_text)}
+                <span class="backend-controls">
+                    <span
+                        id="backend"
+                        class="badge"
+                        data-backend=move || state.with(|state| badge_key(state, compute.active.get()))
+                        title="The compute backend this page runs on"
+                    >
+                        {move || state.with(|state| match (state, compute.active.get()) {
+                            (BackendState::Failed(_), _) => "no backend".to_string(),
+                            (_, None) => "starting…".to_string(),
+                            (_, Some(kind)) => kind.name().to_string(),
+                        })}
+                        {move || compute.tokens_per_second.get().map(|speed| view! {
+                            " · " <span id="tokens-per-second">{format!("{speed:.0} tokens/s")}</span>
+                        })}
+                    </span>
+                    <select
+                        id="backend-switch"
+                        title="Switch the compute backend"
+                        prop:disabled=move || compute.active.get().is_none()
+                        on:change=move |event| {
+                            let kind = if event_target_value(&event) == "webgpu" {
+                                BackendKind::Wgpu
+                            } else {
+                                BackendKind::Flex
+                            };
+                            compute.notice.set(None);
+                            compute.active.set(Some(kind));
+                        }
+                    >
+                        <option
+                            value="webgpu"
+                            prop:disabled=move || { compute.active.track(); !has_gpu() }
+                            selected=move || compute.active.get() == Some(BackendKind::Wgpu)
+                        >"WebGPU"</option>
+                        <option value="cpu" selected=move || compute.active.get() == Some(BackendKind::Flex)>"CPU"</option>
+                    </select>
                 </span>
             </header>
             <p class="muted">
@@ -114,7 +152,11 @@ pub fn App() -> impl IntoView {
                 }.into_any(),
                 _ => ().into_any(),
             })}
+            {move || compute.notice.get().map(|notice| view! {
+                <div id="backend-notice" class="notice" role="status">{notice}</div>
+            })}
             <explorer::Explorer />
+            <lab::SamplingLab compute=compute />
             <SmokeCard state=state />
             <tokens::TokenizerCard />
         </main>
@@ -123,7 +165,7 @@ pub fn App() -> impl IntoView {
 
 /// The result of the smoke computation: `softmax(tanh(x w))` row by row, and its score.
 #[component]
-fn SmokeCard(state: ReadSignal<BackendState>) -> impl IntoView {
+fn SmokeCard(state: ReadSignal<BackendState, LocalStorage>) -> impl IntoView {
     view! {
         <section class="card" id="smoke">
             <h2>"Backend check"</h2>

@@ -1,6 +1,7 @@
 //! `infalign export`: one bundle with the base policy and aligned variants from CTRL runs, each
 //! with how it was trained (settings, reward, calibration) and what its evaluation measured;
-//! the browser lab loads such a bundle from `static/default-model`.
+//! the browser lab loads such a bundle from `static/default-model`. The model file of a linear
+//! reward (and its licence) is copied in beside the weights, where the browser lab reads it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use infalign_model::bundle::{Alignment, Bundle, Evaluation, Precision};
 use infalign_model::ctrl::{CalibrationSettings, CtrlConfig};
+use infalign_model::RewardSpec;
 
 use crate::ctrl::{EvalFile, RUN_CALIBRATION_FILE, RUN_CONFIG_FILE, TRAINED_POLICY};
 use crate::files::read_json;
@@ -165,7 +167,12 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         bundle.add_variant(name, &policy, metrics, Some(alignment))?;
     }
 
-    let total = bundle.total_bytes()?;
+    let reward_files = reward_files(&bundle)?;
+    let total = bundle.total_bytes()?
+        + reward_files
+            .iter()
+            .map(|(_, bytes)| bytes.len() as u64)
+            .sum::<u64>();
     let megabytes = total as f64 / 1e6;
     if megabytes > args.max_mb {
         bail!(
@@ -175,6 +182,10 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         );
     }
     bundle.write_dir(&args.out)?;
+    for (name, bytes) in &reward_files {
+        let path = args.out.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
     remove_stale_parts(&args.out, &bundle)?;
     eprintln!(
         "export: wrote {} ({}; {megabytes:.1} MB, weights in {})",
@@ -183,6 +194,39 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         bundle.manifest.precision
     );
     Ok(())
+}
+
+/// The model files of the linear rewards the variants name (`linear:PATH`), with the licence
+/// beside each (`PATH` with the extension `LICENSE`) when there is one, as `(file name,
+/// contents)`: the browser lab reads a linear reward from the file of that name in the bundle.
+fn reward_files(bundle: &Bundle) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let specs = bundle
+        .manifest
+        .variants
+        .iter()
+        .filter_map(|v| v.alignment.as_ref())
+        .flat_map(|a| std::iter::once(&a.reward).chain(a.calibration.as_ref().map(|c| &c.reward)));
+    for spec in specs {
+        let RewardSpec::Linear { path } = spec else {
+            continue;
+        };
+        for (source, required) in [
+            (path.clone(), true),
+            (path.with_extension("LICENSE"), false),
+        ] {
+            let Some(name) = source.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            if files.iter().any(|(known, _)| *known == name) || (!required && !source.exists()) {
+                continue;
+            }
+            let bytes = std::fs::read(&source)
+                .with_context(|| format!("reading the reward model {}", source.display()))?;
+            files.push((name, bytes));
+        }
+    }
+    Ok(files)
 }
 
 /// Remove `policy-*.bpk` files in `dir` that the bundle just written there does not list (left

@@ -6,10 +6,10 @@
 
 use std::fmt::Write as _;
 
+use crate::error::invalid;
 use crate::estimators::{bootstrap_mean, ConfidenceInterval};
 use crate::selection::{best_of_n, worst_of_n, Procedure};
 use crate::theory::{self, WinRates};
-use crate::error::invalid;
 use crate::{Result, Transform};
 
 /// Messages the lab offers before the user types one: everyday small talk, the register the
@@ -89,7 +89,11 @@ impl Tally {
         if aligned.len() != base.len() {
             return Err(invalid(
                 "round",
-                format!("{} aligned and {} base responses", aligned.len(), base.len()),
+                format!(
+                    "{} aligned and {} base responses",
+                    aligned.len(),
+                    base.len()
+                ),
                 "a round compares N responses with N",
             ));
         }
@@ -124,13 +128,12 @@ impl Tally {
     }
 }
 
-/// What the theory predicts for the tally of a policy aligned with `transform` (a
-/// [`Transform`] spec such as `exp:17.3`) at `kl` nats from the base policy: the win rates of
-/// the exactly tilted policy at that KL, with N responses per side.
-pub fn predicted_win_rates(transform: &str, kl: f64, n: u32) -> Result<WinRates> {
-    let transform: Transform = transform.parse()?;
-    let lambda = theory::lambda_for_kl(&transform, kl)?;
-    Ok(theory::evaluate(&transform, lambda, n)?.win_rate)
+/// What the theory predicts for the tally of a policy aligned with `transform` at `kl` nats from
+/// the base policy: the win rates of the exactly tilted policy at that KL, with N responses per
+/// side.
+pub fn predicted_win_rates(transform: &Transform, kl: f64, n: u32) -> Result<WinRates> {
+    let lambda = theory::lambda_for_kl(transform, kl)?;
+    Ok(theory::evaluate(transform, lambda, n)?.win_rate)
 }
 
 /// Counts of `values` in `bins` equal bins over [0, 1] (1 falls in the last bin); values outside
@@ -267,7 +270,11 @@ mod tests {
         assert!(width(&tally) < early / 3.0, "{} vs {early}", width(&tally));
         let ci = tally.win_rate(Procedure::BestOfN).unwrap();
         // 134 of the 400 rounds are losses.
-        assert!((ci.estimate - 266.0 / 400.0).abs() < 1e-12, "{}", ci.estimate);
+        assert!(
+            (ci.estimate - 266.0 / 400.0).abs() < 1e-12,
+            "{}",
+            ci.estimate
+        );
         assert!(ci.lower < ci.estimate && ci.estimate < ci.upper);
     }
 
@@ -275,15 +282,17 @@ mod tests {
     fn the_prediction_is_the_theory_engine_at_the_measured_kl() {
         // log at lambda = M - 1 is BoN_M: its BoN_N win rate is M/(M+1) for every N.
         let kl = 3.0f64.ln() - 2.0 / 3.0; // M = 3
-        let rates = predicted_win_rates("log", kl, 8).unwrap();
+        let rates = predicted_win_rates(&Transform::Log, kl, 8).unwrap();
         assert!((rates.bon - 0.75).abs() < 1e-6, "{rates:?}");
         assert!((rates.standard - 0.75).abs() < 1e-6, "{rates:?}");
         // exp tilts toward the top: it gains more under BoN than under WoN; negexp the reverse.
-        let exp = predicted_win_rates("exp:10", 0.5, 4).unwrap();
-        let negexp = predicted_win_rates("negexp:10", 0.5, 4).unwrap();
-        assert!(exp.bon > exp.won && negexp.won > negexp.bon, "{exp:?} {negexp:?}");
-        assert!(predicted_win_rates("raw", 0.5, 4).is_err());
-        assert!(predicted_win_rates("exp:10", -1.0, 4).is_err());
+        let exp = predicted_win_rates(&Transform::Exp { t: 10.0 }, 0.5, 4).unwrap();
+        let negexp = predicted_win_rates(&Transform::NegExp { t: 10.0 }, 0.5, 4).unwrap();
+        assert!(
+            exp.bon > exp.won && negexp.won > negexp.bon,
+            "{exp:?} {negexp:?}"
+        );
+        assert!(predicted_win_rates(&Transform::Exp { t: 10.0 }, -1.0, 4).is_err());
     }
 
     #[test]

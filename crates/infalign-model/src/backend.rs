@@ -8,7 +8,7 @@ use burn::tensor::Device;
 use crate::error::{Error, Result};
 
 /// The backend a [`Device`] runs on, as shown to users.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// burn's pure-Rust CPU backend (native and wasm32).

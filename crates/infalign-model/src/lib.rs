@@ -18,6 +18,8 @@ pub mod smoke;
 pub mod tokenizer;
 
 pub use backend::{BackendKind, BackendPreference};
+/// The device type tensors live on (re-exported so callers need not depend on burn).
+pub use burn::tensor::Device;
 pub use error::{Error, Result};
 pub use policy::{Policy, PolicyConfig, SamplingConfig};
 pub use reward::{Reward, RewardSpec};

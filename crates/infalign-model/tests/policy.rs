@@ -244,7 +244,10 @@ fn stepping_a_sampler_streams_the_tokens_generate_returns() {
             was_stopped = sampler.stopped().to_vec();
         }
         assert!(sampler.is_done());
-        assert!(!pollster::block_on(sampler.step()).unwrap(), "a done sampler runs no step");
+        assert!(
+            !pollster::block_on(sampler.step()).unwrap(),
+            "a done sampler runs no step"
+        );
         assert_eq!(sampler.finish(), expected);
         assert_eq!(steps, expected.steps);
     }

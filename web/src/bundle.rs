@@ -1,0 +1,266 @@
+//! Loading a bundle into the page: the default one served beside it, one named by `?bundle=URL`,
+//! or files the user drops on the lab or picks. Every part is checked against the manifest
+//! (size and sha256) by [`Bundle::from_parts`]; a bundle that fails is reported in words and the
+//! page keeps the one it had.
+//!
+//! Rewards come with the bundle: VADER and rustrict are built in; a linear classifier
+//! (`linear:PATH` in the manifest) is read from the file of that name inside the bundle.
+
+use std::collections::BTreeMap;
+
+use infalign_model::bundle::{Bundle, Manifest, MANIFEST_FILE};
+use infalign_model::reward::{LinearClassifierReward, RustrictReward, VaderReward};
+use infalign_model::{Reward, RewardSpec};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::tokens::fetch_bytes;
+
+/// Where the default bundle is served, relative to the page.
+pub const DEFAULT_BUNDLE: &str = "default-model";
+
+/// A file's contents by its name.
+pub type Files = BTreeMap<String, Vec<u8>>;
+
+/// One reward the lab can score with.
+pub struct RewardChoice {
+    /// Its key in the URL and the selector (`vader`, `rustrict`, `linear`).
+    pub key: &'static str,
+    /// How the selector names it.
+    pub label: &'static str,
+    /// The spec the manifest gives (policies trained with it default to it).
+    pub spec: RewardSpec,
+    /// The scorer.
+    pub reward: Box<dyn Reward + Send + Sync>,
+}
+
+/// A validated bundle with its rewards.
+pub struct LoadedBundle {
+    /// Where it came from, in words.
+    pub origin: String,
+    /// The policies, tokenizer and manifest.
+    pub bundle: Bundle,
+    /// The rewards it names that could be built here.
+    pub rewards: Vec<RewardChoice>,
+    /// Rewards it names that could not be built, and why.
+    pub missing_rewards: Vec<String>,
+}
+
+impl LoadedBundle {
+    /// The reward with `key`.
+    pub fn reward(&self, key: &str) -> Option<&RewardChoice> {
+        self.rewards.iter().find(|choice| choice.key == key)
+    }
+
+    /// The key of the reward `policy` was aligned with, else the first reward.
+    pub fn default_reward(&self, policy: &str) -> Option<&'static str> {
+        let aligned = self
+            .bundle
+            .manifest
+            .variants
+            .iter()
+            .find(|variant| variant.name == policy)
+            .and_then(|variant| variant.alignment.as_ref())
+            .map(|alignment| &alignment.reward);
+        aligned
+            .and_then(|spec| self.rewards.iter().find(|choice| &choice.spec == spec))
+            .or(self.rewards.first())
+            .map(|choice| choice.key)
+    }
+}
+
+/// The reward specs a manifest names, each once, in order of appearance.
+fn reward_specs(manifest: &Manifest) -> Vec<RewardSpec> {
+    let mut specs: Vec<RewardSpec> = Vec::new();
+    let named = manifest.reward.iter().chain(
+        manifest
+            .variants
+            .iter()
+            .filter_map(|variant| variant.alignment.as_ref())
+            .flat_map(|alignment| {
+                std::iter::once(&alignment.reward)
+                    .chain(alignment.calibration.as_ref().map(|c| &c.reward))
+            }),
+    );
+    for spec in named {
+        if !specs.contains(spec) {
+            specs.push(spec.clone());
+        }
+    }
+    specs
+}
+
+/// The file inside the bundle that holds the model of a `linear:PATH` or `learned:PATH` reward:
+/// the last component of PATH.
+fn reward_file(spec: &RewardSpec) -> Option<String> {
+    match spec {
+        RewardSpec::Linear { path } | RewardSpec::Learned { path } => path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned()),
+        RewardSpec::Vader | RewardSpec::Rustrict => None,
+    }
+}
+
+/// Build the rewards a manifest names from the bundle's `files`.
+fn build_rewards(manifest: &Manifest, files: &Files) -> (Vec<RewardChoice>, Vec<String>) {
+    let mut rewards: Vec<RewardChoice> = Vec::new();
+    let mut missing = Vec::new();
+    for spec in reward_specs(manifest) {
+        let built: Result<(&'static str, &'static str, Box<dyn Reward + Send + Sync>), String> =
+            match &spec {
+                RewardSpec::Vader => Ok((
+                    "vader",
+                    "helpfulness (VADER sentiment)",
+                    Box::new(VaderReward::new()),
+                )),
+                RewardSpec::Rustrict => Ok((
+                    "rustrict",
+                    "harmlessness (rustrict)",
+                    Box::new(RustrictReward::new()),
+                )),
+                RewardSpec::Linear { .. } => {
+                    let file = reward_file(&spec).unwrap_or_default();
+                    match files.get(&file) {
+                        None => Err(format!(
+                            "the harmlessness classifier needs {file:?} in the bundle"
+                        )),
+                        Some(bytes) => String::from_utf8(bytes.clone())
+                            .map_err(|_| format!("{file}: not UTF-8 text"))
+                            .and_then(|text| {
+                                LinearClassifierReward::parse(&text, &file)
+                                    .map_err(|error| error.to_string())
+                            })
+                            .map(|reward| {
+                                (
+                                    "linear",
+                                    "harmlessness (linear classifier)",
+                                    Box::new(reward) as Box<dyn Reward + Send + Sync>,
+                                )
+                            }),
+                    }
+                }
+                RewardSpec::Learned { .. } => Err(format!(
+                    "{spec}: learned rewards are not available in the browser yet"
+                )),
+            };
+        match built {
+            Ok((key, _, _)) if rewards.iter().any(|r| r.key == key) => {}
+            Ok((key, label, reward)) => rewards.push(RewardChoice {
+                key,
+                label,
+                spec,
+                reward,
+            }),
+            Err(reason) => missing.push(reason),
+        }
+    }
+    if rewards.is_empty() {
+        // A bundle that names no reward can still be scored for helpfulness.
+        rewards.push(RewardChoice {
+            key: "vader",
+            label: "helpfulness (VADER sentiment)",
+            spec: RewardSpec::Vader,
+            reward: Box::new(VaderReward::new()),
+        });
+    }
+    (rewards, missing)
+}
+
+/// Validate the bundle in `files`; `origin` names it in errors.
+pub fn assemble(origin: &str, files: &Files) -> Result<LoadedBundle, String> {
+    let bundle = Bundle::from_parts(origin, |name| Ok(files.get(name).cloned()))
+        .map_err(|error| error.to_string())?;
+    let (rewards, missing_rewards) = build_rewards(&bundle.manifest, files);
+    Ok(LoadedBundle {
+        origin: origin.to_string(),
+        bundle,
+        rewards,
+        missing_rewards,
+    })
+}
+
+/// The directory URL of a bundle given as a directory or as its `manifest.json`.
+pub fn base_url(given: &str) -> String {
+    let trimmed = given.trim().trim_end_matches('/');
+    match trimmed.strip_suffix(MANIFEST_FILE) {
+        Some(base) => base.trim_end_matches('/').to_string(),
+        None => trimmed.to_string(),
+    }
+}
+
+/// Fetch and validate the bundle at `url` (a directory or its manifest), reporting
+/// `(bytes fetched, bytes expected)` after each file.
+pub async fn fetch_bundle(url: &str, progress: impl Fn(u64, u64)) -> Result<LoadedBundle, String> {
+    let base = base_url(url);
+    let at = |file: &str| {
+        if base.is_empty() {
+            file.to_string()
+        } else {
+            format!("{base}/{file}")
+        }
+    };
+    let manifest_bytes = fetch_bytes(&at(MANIFEST_FILE)).await?;
+    let manifest =
+        Manifest::parse(&manifest_bytes, &at(MANIFEST_FILE)).map_err(|error| error.to_string())?;
+    let parts: Vec<(String, u64)> = [&manifest.tokenizer, &manifest.weights]
+        .into_iter()
+        .chain(manifest.variants.iter().map(|variant| &variant.weights))
+        .map(|part| (part.file.clone(), part.bytes))
+        .collect();
+    let reward_files: Vec<String> = reward_specs(&manifest)
+        .iter()
+        .filter_map(reward_file)
+        .collect();
+    let total: u64 = parts.iter().map(|(_, bytes)| bytes).sum();
+    let mut done = 0;
+    progress(done, total);
+    let mut files = Files::new();
+    files.insert(MANIFEST_FILE.to_string(), manifest_bytes);
+    for (file, _) in parts {
+        let bytes = fetch_bytes(&at(&file)).await?;
+        done += bytes.len() as u64;
+        progress(done.min(total), total);
+        files.insert(file, bytes);
+    }
+    for file in reward_files {
+        // A missing reward file leaves that reward out (named in the lab), not the bundle.
+        if let Ok(bytes) = fetch_bytes(&at(&file)).await {
+            files.insert(file, bytes);
+        }
+    }
+    assemble(&base, &files)
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// A `File` of a file input or a drop.
+    type PickedFile;
+    #[wasm_bindgen(method, getter)]
+    fn name(this: &PickedFile) -> String;
+    #[wasm_bindgen(method, js_name = arrayBuffer)]
+    fn array_buffer(this: &PickedFile) -> js_sys::Promise;
+}
+
+/// The files of an `<input type=file>` change event or of a drop event.
+pub async fn read_event_files(event: &JsValue) -> Result<Files, String> {
+    let get = |target: &JsValue, key: &str| js_sys::Reflect::get(target, &JsValue::from_str(key));
+    let list = match get(event, "dataTransfer") {
+        Ok(transfer) if !transfer.is_undefined() && !transfer.is_null() => get(&transfer, "files"),
+        _ => get(event, "target").and_then(|target| get(&target, "files")),
+    }
+    .map_err(|_| "the browser gave no files".to_string())?;
+    let mut files = Files::new();
+    for item in js_sys::Array::from(&list).iter() {
+        let file: PickedFile = item.unchecked_into();
+        let name = file.name();
+        let buffer = JsFuture::from(file.array_buffer())
+            .await
+            .map_err(|_| format!("{name}: the browser could not read the file"))?;
+        files.insert(name, js_sys::Uint8Array::new(&buffer).to_vec());
+    }
+    if files.is_empty() {
+        return Err("no files were given".into());
+    }
+    Ok(files)
+}
