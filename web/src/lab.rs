@@ -653,9 +653,15 @@ impl Lab {
     }
 }
 
-/// The theory's prediction for the tally of `policy` (aligned with a calibrated transform, its
-/// KL measured at evaluation or, failing that, in training) with N per side.
-fn prediction(bundle: &LoadedBundle, policy: &str, n: usize) -> Option<(WinRates, f64)> {
+/// The theory's prediction for the tally of `policy` (aligned with a calibrated transform, at
+/// the KL measured at evaluation or, failing that, in training) with N per side: `None` for the
+/// base policy and policies without a calibrated transform or a measured KL; `Err` (with the
+/// KL) when no tilted policy of that transform has that KL.
+fn prediction(
+    bundle: &LoadedBundle,
+    policy: &str,
+    n: usize,
+) -> Option<Result<(WinRates, f64), (f64, String)>> {
     let variant = bundle
         .bundle
         .manifest
@@ -670,9 +676,11 @@ fn prediction(bundle: &LoadedBundle, policy: &str, n: usize) -> Option<(WinRates
         .get("eval_kl")
         .or_else(|| variant.metrics.get("train_kl"))
         .copied()?;
-    predicted_win_rates(transform, kl, n as u32)
-        .ok()
-        .map(|rates| (rates, kl))
+    Some(
+        predicted_win_rates(transform, kl, n as u32)
+            .map(|rates| (rates, kl))
+            .map_err(|error| (kl, error.to_string())),
+    )
 }
 
 /// The sampling lab.
@@ -1097,13 +1105,18 @@ fn Tallies(lab: Lab) -> impl IntoView {
             BundleState::Ready(loaded) => lab.settings.with(|s| prediction(loaded, &s.policy, s.n)),
             _ => None,
         });
-        let predicted = theory.map(|(rates, kl)| {
-            let rate = match procedure {
-                Procedure::BestOfN => rates.bon,
-                Procedure::WorstOfN => rates.won,
-            };
-            format!("{rate:.3} (KL {})", short(kl))
-        });
+        let (predicted, why) = match theory {
+            None => ("–".to_string(), None),
+            Some(Ok((rates, kl))) => {
+                let rate = match procedure {
+                    Procedure::BestOfN => rates.bon,
+                    Procedure::WorstOfN => rates.won,
+                };
+                (format!("{rate:.3} (KL {})", short(kl)), None)
+            }
+            // E.g. a run whose KL ran away beyond what the transform's tilts can reach.
+            Some(Err((kl, reason))) => (format!("none at KL {}", short(kl)), Some(reason)),
+        };
         view! {
             <tr data-procedure=procedure.as_str()>
                 <td>{name}</td>
@@ -1111,7 +1124,7 @@ fn Tallies(lab: Lab) -> impl IntoView {
                     {measured.map(|ci| format!("{:.3}", ci.estimate)).unwrap_or_else(|| "–".into())}
                 </td>
                 <td>{measured.map(|ci| format!("[{:.2}, {:.2}]", ci.lower, ci.upper)).unwrap_or_else(|| "–".into())}</td>
-                <td class="theory">{predicted.unwrap_or_else(|| "–".into())}</td>
+                <td class="theory" title=why>{predicted}</td>
             </tr>
         }
     };

@@ -259,6 +259,7 @@ fn test(native_only: bool) -> Result<()> {
                     .args([
                         "tests/browser/lab.test.mjs",
                         "tests/browser/explorer.test.mjs",
+                        "tests/browser/sampling.test.mjs",
                     ])
                     .env("INFALIGN_DIST", root.join("dist"));
                 let browser = summary::run_and_count(&mut node, summary::Runner::Node)?;
