@@ -1,6 +1,8 @@
 // Measures the browser lab's budgets (issue 6) in headless Chromium on the CPU path and prints a
 // table (and writes JSON when given a path): gzip transfer size of the wasm + JS, time from
-// navigation to an interactive explorer, and the explorer's redraw time per control. A
+// navigation to an interactive explorer and to the loaded default bundle, the explorer's redraw
+// time per control, and the sampling lab's first Best-of-8 (click to eight scored answers with
+// their picks; then to their calibrated rewards, K = 32 base answers sampled first). A
 // measurement, not a test: nothing here passes or fails.
 //
 //   cargo xtask build-web            # the served (web-release) build
@@ -35,10 +37,13 @@ try {
     // from that render on), recorded in the page by a MutationObserver.
     const init = () => {
       new MutationObserver((_, observer) => {
-        if (document.querySelector('[data-chart="winrate-bon"] polyline')) {
+        if (!window.__explorerDrawn && document.querySelector('[data-chart="winrate-bon"] polyline')) {
           window.__explorerDrawn = performance.now();
-          observer.disconnect();
         }
+        if (!window.__bundleReady && document.querySelector("#lab[data-bundle=ready]")) {
+          window.__bundleReady = performance.now();
+        }
+        if (window.__explorerDrawn && window.__bundleReady) observer.disconnect();
       }).observe(document, { childList: true, subtree: true });
     };
     const { browser, page, errors } = await openLab(server.url, { webgpu: false, init });
@@ -50,6 +55,9 @@ try {
       });
       const drawn = await page.evaluate(() => window.__explorerDrawn);
       await page.waitForFunction(() => !document.querySelector("#envelope-pending"), null, { timeout: 60_000 });
+      // The bundle loads after the first paint; redraws are measured once it is in.
+      await page.locator("#lab[data-bundle=ready]").waitFor({ timeout: 60_000 });
+      const bundleReady = await page.evaluate(() => window.__bundleReady);
 
       // 3. Redraws: set a control, dispatch `input`, let the reactive updates run (a zero-delay
       // timer runs after them and before the next frame's solves), then force layout.
@@ -83,7 +91,26 @@ try {
         }
         redraw[control] = { median_ms: median(times), p90_ms: quantile(times, 0.9), max_ms: Math.max(...times) };
       }
-      results.runs.push({ drawn_ms: drawn, ...interactive, redraw, errors });
+      // 4. The first Best-of-8: default settings (N = 8, K = 32), a fresh page (the policy loads
+      // on the click).
+      const round = await page.evaluate(async () => {
+        const answers = () => document.querySelector("#answers")?.dataset.state;
+        const t0 = performance.now();
+        document.querySelector("#sample").click();
+        let scored = null;
+        while (answers() !== "calibrated" && !document.querySelector("#lab-error")) {
+          await new Promise((r) => setTimeout(r, 5));
+          if (scored === null && answers() === "scored") scored = performance.now() - t0;
+        }
+        return {
+          scored_ms: scored,
+          calibrated_ms: performance.now() - t0,
+          in_app_ms: Number(document.querySelector("#answers").dataset.firstResultMs),
+          answers: document.querySelectorAll("#answers li").length,
+          error: document.querySelector("#lab-error")?.textContent ?? null,
+        };
+      });
+      results.runs.push({ drawn_ms: drawn, bundle_ready_ms: bundleReady, ...interactive, redraw, round, errors });
     } finally {
       await browser.close();
     }
@@ -96,6 +123,12 @@ const mb = (b) => (b / 1e6).toFixed(2);
 console.log(`wasm + JS: ${mb(raw)} MB raw, ${mb(gzip)} MB gzip -9 (${files.join(", ")})`);
 const drawn = results.runs.map((r) => r.drawn_ms);
 console.log(`explorer drawn after navigation: median ${median(drawn).toFixed(0)} ms of ${drawn.map((d) => d.toFixed(0)).join(", ")}`);
+const bundles = results.runs.map((r) => r.bundle_ready_ms);
+console.log(`default bundle loaded after navigation: median ${median(bundles).toFixed(0)} ms of ${bundles.map((d) => d.toFixed(0)).join(", ")}`);
+const firsts = results.runs.map((r) => r.round.scored_ms ?? r.round.in_app_ms);
+const calibrated = results.runs.map((r) => r.round.calibrated_ms);
+console.log(`first Best-of-8 (click to 8 scored answers and picks): median ${median(firsts).toFixed(0)} ms of ${firsts.map((d) => d.toFixed(0)).join(", ")}; calibrated (K = 32 sampled first): median ${median(calibrated).toFixed(0)} ms`);
+for (const r of results.runs) if (r.round.error || r.round.answers !== 8) console.log(`round problem: ${JSON.stringify(r.round)}`);
 for (const control of Object.keys(results.runs[0].redraw)) {
   const medians = results.runs.map((r) => r.redraw[control].median_ms);
   const p90 = results.runs.map((r) => r.redraw[control].p90_ms);

@@ -176,8 +176,20 @@ test("a malformed bundle shows a banner and the lab keeps sampling", async () =>
       { name: "manifest.json", mimeType: "application/json", buffer: Buffer.from("{ not json") },
     ]);
     await banner.waitFor();
-    assert.match(await banner.textContent(), /manifest\.json: not valid JSON/);
+    assert.match(await banner.textContent(), /chosen files\/manifest\.json: not valid JSON/);
     await screenshot(page, "lab-bad-bundle-cpu");
+    // The same by drag and drop onto the lab: a manifest of another format.
+    await page.click("#bundle-banner button");
+    await page.evaluate(() => {
+      const transfer = new DataTransfer();
+      const manifest = JSON.stringify({ format: "something-else", format_version: 1 });
+      transfer.items.add(new File([manifest], "manifest.json", { type: "application/json" }));
+      document
+        .querySelector("#lab")
+        .dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    });
+    await banner.waitFor();
+    assert.match(await banner.textContent(), /dropped files\/manifest\.json: not an InfAlign bundle manifest/);
     // The lab still samples with the default bundle.
     assert.match(await page.locator("#bundle-status").textContent(), /default-model/);
     assertAnswers(await sampleRound(page), 2);

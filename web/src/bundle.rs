@@ -3,13 +3,13 @@
 //! (size and sha256) by [`Bundle::from_parts`]; a bundle that fails is reported in words and the
 //! page keeps the one it had.
 //!
-//! Rewards come with the bundle: VADER and rustrict are built in; a linear classifier
+//! Rewards come with the bundle: VADER is built in (rustrict only in the CLI); a linear classifier
 //! (`linear:PATH` in the manifest) is read from the file of that name inside the bundle.
 
 use std::collections::BTreeMap;
 
 use infalign_model::bundle::{Bundle, Manifest, MANIFEST_FILE};
-use infalign_model::reward::{LinearClassifierReward, RustrictReward, VaderReward};
+use infalign_model::reward::{LinearClassifierReward, VaderReward};
 use infalign_model::{Reward, RewardSpec};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -114,11 +114,12 @@ fn build_rewards(manifest: &Manifest, files: &Files) -> (Vec<RewardChoice>, Vec<
                     "helpfulness (VADER sentiment)",
                     Box::new(VaderReward::new()),
                 )),
-                RewardSpec::Rustrict => Ok((
-                    "rustrict",
-                    "harmlessness (rustrict)",
-                    Box::new(RustrictReward::new()),
-                )),
+                // rustrict's word lists and tables would add about 0.3 MB (gzip) to a page
+                // that must stay within 6 MB; the bundles the lab ships do not use it.
+                RewardSpec::Rustrict => Err(
+                    "the rustrict reward is not built into the browser lab (it is in the CLI)"
+                        .to_string(),
+                ),
                 RewardSpec::Linear { .. } => {
                     let file = reward_file(&spec).unwrap_or_default();
                     match files.get(&file) {

@@ -23,6 +23,7 @@ use infalign_core::{ExpFamily, Procedure};
 use leptos::prelude::*;
 
 use crate::math;
+use crate::svg::SvgFigure;
 use crate::timing::timed;
 use crate::url::{self, current_query};
 
@@ -319,25 +320,32 @@ pub fn Explorer() -> impl IntoView {
                 Err(text) => view! { <p id="best-t-result" class="error">{text}</p> }.into_any(),
             })}
             <div class="charts">
-                <figure class="chart" id="chart-winrate-bon" inner_html=move || bon_svg.get()></figure>
-                <figure class="chart" id="chart-winrate-won" inner_html=move || won_svg.get()></figure>
+                <SvgFigure class="chart" id="chart-winrate-bon" svg=bon_svg />
+                <SvgFigure class="chart" id="chart-winrate-won" svg=won_svg />
             </div>
             {move || envelope_pending().then(|| view! {
                 <p class="muted" id="envelope-pending">"Solving the optimal envelope for this N…"</p>
             })}
             <RowsTable settings=settings table=table optima_error=optima_error />
-            <figure class="chart wide" id="chart-shapes" inner_html=move || shapes_svg.get()></figure>
-            {move || match density_svg.get() {
-                Ok(Some(svg)) => view! {
-                    <figure class="chart wide" id="chart-densities" inner_html=svg></figure>
-                }.into_any(),
+            <SvgFigure class="chart wide" id="chart-shapes" svg=shapes_svg />
+            // One figure kept across redraws (updated in place); empty while there is nothing to show.
+            <SvgFigure
+                class="chart wide"
+                id="chart-densities"
+                svg=Signal::derive(move || density_svg.with(|d| match d {
+                    Ok(Some(svg)) => svg.clone(),
+                    _ => String::new(),
+                }))
+            />
+            {move || density_svg.with(|density| match density {
+                Ok(Some(_)) => ().into_any(),
                 Ok(None) => view! {
                     <p class="muted" id="chart-densities-pending">"Solving the optimal transform…"</p>
                 }.into_any(),
                 Err(error) => view! {
-                    <p class="error" id="chart-densities-error">{error}</p>
+                    <p class="error" id="chart-densities-error">{error.clone()}</p>
                 }.into_any(),
-            }}
+            })}
             <details class="math">
                 <summary>"The formulas"</summary>
                 <div inner_html=math::FORMULAS></div>

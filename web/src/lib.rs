@@ -19,6 +19,7 @@ mod bundle;
 mod explorer;
 mod lab;
 mod math;
+mod svg;
 mod timing;
 mod tokens;
 mod url;

@@ -12,6 +12,7 @@ pub mod ctrl;
 pub mod data;
 pub mod error;
 pub mod policy;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod pretrain;
 pub mod reward;
 pub mod smoke;

@@ -6,7 +6,9 @@ mod common;
 
 use infalign_model::backend::cpu_device;
 use infalign_model::policy::{generate, SamplingConfig};
+use infalign_model::reward::LinearClassifierReward;
 use infalign_model::tokenizer::chat_prompt;
+use infalign_model::RewardSpec;
 
 /// Texts whose token ids are pinned: plain chat, the turn markers and special token, accents,
 /// CJK and emoji (multi-byte UTF-8), runs of whitespace, digits, and nothing at all.
@@ -68,6 +70,15 @@ fn the_default_model_loads_is_small_and_talks() {
         // It differs from the base policy (it was trained) and loads.
         let policy = bundle.named_policy(name, &cpu_device()).unwrap();
         assert_ne!(common::fingerprint(&policy), base, "{name}");
+        // The browser lab scores with the variant's own reward: a linear classifier's model
+        // must travel in the bundle, under its file name, and load.
+        if let RewardSpec::Linear { path } = &alignment.reward {
+            let file = dir.join(path.file_name().unwrap());
+            let text = std::fs::read_to_string(&file)
+                .unwrap_or_else(|error| panic!("{name}: {}: {error}", file.display()));
+            let reward = LinearClassifierReward::parse(&text, "bundled").unwrap();
+            assert!(reward.vocabulary_size() > 1000, "{name}");
+        }
     }
     let validation = bundle.manifest.metrics["validation_loss"];
     // Uniform guessing over 4096 tokens costs ln 4096 = 8.3 nats; the trained model must be far

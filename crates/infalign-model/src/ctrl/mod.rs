@@ -22,7 +22,9 @@ pub use eval::{
     paired_difference, per_prompt_win_rates, sample_prompts, summarise, EvalReport, EvalSettings,
     PromptSamples,
 };
-pub use trainer::{CtrlConfig, CtrlTrainer, StepMetrics, TrainingReward};
+#[cfg(not(target_arch = "wasm32"))]
+pub use trainer::CtrlTrainer;
+pub use trainer::{CtrlConfig, StepMetrics, TrainingReward};
 
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -244,6 +246,7 @@ pub(crate) fn text_key(text: &str) -> u64 {
 }
 
 /// A tensor of host values on `device`.
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))] // the trainer's, native only
 pub(crate) fn tensor_1d(values: &[f64], device: &burn::tensor::Device) -> Tensor<1> {
     let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
     let len = values.len();

@@ -19,11 +19,17 @@
 //! the optimiser state and beta, so a resumed run repeats an uninterrupted one exactly (on the
 //! CPU).
 
+// The trainer itself is native only (the browser build has no autodiff); its settings and
+// metrics types are shared, so on wasm32 the trainer's imports and helpers go unused.
+#![cfg_attr(target_arch = "wasm32", allow(unused_imports, dead_code))]
+
 use std::fmt;
 use std::str::FromStr;
 
+#[cfg(not(target_arch = "wasm32"))]
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
+#[cfg(not(target_arch = "wasm32"))]
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -249,6 +255,7 @@ impl CtrlConfig {
         self.decoding.validate(true)
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     fn optimizer(&self) -> ModuleOptimizer {
         let mut config = AdamWConfig::new().with_weight_decay(self.weight_decay as f32);
         if self.grad_clip > 0.0 {
@@ -312,7 +319,9 @@ pub struct StepMetrics {
     pub response_length: f64,
 }
 
-/// A CTRL run in progress.
+/// A CTRL run in progress (native only: training needs autodiff, which the browser build leaves
+/// out).
+#[cfg(not(target_arch = "wasm32"))]
 pub struct CtrlTrainer {
     /// The run's settings.
     pub config: CtrlConfig,
@@ -329,6 +338,7 @@ pub struct CtrlTrainer {
     pub episodes: u64,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl CtrlTrainer {
     /// A fresh run that starts from (a copy of) the base policy `base` and trains on `device`.
     pub fn new(config: CtrlConfig, base: &Policy, device: &Device) -> Result<Self> {

@@ -3,7 +3,14 @@
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::activation::{gelu, log_softmax};
-use burn::tensor::module::{attention, embedding, linear};
+use burn::tensor::module::{embedding, linear};
+// In the browser, burn's decomposed attention (matmul, mask, softmax, matmul) on both backends:
+// WebGPU runs it anyway, and leaving the fused kernels (flex's CPU kernel, cubecl's flash
+// attention) out of the page keeps the download within its budget.
+#[cfg(not(target_arch = "wasm32"))]
+use burn::tensor::module::attention;
+#[cfg(target_arch = "wasm32")]
+use burn::tensor::module::attention_fallback as attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use rand_chacha::rand_core::{RngCore, SeedableRng};

@@ -19,9 +19,12 @@ use std::collections::BTreeMap;
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
+#[cfg(not(target_arch = "wasm32"))]
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::store::{BurnpackStore, ModuleSnapshot};
-use burn::tensor::activation::{log_sigmoid, relu};
+#[cfg(not(target_arch = "wasm32"))]
+use burn::tensor::activation::log_sigmoid;
+use burn::tensor::activation::relu;
 use burn::tensor::module::embedding;
 use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
 use rand_chacha::rand_core::SeedableRng;
@@ -218,6 +221,7 @@ impl RewardNet {
     }
 
     /// The sum of the squares of every weight.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // training only
     fn squared_norm(&self) -> Tensor<1> {
         let mut total = self.table.val().powi_scalar(2).sum();
         for layer in self.hidden.iter().chain(std::iter::once(&self.output)) {
@@ -318,6 +322,8 @@ pub struct EpochReport {
 }
 
 /// Train a reward model on `pairs` (at least one) on `device`; `on_epoch` hears about each epoch.
+/// Native only (training needs autodiff, which the browser build leaves out).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn train_bradley_terry(
     pairs: &[EncodedPair],
     config: &BradleyTerryConfig,
