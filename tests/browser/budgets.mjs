@@ -20,7 +20,10 @@ const median = (xs) => {
 const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
 
 // 1. Transfer size.
-const files = (await readdir(dist)).filter((f) => f.endsWith(".wasm") || f.endsWith(".js"));
+// The app's wasm and JS, and wasm-bindgen's JS snippets (under snippets/).
+const files = (await readdir(dist, { recursive: true })).filter(
+  (f) => !f.startsWith("default-model") && (f.endsWith(".wasm") || f.endsWith(".js")),
+);
 let raw = 0;
 let gzip = 0;
 for (const file of files) {
