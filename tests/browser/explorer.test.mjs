@@ -142,6 +142,19 @@ for (const webgpu of [false, true]) {
 
       await page.locator("details.math summary").click();
       assert.ok((await page.locator("details.math math").count()) >= 4, "formulas in MathML");
+      // After all those in-place redraws (web/src/svg.rs patches only the changed lines), each
+      // chart is exactly what parsing its latest SVG from scratch gives.
+      const patched = await page.evaluate(() =>
+        [...document.querySelectorAll("#explorer figure")]
+          .filter((figure) => figure.__morphHtml)
+          .map((figure) => {
+            const template = document.createElement("template");
+            template.innerHTML = figure.__morphHtml;
+            return [figure.id, template.content.firstElementChild.outerHTML === figure.firstElementChild.outerHTML];
+          }),
+      );
+      assert.ok(patched.length >= 3, JSON.stringify(patched));
+      assert.deepEqual(patched.filter(([, same]) => !same), []);
       await screenshot(page, `explorer-${name}`);
       assert.deepEqual(errors, []);
     } finally {

@@ -1,7 +1,10 @@
 //! Charts that redraw in place. Setting a chart's SVG with `innerHTML` makes the browser throw
 //! away and rebuild every node (hundreds per chart) and lay them out again: most of a redraw's
-//! time. [`SvgFigure`] instead parses the new SVG off-document and copies only what differs
-//! (mostly a polyline's `points` and a marker's position) into the nodes already on the page.
+//! time. [`SvgFigure`] instead patches the nodes already on the page: when only a few lines of
+//! the SVG text changed with the same tags (a moved curve or marker: `infalign_core::chart`
+//! writes one or a few elements per line), it parses just those lines and copies their
+//! attributes onto the elements they stand for; otherwise it parses the whole SVG off-document
+//! and copies only what differs. The browser tests check the result equals a fresh parse.
 
 use leptos::html;
 use leptos::prelude::*;
@@ -32,7 +35,53 @@ function morph(old, fresh) {
   while (kept.length > wanted.length) old.removeChild(old.lastChild);
 }
 
+// Start tags on a line of the charts' SVG (one element or a few per line, never a tag split
+// across lines): `<name`, not `</` or `<!`.
+const startTags = (line) => (line.match(/<[a-zA-Z]/g) || []).length;
+const tagSkeleton = (line) => (line.match(/<\/?[a-zA-Z]+/g) || []).join();
+
+// The quick path: the same lines but a few, each with the same tags (a moved curve or marker):
+// parse only those lines and patch the elements they stand for, found by document order.
+function patchLines(container, oldHtml, html) {
+  const before = oldHtml.split("\n");
+  const after = html.split("\n");
+  if (before.length !== after.length) return false;
+  const changed = [];
+  for (let i = 0; i < after.length; i++) {
+    if (before[i] !== after[i]) {
+      if (tagSkeleton(before[i]) !== tagSkeleton(after[i]) || i === 0) return false;
+      changed.push(i);
+    }
+  }
+  const svg = container.firstElementChild;
+  const elements = svg.getElementsByTagName("*");
+  let index = 0; // document-order index (below the <svg>) of the first element on line `line`
+  let line = 1;
+  const template = document.createElement("template");
+  for (const i of changed) {
+    for (; line < i; line++) index += startTags(before[line]);
+    template.innerHTML = `<svg xmlns="http://www.w3.org/2000/svg">${after[i]}</svg>`;
+    const parsed = template.content.firstElementChild.getElementsByTagName("*");
+    for (let k = 0; k < parsed.length; k++) {
+      const target = elements[index + k];
+      if (!target || target.nodeName !== parsed[k].nodeName) return false;
+    }
+    // Morph the line's outermost elements (each carries its own subtree).
+    for (const fresh of [...template.content.firstElementChild.children]) {
+      let at = index;
+      for (let k = 0; k < parsed.length; k++) if (parsed[k] === fresh) at = index + k;
+      morph(elements[at], fresh);
+    }
+  }
+  return true;
+}
+
 export function morph_inner_html(container, html) {
+  const previous = container.__morphHtml;
+  container.__morphHtml = html;
+  if (previous !== undefined && container.childElementCount === 1 && patchLines(container, previous, html)) {
+    return;
+  }
   const template = document.createElement("template");
   template.innerHTML = html;
   const fresh = template.content;
