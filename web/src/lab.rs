@@ -631,6 +631,18 @@ impl Lab {
         self.bundle.set(BundleState::Ready(Arc::new(loaded)));
     }
 
+    /// Read the files of a file-input change or a drop event and load them as a bundle called
+    /// `origin`.
+    fn load_files(self, event: wasm_bindgen::JsValue, origin: &'static str) {
+        spawn_local(async move {
+            let result = match bundle::read_event_files(&event).await {
+                Ok(files) => bundle::assemble(origin, &files),
+                Err(reason) => Err(reason),
+            };
+            self.replace_with(result);
+        });
+    }
+
     /// Load a bundle the user gave (files or a URL): on success it replaces the current one,
     /// on failure the banner says why and the current one stays.
     fn replace_with(&self, result: Result<LoadedBundle, String>) {
@@ -751,25 +763,11 @@ pub fn SamplingLab(compute: Compute) -> impl IntoView {
 
     let on_files = move |event: leptos::ev::Event| {
         event.prevent_default();
-        let event: wasm_bindgen::JsValue = event.into();
-        spawn_local(async move {
-            let result = match bundle::read_event_files(&event).await {
-                Ok(files) => bundle::assemble("the chosen files", &files),
-                Err(reason) => Err(reason),
-            };
-            lab.replace_with(result);
-        });
+        lab.load_files(event.into(), "the chosen files");
     };
     let on_drop = move |event: leptos::ev::DragEvent| {
         event.prevent_default();
-        let event: wasm_bindgen::JsValue = event.into();
-        spawn_local(async move {
-            let result = match bundle::read_event_files(&event).await {
-                Ok(files) => bundle::assemble("the dropped files", &files),
-                Err(reason) => Err(reason),
-            };
-            lab.replace_with(result);
-        });
+        lab.load_files(event.into(), "the dropped files");
     };
 
     let bundle_key = move || {
