@@ -49,9 +49,10 @@ class Block(nn.Module):
         batch, length, width = x.shape
         return x.view(batch, length, self.n_heads, width // self.n_heads).transpose(1, 2)
 
-    def forward(self, x, cache=None):
+    def forward(self, x, cache=None, mask=None):
         """`cache` is None (no cache), or a list holding this block's (keys, values) so far,
-        updated in place."""
+        updated in place. `mask` (boolean, `[batch, 1, queries, keys]`, True where a query may
+        attend to a key) replaces the causal rule, for left-padded batches."""
         q, k, v = self.qkv(self.attn_norm(x)).chunk(3, dim=-1)
         q, k, v = self.heads(q), self.heads(k), self.heads(v)
         if cache is not None:
@@ -59,28 +60,36 @@ class Block(nn.Module):
                 k = torch.cat([cache[0], k], dim=2)
                 v = torch.cat([cache[1], v], dim=2)
             cache[:] = [k, v]
-        # With a cache, a one-token step attends to every earlier position: no mask needed.
-        causal = x.shape[1] > 1
-        attended = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        if mask is not None:
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            # With a cache, a one-token step attends to every earlier position: no mask needed.
+            causal = x.shape[1] > 1
+            attended = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
         batch, _, length, _ = attended.shape
         x = x + self.attn_out(attended.transpose(1, 2).reshape(batch, length, -1))
         return x + self.mlp_out(F.gelu(self.mlp_in(self.mlp_norm(x))))
 
 
 class Policy(nn.Module):
-    def __init__(self, vocab, d_model, layers, context):
+    def __init__(self, vocab, d_model, layers, context, n_heads=None, d_ff=None):
         super().__init__()
-        n_heads = max(d_model // 32, 1)  # as PolicyConfig::new
+        n_heads = n_heads or max(d_model // 32, 1)  # as PolicyConfig::new
         self.token_embedding = nn.Embedding(vocab, d_model)
         self.position_embedding = nn.Embedding(context, d_model)
-        self.blocks = nn.ModuleList(Block(d_model, n_heads, 4 * d_model) for _ in range(layers))
+        self.blocks = nn.ModuleList(
+            Block(d_model, n_heads, d_ff or 4 * d_model) for _ in range(layers)
+        )
         self.final_norm = nn.LayerNorm(d_model)
 
-    def forward(self, tokens, start=0, caches=None):
-        positions = torch.arange(start, start + tokens.shape[1])
+    def forward(self, tokens, start=0, caches=None, positions=None, mask=None):
+        """`positions` (`[batch, length]`) and `mask` (see `Block.forward`) serve left-padded
+        batches; without them the rows start at position `start`, unpadded."""
+        if positions is None:
+            positions = torch.arange(start, start + tokens.shape[1], device=tokens.device)
         x = self.token_embedding(tokens) + self.position_embedding(positions)
         for layer, block in enumerate(self.blocks):
-            x = block(x, None if caches is None else caches[layer])
+            x = block(x, None if caches is None else caches[layer], mask)
         return self.final_norm(x) @ self.token_embedding.weight.T
 
 
@@ -102,37 +111,47 @@ def sample(policy, prompts, new_tokens, use_cache, generator):
     return tokens
 
 
-def timed(repeats, work):
-    work()
+def timings(repeats, work, device="cpu"):
+    """Seconds of each of `repeats` runs of `work`, after one warm-up run (on a GPU, each run
+    waits for the device)."""
+
+    def run():
+        work()
+        if device != "cpu":
+            torch.cuda.synchronize()
+
+    run()
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
-        work()
+        run()
         seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
+    return seconds
 
 
-def torch_rows(args):
-    torch.manual_seed(0)
-    torch.set_num_threads(args.threads)
-    policy = Policy(args.vocab, args.d_model, args.layers, args.context)
-    # The same prompt and training windows as policy_bench.rs.
+def timed(repeats, work):
+    return statistics.median(timings(repeats, work))
+
+
+def sample_work(policy, args, use_cache, device="cpu"):
+    """The sampling benchmark (the same prompt as policy_bench.rs): a function and the number
+    of tokens it draws."""
     prompt = [(t * 37) % args.vocab for t in range(args.prompt_tokens)]
-    prompts = torch.tensor([prompt] * args.batch)
-    generator = torch.Generator().manual_seed(1)
-    rows = []
-    new_tokens = args.batch * args.new_tokens
-    for use_cache, work in [(True, "sample (KV cache)"), (False, "sample (no cache)")]:
-        seconds = timed(
-            args.repeats, lambda: sample(policy, prompts, args.new_tokens, use_cache, generator)
-        )
-        rows.append((work, seconds, new_tokens))
+    prompts = torch.tensor([prompt] * args.batch, device=device)
+    generator = torch.Generator(device=device).manual_seed(1)
+    work = lambda: sample(policy, prompts, args.new_tokens, use_cache, generator)  # noqa: E731
+    return work, args.batch * args.new_tokens
 
+
+def train_work(policy, args, device="cpu"):
+    """One training step on the same windows as policy_bench.rs: a function and the number of
+    target tokens it trains on."""
     windows = torch.tensor(
         [
             [(row * 131 + t * 17) % args.vocab for t in range(args.context + 1)]
             for row in range(args.batch)
-        ]
+        ],
+        device=device,
     )
     inputs, targets = windows[:, :-1], windows[:, 1:]
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-4)
@@ -144,7 +163,19 @@ def torch_rows(args):
         loss.backward()
         optimizer.step()
 
-    rows.append(("train step", timed(args.repeats, step), targets.numel()))
+    return step, targets.numel()
+
+
+def torch_rows(args):
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    policy = Policy(args.vocab, args.d_model, args.layers, args.context)
+    rows = []
+    for use_cache, name in [(True, "sample (KV cache)"), (False, "sample (no cache)")]:
+        work, tokens = sample_work(policy, args, use_cache)
+        rows.append((name, timed(args.repeats, work), tokens))
+    step, tokens = train_work(policy, args)
+    rows.append(("train step", timed(args.repeats, step), tokens))
     return rows
 
 

@@ -6,9 +6,12 @@
 //! - `serve`: build it and serve `dist/` on localhost.
 //! - `test`: the whole test suite (native crates, then the browser tests against the built page).
 //! - `ci`: a formatting check, then `test`.
+//! - `bench`: our training step, sampling, CTRL step and analytic engine against PyTorch and
+//!   NumPy, side by side.
 //!
 //! `serve` and `test` run `setup` first, so a fresh clone needs only those two commands.
 
+mod bench;
 mod serve;
 mod setup;
 mod summary;
@@ -60,6 +63,8 @@ enum Task {
     },
     /// What CI runs: a formatting check, then the whole test suite.
     Ci,
+    /// Benchmarks against PyTorch and NumPy, run side by side (a table, and JSON).
+    Bench(bench::BenchArgs),
 }
 
 fn main() {
@@ -85,6 +90,7 @@ fn main() {
         .and_then(|()| serve::serve(&repo_root().join("dist"), &host, port)),
         Task::Test { native_only } => test(native_only),
         Task::Ci => ci(),
+        Task::Bench(args) => bench::run(args),
     };
     if let Err(error) = result {
         eprintln!("xtask: error: {error:#}");

@@ -205,14 +205,21 @@ fn wasm_bindgen_version(root: &Path) -> Result<String> {
 
 /// A virtual environment at `.venv` with the Python packages the tests and benchmarks use.
 fn setup_python(root: &Path) -> Result<()> {
+    python_with(root, &[]).map(|_| ())
+}
+
+/// `.venv` with [`PYTHON_PACKAGES`] and `extra` (pinned with `==`), installing only what is
+/// missing; returns the environment's python.
+pub fn python_with(root: &Path, extra: &[&str]) -> Result<std::path::PathBuf> {
     let venv = root.join(".venv");
     let python = venv.join("bin/python");
     if !python.exists() {
         run_command(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
     }
+    let packages: Vec<&str> = PYTHON_PACKAGES.iter().chain(extra).copied().collect();
     // Present means installed at exactly the pinned versions, so every machine computes the
-    // cross-checks and the NumPy benchmark with the same code.
-    let pins = PYTHON_PACKAGES
+    // cross-checks and the benchmarks with the same code.
+    let pins = packages
         .iter()
         .map(|pin| {
             let (name, version) = pin.split_once("==").expect("packages are pinned with ==");
@@ -232,7 +239,7 @@ fn setup_python(root: &Path) -> Result<()> {
         .unwrap_or(false);
     if have_all {
         eprintln!("setup: python packages: present in {}", venv.display());
-        return Ok(());
+        return Ok(python);
     }
     run_command(
         Command::new(&python)
@@ -243,8 +250,9 @@ fn setup_python(root: &Path) -> Result<()> {
                 "--quiet",
                 "--disable-pip-version-check",
             ])
-            .args(PYTHON_PACKAGES),
-    )
+            .args(&packages),
+    )?;
+    Ok(python)
 }
 
 /// The browser tests' Node packages, exactly as the committed lock file says.

@@ -1,5 +1,6 @@
 //! Prints a win-rate-versus-KL curve as JSON lines, for comparison with other implementations,
-//! or with `--repeats R` times the computation and prints `{"median_ms", "min_ms", "repeats"}`.
+//! or with `--repeats R` times the computation and prints `{"median_ms", "min_ms", "repeats"}`
+//! with every run's time in `seconds` (the shape `cargo xtask bench` reads).
 //!
 //! `cargo run -p infalign-core --release --example curve -- [--repeats R] [SPEC] [N] [POINTS] [LAMBDA_MIN] [LAMBDA_MAX]`
 //! (defaults: normexp:12 4 200 0.01 1000, the benchmark curve). scripts/bench_theory_numpy.py
@@ -36,6 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::hint::black_box(theory::win_rate_curve(&transform, n, &lambdas)?);
             times_ms.push(start.elapsed().as_secs_f64() * 1e3);
         }
+        let seconds: Vec<f64> = times_ms.iter().map(|ms| ms / 1e3).collect();
         times_ms.sort_by(f64::total_cmp);
         let middle = times_ms.len() / 2;
         let median_ms = if times_ms.len() % 2 == 1 {
@@ -47,6 +49,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "median_ms": median_ms,
             "min_ms": times_ms[0],
             "repeats": repeats,
+            "work": "win-rate curve",
+            "side": "infalign-core",
+            "seconds": seconds,
+            "units": points,
+            "unit": "points",
         });
         println!("{summary}");
         return Ok(());

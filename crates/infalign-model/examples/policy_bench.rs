@@ -4,10 +4,11 @@
 //!
 //! `cargo run -p infalign-model --release --example policy_bench -- [--device cpu|wgpu|both]
 //!  [--d-model 128] [--layers 4] [--vocab 4096] [--context 128] [--batch 16] [--new-tokens 48]
-//!  [--prompt-tokens 16] [--repeats 5] [--work all|sample|cached|train] [--json]`
+//!  [--prompt-tokens 16] [--repeats 5] [--work all|sample|cached|train|phases] [--json]`
 //!
 //! `--work` limits the run to some rows (all sampling, cached sampling only, or training only),
-//! for slow devices such as lavapipe.
+//! for slow devices such as lavapipe; `phases` times the training step's forward pass (with the
+//! loss), backward pass and AdamW update separately.
 
 use std::time::Instant;
 
@@ -66,12 +67,14 @@ fn parse() -> Result<Options, String> {
             "--new-tokens" => options.new_tokens = number()?,
             "--prompt-tokens" => options.prompt_tokens = number()?,
             "--repeats" => options.repeats = number()?.max(1),
-            "--work" if ["all", "sample", "cached", "train"].contains(&value.as_str()) => {
+            "--work"
+                if ["all", "sample", "cached", "train", "phases"].contains(&value.as_str()) =>
+            {
                 options.work = value.clone()
             }
             "--work" => {
                 return Err(format!(
-                    "--work: `{value}` is not all, sample, cached or train"
+                    "--work: `{value}` is not all, sample, cached, train or phases"
                 ))
             }
             _ => return Err(format!("unknown flag {flag}")),
@@ -80,7 +83,8 @@ fn parse() -> Result<Options, String> {
     Ok(options)
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+fn median(values: &[f64]) -> f64 {
+    let mut values = values.to_vec();
     values.sort_by(f64::total_cmp);
     let middle = values.len() / 2;
     if values.len() % 2 == 1 {
@@ -90,18 +94,16 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-/// Median seconds of `work` over `repeats` runs, after one warm-up run.
-fn time(repeats: usize, mut work: impl FnMut()) -> f64 {
+/// Seconds of each of `repeats` runs of `work`, after one warm-up run.
+fn time(repeats: usize, mut work: impl FnMut()) -> Vec<f64> {
     work();
-    median(
-        (0..repeats)
-            .map(|_| {
-                let start = Instant::now();
-                work();
-                start.elapsed().as_secs_f64()
-            })
-            .collect(),
-    )
+    (0..repeats)
+        .map(|_| {
+            let start = Instant::now();
+            work();
+            start.elapsed().as_secs_f64()
+        })
+        .collect()
 }
 
 fn bench(options: &Options, device: &Device, name: &str) -> Result<(), Box<dyn std::error::Error>> {
@@ -136,10 +138,10 @@ fn bench(options: &Options, device: &Device, name: &str) -> Result<(), Box<dyn s
         } else {
             "sample (no cache)"
         };
-        report(options, name, work, seconds, new_tokens);
+        report(options, name, work, &seconds, new_tokens);
     }
 
-    if !["all", "train"].contains(&options.work.as_str()) {
+    if !["all", "train", "phases"].contains(&options.work.as_str()) {
         return Ok(());
     }
     let trainable = Policy::init(&config, 0, &device.clone().autodiff())?;
@@ -154,25 +156,51 @@ fn bench(options: &Options, device: &Device, name: &str) -> Result<(), Box<dyn s
     let batch = TokenBatch::new(&windows, &first, options.context + 1, &trainable.device())?;
     let mut optimizer = AdamWConfig::new().init();
     let mut model = Some(trainable);
+    // Each phase's seconds; flex runs every op eagerly, so on the CPU the split is exact (on a
+    // GPU only the sum is: the backward and the update are queued, not waited for).
+    let mut phases: [Vec<f64>; 3] = Default::default();
     let seconds = time(options.repeats, || {
         let policy = model.take().expect("the model");
+        let start = Instant::now();
         let loss = policy.loss(&batch);
         // Reading the loss waits for the device, so the time covers the whole step.
         let _ = loss.clone().into_data();
+        let forward = Instant::now();
         let grads = GradientsParams::from_grads(loss.backward(), &policy);
+        let backward = Instant::now();
         model = Some(optimizer.step(1e-4, policy, grads));
+        for (phase, seconds) in
+            phases
+                .iter_mut()
+                .zip([forward - start, backward - forward, backward.elapsed()])
+        {
+            phase.push(seconds.as_secs_f64());
+        }
     });
-    report(options, name, "train step", seconds, batch.target_count());
+    if options.work == "phases" {
+        // The first entries are the warm-up step's.
+        for (phase, work) in
+            phases
+                .iter()
+                .zip(["train: forward + loss", "train: backward", "train: AdamW"])
+        {
+            report(options, name, work, &phase[1..], batch.target_count());
+        }
+    }
+    report(options, name, "train step", &seconds, batch.target_count());
     Ok(())
 }
 
-fn report(options: &Options, device: &str, work: &str, seconds: f64, tokens: usize) {
+fn report(options: &Options, device: &str, work: &str, times: &[f64], tokens: usize) {
+    let seconds = median(times);
     let rate = tokens as f64 / seconds;
     if options.json {
         println!(
             "{}",
             serde_json::json!({
-                "device": device, "work": work, "median_s": seconds, "tokens": tokens,
+                "device": device, "side": format!("burn {device}"), "work": work,
+                "median_s": seconds, "seconds": times, "units": tokens, "unit": "tokens",
+                "tokens": tokens,
                 "tokens_per_s": rate, "d_model": options.d_model, "layers": options.layers,
                 "vocab": options.vocab, "context": options.context, "batch": options.batch,
                 "repeats": options.repeats,
