@@ -87,12 +87,20 @@ pub fn sample_token(logits: &[f32], config: &SamplingConfig, u: f64) -> u32 {
             .min_by(descending)
             .unwrap_or_default();
     }
-    let mut order: Vec<u32> = (0..logits.len() as u32).collect();
-    if config.top_k > 0 && config.top_k < order.len() {
-        order.select_nth_unstable_by(config.top_k - 1, descending);
-        order.truncate(config.top_k);
+    // The tokens, most likely first (ties: lower index first), by sorting plain u64 keys that
+    // encode exactly that order: several times faster than a comparator that looks the logits
+    // up, and this runs for every row at every step.
+    let mut keys: Vec<u64> = logits
+        .iter()
+        .zip(0u32..)
+        .map(|(&logit, token)| descending_key(logit, token))
+        .collect();
+    if config.top_k > 0 && config.top_k < keys.len() {
+        keys.select_nth_unstable(config.top_k - 1);
+        keys.truncate(config.top_k);
     }
-    order.sort_unstable_by(descending);
+    keys.sort_unstable();
+    let order: Vec<u32> = keys.iter().map(|&key| key as u32).collect();
     let Some(&best) = order.first() else {
         return 0;
     };
@@ -124,6 +132,15 @@ pub fn sample_token(logits: &[f32], config: &SamplingConfig, u: f64) -> u32 {
         threshold -= weight;
     }
     order[kept - 1]
+}
+
+/// A key whose ascending order is `logit` descending in [`f32::total_cmp`]'s order, then
+/// `token` ascending.
+fn descending_key(logit: f32, token: u32) -> u64 {
+    // total_cmp compares these as i32; flipping the sign bit makes that order unsigned.
+    let bits = logit.to_bits() as i32;
+    let ordered = (bits ^ (((bits >> 31) as u32) >> 1) as i32) as u32 ^ 0x8000_0000;
+    (u64::from(!ordered) << 32) | u64::from(token)
 }
 
 /// Uniform in [0, 1) from 53 random bits.
@@ -332,6 +349,51 @@ impl<'a> Sampler<'a> {
             responses: self.responses,
             stopped: self.stopped,
             steps: self.steps,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The packed keys sort tokens exactly as the comparator they replaced: logits descending
+    /// in `total_cmp`'s order (negative zero below zero, infinities at the ends), ties by index.
+    #[test]
+    fn descending_keys_order_tokens_like_the_comparator() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let specials = [
+            0.0,
+            -0.0,
+            1.5,
+            -1.5,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MIN_POSITIVE,
+        ];
+        for trial in 0..50 {
+            let logits: Vec<f32> = (0..300)
+                .map(|i| match rng.next_u32() % 4 {
+                    // Repeats, so ties are common.
+                    0 => specials[(i + trial) % specials.len()],
+                    1 => (rng.next_u32() % 5) as f32 - 2.0,
+                    _ => (uniform(&mut rng) as f32 - 0.5) * 20.0,
+                })
+                .collect();
+            let mut expected: Vec<u32> = (0..logits.len() as u32).collect();
+            expected.sort_by(|a, b| {
+                logits[*b as usize]
+                    .total_cmp(&logits[*a as usize])
+                    .then(a.cmp(b))
+            });
+            let mut keys: Vec<u64> = logits
+                .iter()
+                .zip(0u32..)
+                .map(|(&logit, token)| descending_key(logit, token))
+                .collect();
+            keys.sort_unstable();
+            let order: Vec<u32> = keys.iter().map(|&key| key as u32).collect();
+            assert_eq!(order, expected, "trial {trial}");
         }
     }
 }
