@@ -69,25 +69,37 @@ export async function openLab(url, { webgpu, viewport = { width: 1100, height: 9
   const browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args });
   const page = await browser.newPage({ viewport });
   const errors = [];
-  page.on("pageerror", (error) => errors.push(`page error: ${error.message}`));
+  // A page error while the lab starts (a panic in a component, say) fails at once, naming it,
+  // instead of after the wait for the backend badge times out.
+  let pageBroke;
+  const broken = new Promise((_, reject) => (pageBroke = reject));
+  broken.catch(() => {});
+  page.on("pageerror", (error) => {
+    errors.push(`page error: ${error.message}`);
+    pageBroke(new Error(`page error: ${error.message}`));
+  });
   page.on("console", (message) => {
     if (message.type() === "error") errors.push(`console error: ${message.text()}`);
   });
   if (init) await page.addInitScript(init);
-  await page.goto(url);
-  await page.locator("#backend").waitFor();
-  await page
-    .waitForFunction(
+  const ready = (async () => {
+    await page.goto(url);
+    await page.locator("#backend").waitFor({ timeout: READY_TIMEOUT_MS });
+    await page.waitForFunction(
       () => {
         const state = document.querySelector("#backend")?.dataset.backend;
         return state && state !== "pending";
       },
       null,
       { timeout: READY_TIMEOUT_MS },
-    )
-    .catch((error) => {
-      throw new Error(`the backend never came up (${error.message}); errors seen: ${errors.join(" | ") || "none"}`);
-    });
+    );
+  })();
+  try {
+    await Promise.race([ready, broken]);
+  } catch (error) {
+    await browser.close();
+    throw new Error(`the lab never came up (${error.message}); errors seen: ${errors.join(" | ") || "none"}`);
+  }
   return { browser, page, errors };
 }
 
