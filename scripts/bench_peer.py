@@ -272,7 +272,7 @@ def ctrl_work(args):
 
 
 def main():
-    from bench_policy_torch import timings
+    from bench_policy_torch import add_shape_arguments, timings
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("work_name", choices=["train", "sample", "ctrl", "curve"])
@@ -281,13 +281,7 @@ def main():
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--work", help="ctrl: the directory ctrl_bench --prepare wrote")
     parser.add_argument("--tokenizer", help="ctrl: the bundle's tokenizer.json")
-    parser.add_argument("--d-model", type=int, default=128)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--vocab", type=int, default=4096)
-    parser.add_argument("--context", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--new-tokens", type=int, default=48)
-    parser.add_argument("--prompt-tokens", type=int, default=16)
+    add_shape_arguments(parser)
     args = parser.parse_args()
 
     make = {"curve": curve_work, "train": policy_work, "sample": policy_work, "ctrl": ctrl_work}

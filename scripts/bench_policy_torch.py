@@ -198,11 +198,8 @@ def rust_rows(args):
     return rows
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rust-example")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=2)
+def add_shape_arguments(parser):
+    """The model's and the workload's shape (defaults: policy_bench.rs's)."""
     parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--vocab", type=int, default=4096)
@@ -210,6 +207,14 @@ def main():
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=48)
     parser.add_argument("--prompt-tokens", type=int, default=16)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rust-example")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    add_shape_arguments(parser)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.prompt_tokens + args.new_tokens > args.context:

@@ -21,7 +21,7 @@ use infalign_model::bundle::{Bundle, Provenance};
 use infalign_model::ctrl::prompts::read_prompts;
 use infalign_model::ctrl::{
     calibrate, sample_prompts, summarise, CalibrationSet, CalibrationSettings, CtrlConfig,
-    CtrlTrainer, Decoding, EvalReport, EvalSettings, TrainingReward,
+    CtrlTrainer, Decoding, EvalReport, EvalSettings, KlControl, TrainingReward,
 };
 use infalign_model::reward::RewardSpec;
 
@@ -157,6 +157,10 @@ pub struct CtrlArgs {
     /// Hold the mean sequence KL at this many nats with an adaptive beta.
     #[arg(long)]
     target_kl: Option<f64>,
+    /// How `--target-kl` adapts beta: `ziegler` (at most 2 % a step) or `log` (up to 10.5 % a
+    /// step, in log space: for a starting beta far from the one that holds the target).
+    #[arg(long, default_value = "ziegler")]
+    kl_control: KlControl,
     /// Stop when a step's mean KL exceeds this many nats.
     #[arg(long, default_value_t = 50.0)]
     max_kl: f64,
@@ -319,6 +323,7 @@ pub fn ctrl_command(args: CtrlArgs) -> anyhow::Result<()> {
             beta,
             target_kl: args.target_kl,
             max_kl: args.max_kl,
+            kl_control: args.kl_control,
             samples_per_prompt: args.m,
             prompts_per_step: args.prompts_per_step,
             steps: args.steps,

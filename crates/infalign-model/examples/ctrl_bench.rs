@@ -17,6 +17,8 @@
 //! `cargo run -p infalign-model --release --example ctrl_bench -- --bundle static/default-model
 //!  (--prepare DIR | --work DIR) [--device cpu|wgpu] [--repeats 5] [--k 32] [--json]`
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -30,6 +32,8 @@ use infalign_model::ctrl::{
 use infalign_model::reward::VaderReward;
 use infalign_model::tokenizer::chat_prompt;
 use serde::{Deserialize, Serialize};
+
+use common::median;
 
 type Failure = Box<dyn std::error::Error>;
 
@@ -186,17 +190,6 @@ fn prepare(options: &Options, dir: &PathBuf) -> Result<(), Failure> {
         options.k
     );
     Ok(())
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let middle = sorted.len() / 2;
-    if sorted.len() % 2 == 1 {
-        sorted[middle]
-    } else {
-        0.5 * (sorted[middle - 1] + sorted[middle])
-    }
 }
 
 fn run(options: &Options, dir: &PathBuf) -> Result<(), Failure> {

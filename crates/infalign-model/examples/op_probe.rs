@@ -4,6 +4,8 @@
 //!
 //! `cargo run -p infalign-model --release --example op_probe [-- --repeats 20]`
 
+mod common;
+
 use std::time::Instant;
 
 use burn::nn::LayerNormConfig;
@@ -13,10 +15,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use infalign_model::backend::cpu_device;
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
+use common::median;
 
 fn main() {
     let repeats: usize = std::env::args()
@@ -172,7 +171,7 @@ fn main() {
                 start.elapsed().as_secs_f64()
             })
             .collect();
-        let ms = median(times) * 1e3;
+        let ms = median(&times) * 1e3;
         let rate = if *flop > 0.0 {
             format!("{:7.1} GFLOP/s", flop / ms / 1e6)
         } else {

@@ -10,12 +10,16 @@
 //! for slow devices such as lavapipe; `phases` times the training step's forward pass (with the
 //! loss), backward pass and AdamW update separately.
 
+mod common;
+
 use std::time::Instant;
 
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::Device;
 use infalign_model::backend::{cpu_device, gpu_device};
 use infalign_model::policy::{generate, Policy, PolicyConfig, SamplingConfig, TokenBatch};
+
+use common::{median, time};
 
 struct Options {
     device: String,
@@ -81,29 +85,6 @@ fn parse() -> Result<Options, String> {
         }
     }
     Ok(options)
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut values = values.to_vec();
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[middle]
-    } else {
-        0.5 * (values[middle - 1] + values[middle])
-    }
-}
-
-/// Seconds of each of `repeats` runs of `work`, after one warm-up run.
-fn time(repeats: usize, mut work: impl FnMut()) -> Vec<f64> {
-    work();
-    (0..repeats)
-        .map(|_| {
-            let start = Instant::now();
-            work();
-            start.elapsed().as_secs_f64()
-        })
-        .collect()
 }
 
 fn bench(options: &Options, device: &Device, name: &str) -> Result<(), Box<dyn std::error::Error>> {

@@ -24,7 +24,7 @@ pub use eval::{
 };
 #[cfg(not(target_arch = "wasm32"))]
 pub use trainer::CtrlTrainer;
-pub use trainer::{CtrlConfig, StepMetrics, TrainingReward};
+pub use trainer::{CtrlConfig, KlControl, StepMetrics, TrainingReward};
 
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};

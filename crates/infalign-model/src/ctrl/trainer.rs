@@ -12,8 +12,10 @@
 //!    the same prompt (an unbiased baseline).
 //! 5. Loss `-mean(A * log pi_theta(y|x))` (REINFORCE), or with `clip_range` the PPO clipped
 //!    surrogate over `ppo_epochs` passes on the same samples; AdamW with gradient clipping.
-//! 6. With `target_kl`, the adaptive controller of Ziegler et al. (2019):
-//!    `beta <- beta * (1 + kl_rate * clip(KL / target - 1, -0.2, 0.2))`.
+//! 6. With `target_kl`, an adaptive controller ([`KlControl`]): by default the one of Ziegler
+//!    et al. (2019), `beta <- beta * (1 + kl_rate * clip(KL / target - 1, -0.2, 0.2))`; or one
+//!    that works in log space, `beta <- beta * exp(kl_rate * clip(ln(KL / target), -1, 1))`,
+//!    which can move beta by orders of magnitude within a run.
 //!
 //! Every random choice of step s is keyed by `(seed, s)`, and checkpoints carry the weights,
 //! the optimiser state and beta, so a resumed run repeats an uninterrupted one exactly (on the
@@ -126,6 +128,53 @@ impl From<TrainingReward> for String {
     }
 }
 
+/// How the adaptive KL controller moves beta after each step, towards the target KL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KlControl {
+    /// Ziegler et al. (2019): `beta * (1 + rate * clip(KL / target - 1, -0.2, 0.2))`, at most
+    /// `0.2 * rate` (2 % at the default rate) per step.
+    #[default]
+    Ziegler,
+    /// In log space: `beta * exp(rate * clip(ln(KL / target), -1, 1))`, up to a factor
+    /// `e^rate` (10.5 % at the default rate) per step, symmetric in over- and undershoot; for a
+    /// start far from the beta that holds the target (a saturating transform's theory beta).
+    Log,
+}
+
+impl KlControl {
+    /// Beta for the next step, after a step with mean KL `kl` (nats).
+    pub fn next_beta(self, beta: f64, kl: f64, target: f64, rate: f64) -> f64 {
+        match self {
+            KlControl::Ziegler => beta * (1.0 + rate * (kl / target - 1.0).clamp(-0.2, 0.2)),
+            KlControl::Log => {
+                // A step whose KL estimate is <= 0 counts as far below the target.
+                let error = if kl > 0.0 {
+                    (kl / target).ln().clamp(-1.0, 1.0)
+                } else {
+                    -1.0
+                };
+                beta * (rate * error).exp()
+            }
+        }
+    }
+}
+
+impl FromStr for KlControl {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text.trim() {
+            "ziegler" => Ok(KlControl::Ziegler),
+            "log" => Ok(KlControl::Log),
+            other => Err(Error::Invalid {
+                what: "KL controller".into(),
+                reason: format!("`{other}` is not `ziegler` or `log`"),
+            }),
+        }
+    }
+}
+
 /// Settings of a CTRL run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,6 +187,9 @@ pub struct CtrlConfig {
     pub target_kl: Option<f64>,
     /// Gain of the adaptive controller.
     pub kl_rate: f64,
+    /// How the adaptive controller moves beta.
+    #[serde(default)]
+    pub kl_control: KlControl,
     /// Stop with an error when a step's mean KL exceeds this (nats): the policy has run away.
     pub max_kl: f64,
     /// Responses per prompt, m >= 2 (RLOO needs a leave-one-out baseline).
@@ -169,6 +221,7 @@ impl Default for CtrlConfig {
             beta: 0.05,
             target_kl: None,
             kl_rate: 0.1,
+            kl_control: KlControl::default(),
             max_kl: 50.0,
             samples_per_prompt: 4,
             prompts_per_step: 8,
@@ -521,8 +574,10 @@ impl CtrlTrainer {
 
         // 6: the adaptive KL coefficient.
         if let Some(target) = self.config.target_kl {
-            let error = (kl / target - 1.0).clamp(-0.2, 0.2);
-            self.beta *= 1.0 + self.config.kl_rate * error;
+            self.beta =
+                self.config
+                    .kl_control
+                    .next_beta(self.beta, kl, target, self.config.kl_rate);
         }
         self.step += 1;
         self.episodes += rows.len() as u64;
@@ -614,5 +669,54 @@ mod checkpoint {
             trainer.episodes = state.episodes;
             Ok(trainer)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KlControl;
+
+    #[test]
+    fn controllers_move_beta_towards_the_target() {
+        let (beta, target, rate) = (0.1, 1.0, 0.1);
+        for control in [KlControl::Ziegler, KlControl::Log] {
+            assert!(
+                control.next_beta(beta, 2.0, target, rate) > beta,
+                "{control:?}"
+            );
+            assert!(
+                control.next_beta(beta, 0.5, target, rate) < beta,
+                "{control:?}"
+            );
+            assert_eq!(
+                control.next_beta(beta, 1.0, target, rate),
+                beta,
+                "{control:?}"
+            );
+        }
+        // Ziegler's step is capped at 0.2 * rate; the log controller's at a factor e^rate,
+        // the same up as down.
+        let ziegler = KlControl::Ziegler.next_beta(beta, 50.0, target, rate);
+        assert!((ziegler / beta - 1.02).abs() < 1e-12, "{ziegler}");
+        let up = KlControl::Log.next_beta(beta, 50.0, target, rate);
+        let down = KlControl::Log.next_beta(beta, 0.02, target, rate);
+        assert!((up / beta - 0.1f64.exp()).abs() < 1e-12, "{up}");
+        assert!((down * up - beta * beta).abs() < 1e-15, "{down}");
+        // A KL estimate at or below zero is far below any target.
+        assert_eq!(KlControl::Log.next_beta(beta, -0.3, target, rate), down);
+        // From a saturating transform's theory beta, 80 log steps can span three orders of
+        // magnitude; Ziegler's cannot span one.
+        let mut log_beta = 2.4e-5;
+        let mut ziegler_beta = 2.4e-5;
+        for _ in 0..80 {
+            log_beta = KlControl::Log.next_beta(log_beta, 24.0, target, rate);
+            ziegler_beta = KlControl::Ziegler.next_beta(ziegler_beta, 24.0, target, rate);
+        }
+        assert!(
+            log_beta > 2.4e-2 && ziegler_beta < 2.4e-4,
+            "{log_beta} {ziegler_beta}"
+        );
+        assert_eq!("log".parse::<KlControl>().unwrap(), KlControl::Log);
+        assert!("pid".parse::<KlControl>().is_err());
     }
 }
