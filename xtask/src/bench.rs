@@ -31,6 +31,31 @@ pub enum BenchDevice {
     Gpu,
 }
 
+/// A piece of work both sides run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkKind {
+    /// The training step of the small GPT.
+    Train,
+    /// Sampling with a KV cache.
+    Sample,
+    /// The CTRL step as a whole.
+    Ctrl,
+    /// The analytic engine's win-rate curve.
+    Curve,
+}
+
+impl WorkKind {
+    /// The name `scripts/bench_peer.py` knows it by.
+    fn peer_name(self) -> &'static str {
+        match self {
+            WorkKind::Train => "train",
+            WorkKind::Sample => "sample",
+            WorkKind::Ctrl => "ctrl",
+            WorkKind::Curve => "curve",
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// Rounds of alternating runs.
@@ -46,9 +71,14 @@ pub struct BenchArgs {
     /// cpu (burn flex vs PyTorch CPU) or gpu (burn wgpu vs PyTorch CUDA).
     #[arg(long, value_enum, default_value = "cpu")]
     device: BenchDevice,
-    /// Which works to run (comma-separated from train, sample, ctrl, curve).
-    #[arg(long, value_delimiter = ',', default_value = "train,sample,ctrl,curve")]
-    works: Vec<String>,
+    /// Which works to run (comma-separated).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "train,sample,ctrl,curve"
+    )]
+    works: Vec<WorkKind>,
     /// Where to write the results as JSON.
     #[arg(long, default_value = "target/bench/bench.json")]
     out: PathBuf,
@@ -193,11 +223,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    for work in &args.works {
-        if !["train", "sample", "ctrl", "curve"].contains(&work.as_str()) {
-            bail!("--works: `{work}` is not one of train, sample, ctrl, curve");
-        }
-    }
     anyhow::ensure!(
         args.rounds > 0 && args.repeats > 0,
         "--rounds and --repeats must be at least 1"
@@ -232,7 +257,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let example = |name: &str| examples.join(name).display().to_string();
     let bundle = root.join("static/default-model");
     let work_dir = target_dir(&root).join("bench/ctrl");
-    if args.works.iter().any(|w| w == "ctrl") {
+    if args.works.contains(&WorkKind::Ctrl) {
         eprintln!("xtask: == the CTRL work: reference tables and exported weights ==");
         run_command(
             Command::new(example("ctrl_bench"))
@@ -249,11 +274,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchDevice::Gpu => ("wgpu", "cuda"),
     };
     let repeats = args.repeats.to_string();
-    let peer = |work: &str| -> Vec<String> {
+    let peer = |work: WorkKind| -> Vec<String> {
         let mut command = vec![
             python.display().to_string(),
             root.join("scripts/bench_peer.py").display().to_string(),
-            work.to_string(),
+            work.peer_name().to_string(),
             "--repeats".into(),
             repeats.clone(),
             "--threads".into(),
@@ -261,7 +286,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "--device".into(),
             torch_device.into(),
         ];
-        if work == "ctrl" {
+        if work == WorkKind::Ctrl {
             command.extend([
                 "--work".into(),
                 work_dir.display().to_string(),
@@ -285,20 +310,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .map(String::from)
         .to_vec()
     };
-    let mut works = Vec::new();
-    for name in &args.works {
-        works.push(match name.as_str() {
-            "train" => Work {
+    let works: Vec<Work> = args
+        .works
+        .iter()
+        .map(|&kind| match kind {
+            WorkKind::Train => Work {
                 name: "train step",
                 ours: policy_bench("train"),
-                peer: peer("train"),
+                peer: peer(kind),
             },
-            "sample" => Work {
+            WorkKind::Sample => Work {
                 name: "sample (KV cache)",
                 ours: policy_bench("cached"),
-                peer: peer("sample"),
+                peer: peer(kind),
             },
-            "ctrl" => Work {
+            WorkKind::Ctrl => Work {
                 name: "ctrl step",
                 ours: vec![
                     example("ctrl_bench"),
@@ -312,15 +338,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     repeats.clone(),
                     "--json".into(),
                 ],
-                peer: peer("ctrl"),
+                peer: peer(kind),
             },
-            _ => Work {
+            WorkKind::Curve => Work {
                 name: "win-rate curve",
                 ours: vec![example("curve"), "--repeats".into(), repeats.clone()],
-                peer: peer("curve"),
+                peer: peer(kind),
             },
-        });
-    }
+        })
+        .collect();
 
     let mut results: Vec<(Side, Side)> = works.iter().map(|_| Default::default()).collect();
     for round in 0..args.rounds {
