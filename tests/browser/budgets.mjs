@@ -48,6 +48,11 @@ try {
         }
         if (window.__explorerDrawn && window.__bundleReady) observer.disconnect();
       }).observe(document, { childList: true, subtree: true });
+      // Tasks that kept the main thread busy for 50 ms or more (input waits behind them).
+      window.__longTasks = [];
+      new PerformanceObserver((list) => {
+        for (const entry of list.getEntries()) window.__longTasks.push(entry.duration);
+      }).observe({ type: "longtask" });
     };
     const { browser, page, errors } = await openLab(server.url, { webgpu: false, init });
     try {
@@ -70,8 +75,11 @@ try {
         "n": Array.from({ length: 20 }, (_, i) => 2 + (i % 10) * 3),
         "kl": Array.from({ length: 20 }, (_, i) => (0.2 + 0.15 * i).toFixed(2)),
       };
+      const spans = async () => JSON.parse(await page.evaluate(() => window.__infalignTimings()));
       for (const [control, values] of Object.entries(plans)) {
         const times = [];
+        const before = await spans();
+        const longBefore = await page.evaluate(() => window.__longTasks.length);
         for (const value of values) {
           times.push(
             await page.evaluate(
@@ -92,7 +100,19 @@ try {
             ),
           );
         }
-        redraw[control] = { median_ms: median(times), p90_ms: quantile(times, 0.9), max_ms: Math.max(...times) };
+        // Where the time went: the app's named spans (window.__infalignTimings), per move. They
+        // include the work deferred to after the paint (the optima, the envelope, the URL).
+        // Let deferred work of the last move finish, so that its long tasks are counted.
+        await page.waitForTimeout(1500);
+        const after = await spans();
+        const long = await page.evaluate((from) => window.__longTasks.slice(from), longBefore);
+        const per_move_ms = {};
+        for (const [name, { total_ms }] of Object.entries(after)) {
+          const spent = total_ms - (before[name]?.total_ms ?? 0);
+          if (spent > 0) per_move_ms[name] = spent / values.length;
+        }
+        redraw[control] = { median_ms: median(times), p90_ms: quantile(times, 0.9), max_ms: Math.max(...times), per_move_ms,
+          long_tasks: long.length, longest_task_ms: Math.max(0, ...long) };
       }
       // 4. The first Best-of-8: default settings (N = 8, K = 32), a fresh page (the policy loads
       // on the click).
@@ -136,5 +156,11 @@ for (const control of Object.keys(results.runs[0].redraw)) {
   const medians = results.runs.map((r) => r.redraw[control].median_ms);
   const p90 = results.runs.map((r) => r.redraw[control].p90_ms);
   console.log(`redraw on ${control}: median ${median(medians).toFixed(1)} ms, p90 ${median(p90).toFixed(1)} ms (medians per run ${medians.map((m) => m.toFixed(1)).join(", ")})`);
+  const names = Object.keys(results.runs[0].redraw[control].per_move_ms);
+  const split = names.map((name) => `${name} ${median(results.runs.map((r) => r.redraw[control].per_move_ms[name] ?? 0)).toFixed(2)}`);
+  console.log(`  per move, ms (median of runs): ${split.join(", ")}`);
+  const longest = results.runs.map((r) => r.redraw[control].longest_task_ms);
+  const counts = results.runs.map((r) => r.redraw[control].long_tasks);
+  console.log(`  main-thread tasks of 50 ms or more: ${counts.join(", ")} per run; longest ${longest.map((l) => l.toFixed(0)).join(", ")} ms`);
 }
 if (process.argv[2]) await writeFile(process.argv[2], JSON.stringify(results, null, 2));

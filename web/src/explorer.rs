@@ -3,28 +3,31 @@
 //! beta) and N move. The model (settings, charts) is `infalign_core::explorer`; this module wires
 //! it to controls and to the URL.
 //!
-//! The closed-form policies are recomputed on every change (each memo only when its own inputs
-//! change: moving the KL budget recomputes no curve). The solved optimal transforms take longer, so
-//! they are solved after the redraw has been painted (next animation frame, then a zero-delay
-//! timer; for the latest setting only) and cached: the optimal envelope per N, the optimum at the
-//! current setting until it changes.
+//! The closed-form policies are recomputed on every change, each memo only when its own inputs
+//! change (moving the KL budget recomputes no curve, moving exp's t no other policy's row), and
+//! their curves are cached per N and t. The solved optimal transforms take longer, so they are
+//! solved after the redraw has been painted (next animation frame, then zero-delay timers; for the
+//! latest setting only) and cached: the optimal envelope per N, solved a few budgets per task so
+//! that the page keeps answering input while it runs (dragging N over ten values does not queue
+//! ten seconds of solving), and the optimum at the current setting, warm-started from that
+//! envelope, until the setting changes.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use infalign_core::chart::{render_svg, WinRateCurves};
 use infalign_core::explorer::{
-    self, density_chart, policy_curves, row, rows, shapes_chart, short, tilted, win_rate_chart,
-    Optima, Policy, Regularisation, Row, Settings, BETA_RANGE, ENVELOPE_POINTS, KL_RANGE, N_MAX,
-    T_RANGE,
+    density_chart, envelope_budgets, envelope_points, optimal_near, policy_curves, row,
+    shapes_chart, short, tilted, win_rate_chart, Optima, Policy, Regularisation, Row, Settings,
+    BETA_RANGE, ENVELOPE_POINTS, KL_RANGE, N_MAX, T_RANGE,
 };
-use infalign_core::theory::{self, BestT};
+use infalign_core::theory::{self, BestT, EnvelopeSolver, OptimalSolution};
 use infalign_core::{ExpFamily, Procedure};
 use leptos::prelude::*;
 
 use crate::math;
 use crate::svg::SvgFigure;
-use crate::timing::timed;
+use crate::timing::{self, timed};
 use crate::url::{self, current_query};
 
 /// The settings keys this view owns in the URL query.
@@ -69,8 +72,79 @@ struct Solved {
     key: (u32, Regularisation),
     result: Result<(Optima, Vec<Row>), String>,
 }
-/// The optimal envelopes (BoN, WoN) for one N.
-type Envelopes = Result<(Vec<(f64, f64)>, Vec<(f64, f64)>), String>;
+/// The optimal envelopes (BoN, WoN) for one N: the solutions at [`envelope_budgets`].
+type Envelopes = Result<(Vec<OptimalSolution>, Vec<OptimalSolution>), String>;
+
+/// Envelopes being solved (BoN, WoN), kept across N moves: returning to an N resumes its solve.
+type PartialEnvelopes = HashMap<u32, (EnvelopeSolver, EnvelopeSolver)>;
+
+/// How long one task of envelope solving may run before it yields to the page (a budget's solve
+/// takes a few milliseconds, so a task overruns this by at most one of them).
+const SLICE_MS: f64 = 6.0;
+
+/// Curves kept per (policy, N, t) before the cache starts over.
+const CURVE_CACHE: usize = 512;
+
+/// Solves the envelopes of `n` for up to [`SLICE_MS`], then yields (a zero-delay timer) and goes
+/// on, until they are done (stored in `envelopes`) or the explorer has moved to another N (the
+/// partial solve is kept in `partial`).
+fn solve_envelopes(
+    n: u32,
+    settings: RwSignal<Settings>,
+    envelopes: RwSignal<HashMap<u32, Envelopes>>,
+    partial: StoredValue<PartialEnvelopes, LocalStorage>,
+) {
+    if envelopes.with_untracked(|e| e.contains_key(&n)) || settings.with_untracked(|s| s.n) != n {
+        return; // done, or the explorer has moved on (a partial solve stays in `partial`)
+    }
+    let Some(existing) = partial.try_update_value(|p| p.remove(&n)) else {
+        return; // the explorer is gone
+    };
+    let budgets = envelope_budgets(KL_RANGE.1, ENVELOPE_POINTS);
+    let solvers = existing.map(Ok).unwrap_or_else(|| {
+        Ok::<_, infalign_core::Error>((
+            EnvelopeSolver::new(Procedure::BestOfN, n, &budgets)?,
+            EnvelopeSolver::new(Procedure::WorstOfN, n, &budgets)?,
+        ))
+    });
+    let start = timing::now();
+    let outcome = solvers.and_then(|(mut bon, mut won)| {
+        timed("envelope", || {
+            while timing::now() - start < SLICE_MS {
+                // BoN first, then WoN.
+                let done = if bon.solved() < bon.len() {
+                    bon.step()?;
+                    false
+                } else {
+                    won.step()?
+                };
+                if done {
+                    return Ok(Some((bon.into_solutions(), won.into_solutions())));
+                }
+            }
+            partial.update_value(|p| {
+                p.insert(n, (bon, won));
+            });
+            Ok(None)
+        })
+    });
+    match outcome {
+        Ok(None) => {
+            if settings.with_untracked(|s| s.n) == n {
+                set_timeout(
+                    move || solve_envelopes(n, settings, envelopes, partial),
+                    Duration::ZERO,
+                );
+            }
+        }
+        Ok(Some(both)) => envelopes.update(|e| {
+            e.insert(n, Ok(both));
+        }),
+        Err(error) => envelopes.update(|e| {
+            e.insert(n, Err(error.to_string()));
+        }),
+    }
+}
 
 #[component]
 pub fn Explorer() -> impl IntoView {
@@ -90,20 +164,45 @@ pub fn Explorer() -> impl IntoView {
     let n = Memo::new(move |_| settings.with(|s| s.n));
     let t_exp = Memo::new(move |_| settings.with(|s| s.t_exp));
     let t_negexp = Memo::new(move |_| settings.with(|s| s.t_negexp));
+    let regularisation = Memo::new(move |_| settings.with(|s| s.regularisation));
+    // The settings a closed-form policy's curve and row depend on, tracking only those: moving
+    // exp's t touches exp's, not the other three.
+    let own_settings = move |policy: Policy| {
+        let mut at = Settings {
+            n: n.get(),
+            ..Settings::default()
+        };
+        match policy {
+            Policy::Exp => at.t_exp = t_exp.get(),
+            Policy::NegExp => at.t_negexp = t_negexp.get(),
+            _ => {}
+        }
+        at
+    };
+    type CurveKey = (Policy, u32, u64);
+    let curve_cache: StoredValue<HashMap<CurveKey, WinRateCurves>> =
+        StoredValue::new(HashMap::new());
     let curve = move |policy: Policy| {
         Memo::new(move |_| {
-            // Track only what this policy's curve depends on: moving exp's t recomputes exp's
-            // curve, not the other three.
-            let mut at = Settings {
-                n: n.get(),
-                ..Settings::default()
+            let at = own_settings(policy);
+            let t = match policy {
+                Policy::Exp => at.t_exp,
+                Policy::NegExp => at.t_negexp,
+                _ => 0.0,
             };
-            match policy {
-                Policy::Exp => at.t_exp = t_exp.get(),
-                Policy::NegExp => at.t_negexp = t_negexp.get(),
-                _ => {}
+            let key = (policy, at.n, t.to_bits());
+            if let Some(cached) = curve_cache.with_value(|c| c.get(&key).cloned()) {
+                return Ok(cached);
             }
-            timed("curve", || policy_curves(&at, policy)).map_err(|e| e.to_string())
+            let computed =
+                timed("curve", || policy_curves(&at, policy)).map_err(|e| e.to_string())?;
+            curve_cache.update_value(|c| {
+                if c.len() >= CURVE_CACHE {
+                    c.clear();
+                }
+                c.insert(key, computed.clone());
+            });
+            Ok(computed)
         })
     };
     let curves: Vec<(Policy, Memo<Result<WinRateCurves, String>>)> =
@@ -115,31 +214,56 @@ pub fn Explorer() -> impl IntoView {
     // The solved optima, one step behind the controls: until the optimum for a new setting is in,
     // the last one stays on screen (its rows marked stale) rather than blinking out.
     let solved: RwSignal<Option<Solved>> = RwSignal::new(None);
+    let envelopes: RwSignal<HashMap<u32, Envelopes>> = RwSignal::new(HashMap::new());
     let key = move || settings.with_untracked(|s| (s.n, s.regularisation));
+    // The optimum of one procedure at `wanted`, warm-started from N's envelope when it is in.
+    let solve_one = move |procedure: Procedure, (n, regularisation): (u32, Regularisation)| {
+        let known = envelopes.with_untracked(|e| match e.get(&n) {
+            Some(Ok((bon, won))) => match procedure {
+                Procedure::BestOfN => bon.clone(),
+                Procedure::WorstOfN => won.clone(),
+            },
+            _ => Vec::new(),
+        });
+        timed("optima", || {
+            optimal_near(procedure, n, regularisation, &known)
+        })
+    };
     Effect::new(move |_| {
         let wanted = settings.with(|s| (s.n, s.regularisation));
         if solved.with_untracked(|o| o.as_ref().map(|o| o.key)) == Some(wanted) {
             return;
         }
+        // BoN after this paint, WoN in the task after it: two shorter tasks than one.
         after_paint(move || {
             if key() != wanted {
                 return; // superseded by a later setting
             }
-            let at = settings.get_untracked();
-            let result = timed("optima", || {
-                Optima::solve(wanted.0, wanted.1).map(|optima| {
-                    let rows = [Policy::OptimalBon, Policy::OptimalWon]
-                        .into_iter()
-                        .filter_map(|policy| row(&at, policy, Some(&optima)))
-                        .collect();
-                    (optima, rows)
-                })
-            })
-            .map_err(|e| e.to_string());
-            solved.set(Some(Solved {
-                key: wanted,
-                result,
-            }));
+            let bon = solve_one(Procedure::BestOfN, wanted);
+            set_timeout(
+                move || {
+                    if key() != wanted {
+                        return;
+                    }
+                    let at = settings.get_untracked();
+                    let result = bon
+                        .and_then(|bon| {
+                            let won = solve_one(Procedure::WorstOfN, wanted)?;
+                            let optima = Optima { bon, won };
+                            let rows = [Policy::OptimalBon, Policy::OptimalWon]
+                                .into_iter()
+                                .filter_map(|policy| row(&at, policy, Some(&optima)))
+                                .collect();
+                            Ok((optima, rows))
+                        })
+                        .map_err(|e| e.to_string());
+                    solved.set(Some(Solved {
+                        key: wanted,
+                        result,
+                    }));
+                },
+                Duration::ZERO,
+            );
         });
     });
     let shown_optima = Memo::new(move |_| {
@@ -159,33 +283,35 @@ pub fn Explorer() -> impl IntoView {
             _ => None,
         })
     });
-    let envelopes: RwSignal<HashMap<u32, Envelopes>> = RwSignal::new(HashMap::new());
+    let partial: StoredValue<PartialEnvelopes, LocalStorage> =
+        StoredValue::new_local(HashMap::new());
     Effect::new(move |_| {
         let n = n.get();
         if envelopes.with_untracked(|e| e.contains_key(&n)) {
             return;
         }
-        after_paint(move || {
-            if settings.with_untracked(|s| s.n) != n
-                || envelopes.with_untracked(|e| e.contains_key(&n))
-            {
-                return;
-            }
-            let solve =
-                |procedure| explorer::optimal_curve(procedure, n, KL_RANGE.1, ENVELOPE_POINTS);
-            let both = timed("envelope", || solve(Procedure::BestOfN))
-                .and_then(|bon| Ok((bon, timed("envelope", || solve(Procedure::WorstOfN))?)))
-                .map_err(|e| e.to_string());
-            envelopes.update(|e| {
-                e.insert(n, both);
-            });
-        });
+        after_paint(move || solve_envelopes(n, settings, envelopes, partial));
     });
 
+    // The closed-form rows, each recomputed only when its own inputs change.
+    let closed_rows: Vec<Memo<Option<Row>>> =
+        [Policy::Identity, Policy::Log, Policy::Exp, Policy::NegExp]
+            .into_iter()
+            .map(|policy| {
+                Memo::new(move |_| {
+                    let at = Settings {
+                        regularisation: regularisation.get(),
+                        ..own_settings(policy)
+                    };
+                    timed("rows", || row(&at, policy, None))
+                })
+            })
+            .collect();
     let table = Memo::new(move |_| {
         let at = settings.get();
-        let mut table: Vec<(Row, bool)> = timed("rows", || rows(&at, None))
-            .into_iter()
+        let mut table: Vec<(Row, bool)> = closed_rows
+            .iter()
+            .filter_map(|memo| memo.get())
             .map(|row| (row, false))
             .collect();
         solved.with(|o| {
@@ -215,10 +341,10 @@ pub fn Explorer() -> impl IntoView {
             let borrowed: Vec<(Policy, &WinRateCurves)> =
                 owned.iter().map(|(p, c)| (*p, c)).collect();
             let envelope = envelopes.with(|e| match e.get(&at.n) {
-                Some(Ok((bon, won))) => Some(match procedure {
-                    Procedure::BestOfN => bon.clone(),
-                    Procedure::WorstOfN => won.clone(),
-                }),
+                Some(Ok((bon, won))) => Some(envelope_points(match procedure {
+                    Procedure::BestOfN => bon,
+                    Procedure::WorstOfN => won,
+                })),
                 _ => None,
             });
             table_rows.with(|rows| {
@@ -239,13 +365,15 @@ pub fn Explorer() -> impl IntoView {
     let envelope_pending = move || envelopes.with(|e| !e.contains_key(&n.get()));
 
     let shapes_svg = Memo::new(move |_| {
-        let at = Settings {
-            n: n.get(),
-            t_exp: t_exp.get(),
-            t_negexp: t_negexp.get(),
-            ..Settings::default()
-        };
         shown_optima.with(|optima| {
+            // The closed forms do not depend on N; the optima are labelled with their own N
+            // (until the optimum for a new N is in, the last one stays).
+            let at = Settings {
+                n: optima.as_ref().map_or(Settings::default().n, |o| o.bon.n),
+                t_exp: t_exp.get(),
+                t_negexp: t_negexp.get(),
+                ..Settings::default()
+            };
             timed("shapes-chart", || {
                 render_svg(&[shapes_chart(&at, optima.as_ref())])
             })

@@ -17,7 +17,7 @@ use clap::Args;
 use infalign_core::estimators::ConfidenceInterval;
 use infalign_core::{Procedure, Transform};
 use infalign_model::ctrl::{
-    paired_difference, EvalReport, EvalSettings, PromptSamples, TrainingReward,
+    paired_difference, EvalReport, EvalSettings, KlControl, PromptSamples, TrainingReward,
 };
 use serde::Serialize;
 
@@ -57,6 +57,14 @@ pub struct SweepArgs {
     /// budget are then also compared pairwise (paired bootstrap over prompts).
     #[arg(long, value_delimiter = ',', conflicts_with = "betas")]
     target_kls: Vec<f64>,
+    /// How the `--target-kls` runs adapt beta: `ziegler` or `log` (`infalign ctrl --kl-control`).
+    #[arg(long, default_value = "ziegler")]
+    kl_control: KlControl,
+    /// Starting beta of every `--target-kls` run (default: `infalign ctrl`'s, the theory
+    /// engine's beta for each calibrated method and budget). With `--kl-control log`, a common
+    /// start keeps a saturating transform's tiny theory beta from overshooting the budget.
+    #[arg(long, requires = "target_kls")]
+    start_beta: Option<f64>,
     /// Procedure the comparison is about: `bon` or `won`.
     #[arg(long, default_value = "bon")]
     procedure: String,
@@ -327,6 +335,12 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
                     path_arg(&dir),
                 ];
                 ctrl.extend(knob.flag());
+                if let Knob::TargetKl(_) = knob {
+                    ctrl.extend(["--kl-control".into(), args.kl_control.to_string()]);
+                    if let Some(beta) = args.start_beta {
+                        ctrl.extend(["--beta".into(), beta.to_string()]);
+                    }
+                }
                 if dir.join("checkpoint/state.json").exists() {
                     ctrl.push("--resume".into());
                 }

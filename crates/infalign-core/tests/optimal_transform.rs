@@ -236,3 +236,58 @@ fn optimal_transform_serde_round_trip() {
     let broken = json.replacen("\"breaks\":[0.0", "\"breaks\":[0.1", 1);
     assert!(serde_json::from_str::<Transform>(&broken).is_err());
 }
+
+#[test]
+fn envelope_solved_step_by_step_or_warm_started_matches_the_whole_solve() {
+    let budgets = [1.0, 0.25, 0.5];
+    for procedure in [Procedure::BestOfN, Procedure::WorstOfN] {
+        let whole = theory::optimal_envelope(procedure, 8, &budgets).unwrap();
+        let mut solver = theory::EnvelopeSolver::new(procedure, 8, &budgets).unwrap();
+        assert_eq!((solver.solved(), solver.len()), (0, 3));
+        assert!(!solver.step().unwrap() && !solver.step().unwrap());
+        assert_eq!(solver.solved(), 2);
+        assert!(solver.step().unwrap(), "done after the third budget");
+        assert!(solver.step().unwrap(), "a finished solver stays finished");
+        assert_eq!(
+            solver.into_solutions(),
+            whole,
+            "{procedure}: same solutions, same order"
+        );
+
+        // From the 0.5-nat point, the optimum at 0.6 nats is the cold solve's, in fewer
+        // fixed-point iterations.
+        let mut cold = theory::EnvelopeSolver::new(procedure, 8, &[0.6]).unwrap();
+        assert!(cold.step().unwrap());
+        let cold_work = cold.iterations();
+        let cold = cold.into_solutions().remove(0);
+        let mut warm = theory::EnvelopeSolver::new(procedure, 8, &[0.6])
+            .unwrap()
+            .warm_start(&whole[2]);
+        assert!(warm.step().unwrap());
+        let warm_work = warm.iterations();
+        let warm = warm.into_solutions().remove(0);
+        close(warm.kl, 0.6, 1e-8, "warm-started KL hits the budget");
+        close(
+            warm.win_rate,
+            cold.win_rate,
+            1e-9,
+            "warm and cold win rates",
+        );
+        close(
+            warm.lambda,
+            cold.lambda,
+            1e-6 * cold.lambda,
+            "warm and cold lambdas",
+        );
+        assert!(
+            warm_work < cold_work,
+            "{procedure}: warm start {warm_work} iterations, cold {cold_work}"
+        );
+        // A start from above the budget (or another N) is ignored: the solve starts cold.
+        let mut above = theory::EnvelopeSolver::new(procedure, 8, &[0.6])
+            .unwrap()
+            .warm_start(&whole[0]);
+        assert!(above.step().unwrap());
+        assert_eq!(above.into_solutions().remove(0), cold);
+    }
+}

@@ -46,7 +46,7 @@ pub mod discrete;
 mod optimal;
 
 pub use optimal::{
-    optimal_curve, optimal_envelope, optimal_transform, OptimalSolution, SATURATION,
+    optimal_curve, optimal_envelope, optimal_transform, EnvelopeSolver, OptimalSolution, SATURATION,
 };
 
 /// Where the log-density is below -CUT_LOG (relative to its peak) the density is neglected.

@@ -513,57 +513,160 @@ pub fn optimal_curve(
 
 /// The optimal envelope: for each KL budget, the optimal transform at the lambda whose optimum
 /// spends exactly that budget, with its win rate. Budgets are solved in increasing order with warm
-/// starts and returned in the order given.
+/// starts and returned in the order given (an [`EnvelopeSolver`] run to the end).
 pub fn optimal_envelope(
     procedure: Procedure,
     n: u32,
     budgets: &[f64],
 ) -> Result<Vec<OptimalSolution>> {
-    check_n(n)?;
-    for &budget in budgets {
-        super::check_budget(budget)?;
+    let mut solver = EnvelopeSolver::new(procedure, n, budgets)?;
+    while !solver.step()? {}
+    Ok(solver.into_solutions())
+}
+
+/// [`optimal_envelope`] one budget at a time, for a caller that must yield between solves (the
+/// browser lab solves an envelope between frames, so that the page keeps answering input), and
+/// optionally warm-started from a solution already known (a neighbouring point of an envelope
+/// solved earlier), which takes far fewer fixed-point iterations than a cold start.
+#[derive(Debug, Clone)]
+pub struct EnvelopeSolver {
+    procedure: Procedure,
+    n: u32,
+    budgets: Vec<f64>,
+    /// Indices into `budgets`, increasing budget.
+    order: Vec<usize>,
+    /// How many of `order` are solved.
+    done: usize,
+    out: Vec<Option<OptimalSolution>>,
+    warm: Option<OptimalSolution>,
+    /// The budget `warm` spends (None for a cold start).
+    previous_budget: Option<f64>,
+    /// Fixed-point iterations of every solve so far.
+    iterations: usize,
+}
+
+impl EnvelopeSolver {
+    /// A solver for `budgets` (each checked) of `procedure` with N samples; nothing is solved yet.
+    pub fn new(procedure: Procedure, n: u32, budgets: &[f64]) -> Result<EnvelopeSolver> {
+        check_n(n)?;
+        for &budget in budgets {
+            super::check_budget(budget)?;
+        }
+        let mut order: Vec<usize> = (0..budgets.len()).collect();
+        order.sort_by(|&a, &b| budgets[a].total_cmp(&budgets[b]));
+        Ok(EnvelopeSolver {
+            procedure,
+            n,
+            budgets: budgets.to_vec(),
+            order,
+            done: 0,
+            out: vec![None; budgets.len()],
+            warm: None,
+            previous_budget: None,
+            iterations: 0,
+        })
     }
-    let mut order: Vec<usize> = (0..budgets.len()).collect();
-    order.sort_by(|&a, &b| budgets[a].total_cmp(&budgets[b]));
-    let mut out: Vec<Option<OptimalSolution>> = vec![None; budgets.len()];
-    // Small-KL estimate of lambda: KL ~ lambda^2 Var_U(Phi)/2 with Phi = c u^m.
-    let m = 2.0 * n as f64 - 1.0;
-    let c = (n as f64) * (n as f64) / m;
-    let variance = c * c * (1.0 / (2.0 * m + 1.0) - 1.0 / ((m + 1.0) * (m + 1.0)));
-    let mut warm: Option<OptimalSolution> = None;
-    let mut previous_budget: Option<f64> = None;
-    for index in order {
-        let budget = budgets[index];
-        let guess = match (&warm, previous_budget) {
+
+    /// Starts from `solution`, an envelope point of the same procedure and N at a budget no
+    /// larger than the smallest one asked for (its KL: a saturated point stays saturated for
+    /// every larger budget, so a start from above could wrongly claim saturation). A solution
+    /// that does not qualify is ignored and the solver starts cold.
+    pub fn warm_start(mut self, solution: &OptimalSolution) -> EnvelopeSolver {
+        let smallest = self.order.first().map(|&i| self.budgets[i]);
+        let fits = solution.procedure == self.procedure
+            && solution.n == self.n
+            && solution.kl > 0.0
+            && smallest.is_some_and(|b| solution.kl <= b);
+        if fits && self.done == 0 {
+            self.previous_budget = Some(solution.kl);
+            self.warm = Some(solution.clone());
+        }
+        self
+    }
+
+    /// Budgets solved so far, of [`EnvelopeSolver::len`].
+    pub fn solved(&self) -> usize {
+        self.done
+    }
+
+    /// Fixed-point iterations spent so far, over every solve of the KL searches (the work, where
+    /// [`OptimalSolution::iterations`] counts only a solution's own solve).
+    pub fn iterations(&self) -> usize {
+        self.iterations
+    }
+
+    /// Number of budgets.
+    pub fn len(&self) -> usize {
+        self.budgets.len()
+    }
+
+    /// Whether there are no budgets.
+    pub fn is_empty(&self) -> bool {
+        self.budgets.is_empty()
+    }
+
+    /// Solves the next budget (in increasing order); `Ok(true)` once every budget is solved.
+    pub fn step(&mut self) -> Result<bool> {
+        let Some(&index) = self.order.get(self.done) else {
+            return Ok(true);
+        };
+        let budget = self.budgets[index];
+        // Saturated budgets stay saturated for every larger budget.
+        let solution = match self.warm.as_ref().filter(|w| w.saturated) {
+            Some(w) => w.clone(),
+            None => self.solve_budget(budget)?,
+        };
+        self.previous_budget = Some(budget);
+        self.warm = Some(solution.clone());
+        self.out[index] = Some(solution);
+        self.done += 1;
+        Ok(self.done == self.order.len())
+    }
+
+    /// The solutions in the order of the budgets given (those solved so far).
+    pub fn into_solutions(self) -> Vec<OptimalSolution> {
+        self.out.into_iter().flatten().collect()
+    }
+
+    fn solve_budget(&mut self, budget: f64) -> Result<OptimalSolution> {
+        let (procedure, n) = (self.procedure, self.n);
+        // Small-KL estimate of lambda: KL ~ lambda^2 Var_U(Phi)/2 with Phi = c u^m.
+        let m = 2.0 * n as f64 - 1.0;
+        let c = (n as f64) * (n as f64) / m;
+        let variance = c * c * (1.0 / (2.0 * m + 1.0) - 1.0 / ((m + 1.0) * (m + 1.0)));
+        let guess = match (&self.warm, self.previous_budget) {
             (Some(w), Some(b)) => w.lambda * (budget / b).sqrt(),
             _ => (2.0 * budget / variance).sqrt(),
         };
-        // Saturated budgets stay saturated for every larger budget.
-        if let Some(w) = warm.as_ref().filter(|w| w.saturated) {
-            let mut solution = w.clone();
-            solution.saturated = true;
-            out[index] = Some(solution);
-            continue;
-        }
         let lambda_max = LAMBDA_RANGE_MAX / c;
+        let (warm, iterations) = (&mut self.warm, &mut self.iterations);
         let mut kl_at = |lambda: f64| -> Result<f64> {
             let solution = solve_from(procedure, n, lambda, warm.as_ref(), 0)?;
+            *iterations += solution.iterations;
             let kl = solution.kl;
-            warm = Some(solution);
+            *warm = Some(solution);
             Ok(kl)
         };
         let describe = || format!("optimal:{procedure}:{n}");
-        let step = if previous_budget.is_some() { 0.1 } else { 1.0 };
+        let step = if self.previous_budget.is_some() {
+            0.1
+        } else {
+            1.0
+        };
         let found = solve_for_kl(budget, guess, step, lambda_max, &mut kl_at, &describe);
-        let solution = match found {
-            Ok((lambda, _)) => match warm.as_ref() {
-                Some(w) if w.lambda == lambda => w.clone(),
-                _ => solve_from(procedure, n, lambda, warm.as_ref(), 0)?,
+        match found {
+            Ok((lambda, _)) => match self.warm.as_ref() {
+                Some(w) if w.lambda == lambda => Ok(w.clone()),
+                _ => {
+                    let solution = solve_from(procedure, n, lambda, self.warm.as_ref(), 0)?;
+                    self.iterations += solution.iterations;
+                    Ok(solution)
+                }
             },
             Err(Error::KlBudgetUnreachable { .. }) => {
-                let mut at_cap = match warm.as_ref() {
+                let mut at_cap = match self.warm.as_ref() {
                     Some(w) if w.lambda == lambda_max => w.clone(),
-                    _ => solve_from(procedure, n, lambda_max, warm.as_ref(), 0)?,
+                    _ => solve_from(procedure, n, lambda_max, self.warm.as_ref(), 0)?,
                 };
                 if at_cap.kl >= budget || at_cap.win_rate < 1.0 - SATURATION {
                     return Err(Error::KlBudgetUnreachable {
@@ -577,13 +680,9 @@ pub fn optimal_envelope(
                     });
                 }
                 at_cap.saturated = true;
-                at_cap
+                Ok(at_cap)
             }
-            Err(error) => return Err(error),
-        };
-        previous_budget = Some(budget);
-        warm = Some(solution.clone());
-        out[index] = Some(solution);
+            Err(error) => Err(error),
+        }
     }
-    Ok(out.into_iter().flatten().collect())
 }

@@ -175,6 +175,16 @@ impl FromStr for KlControl {
     }
 }
 
+/// The name `FromStr` reads (and `infalign ctrl --kl-control` takes).
+impl std::fmt::Display for KlControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KlControl::Ziegler => "ziegler",
+            KlControl::Log => "log",
+        })
+    }
+}
+
 /// Settings of a CTRL run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -675,6 +685,14 @@ mod checkpoint {
 #[cfg(test)]
 mod tests {
     use super::KlControl;
+
+    #[test]
+    fn controller_names_read_back() {
+        for control in [KlControl::Ziegler, KlControl::Log] {
+            assert_eq!(control.to_string().parse::<KlControl>().unwrap(), control);
+        }
+        assert!("linear".parse::<KlControl>().is_err());
+    }
 
     #[test]
     fn controllers_move_beta_towards_the_target() {
