@@ -1,5 +1,5 @@
-//! Where the page's time goes: named spans of work accumulated per name (count and total
-//! milliseconds), readable from the console or a test as `window.__infalignTimings()` (a JSON
+//! Where the page's time goes: named spans of work accumulated per name (count, total and longest
+//! single span in milliseconds), readable from the console or a test as `window.__infalignTimings()` (a JSON
 //! object). Cheap enough to stay on: two `performance.now()` calls per span.
 
 use std::cell::RefCell;
@@ -8,7 +8,15 @@ use std::collections::BTreeMap;
 use wasm_bindgen::prelude::*;
 
 thread_local! {
-    static TOTALS: RefCell<BTreeMap<&'static str, (u32, f64)>> = const { RefCell::new(BTreeMap::new()) };
+    static TOTALS: RefCell<BTreeMap<&'static str, Span>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// The spans of one name so far.
+#[derive(Default)]
+struct Span {
+    count: u32,
+    total_ms: f64,
+    max_ms: f64,
 }
 
 /// Milliseconds since navigation (0 where the page has no `performance`).
@@ -26,14 +34,16 @@ pub fn timed<T>(name: &'static str, work: impl FnOnce() -> T) -> T {
     let elapsed = now() - start;
     TOTALS.with(|totals| {
         let mut totals = totals.borrow_mut();
-        let entry = totals.entry(name).or_insert((0, 0.0));
-        entry.0 += 1;
-        entry.1 += elapsed;
+        let span = totals.entry(name).or_default();
+        span.count += 1;
+        span.total_ms += elapsed;
+        span.max_ms = span.max_ms.max(elapsed);
     });
     out
 }
 
-/// Publishes `window.__infalignTimings()`.
+/// Publishes `window.__infalignTimings()` (the spans so far, as JSON text) and
+/// `window.__infalignTimingsReset()` (start counting afresh, for a measurement of one stretch).
 pub fn install() {
     let Some(window) = web_sys::window() else {
         return;
@@ -43,10 +53,14 @@ pub fn install() {
             let map: serde_json::Map<String, serde_json::Value> = totals
                 .borrow()
                 .iter()
-                .map(|(name, (count, total))| {
+                .map(|(name, span)| {
                     (
                         name.to_string(),
-                        serde_json::json!({ "count": count, "total_ms": total }),
+                        serde_json::json!({
+                            "count": span.count,
+                            "total_ms": span.total_ms,
+                            "max_ms": span.max_ms,
+                        }),
                     )
                 })
                 .collect();
@@ -56,4 +70,7 @@ pub fn install() {
     // Failing to publish the hook costs only the diagnostics.
     let _ = js_sys::Reflect::set(&window, &"__infalignTimings".into(), report.as_ref());
     report.forget();
+    let reset = Closure::<dyn Fn()>::new(|| TOTALS.with(|totals| totals.borrow_mut().clear()));
+    let _ = js_sys::Reflect::set(&window, &"__infalignTimingsReset".into(), reset.as_ref());
+    reset.forget();
 }
