@@ -1,7 +1,8 @@
 // End-to-end tests of the sampling lab: the default bundle loads after the page is up, a policy
 // answers N times (streamed), every answer gets a raw and a calibrated reward, Best-of-N and
 // Worst-of-N picks are marked, rounds against the base build the tally, a bad bundle shows a
-// banner while the lab keeps sampling, and WebGPU gives the CPU's answers for the same seed.
+// banner while the lab keeps sampling, WebGPU gives the CPU's answers for the same seed, and a
+// lost WebGPU device moves the lab to the CPU.
 // Screenshots go to the artifacts folder (see harness.mjs).
 
 import { test, before, after } from "node:test";
@@ -243,5 +244,45 @@ test("on WebGPU the lab samples the CPU's answers, and the switch moves it to th
   } finally {
     await gpu.browser.close();
     await cpu.browser.close();
+  }
+});
+
+/** Keeps every WebGPU device the page asks for in `window.__gpuDevices` (installed first). */
+function recordGpuDevices() {
+  window.__gpuDevices = [];
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  GPUAdapter.prototype.requestDevice = async function (...args) {
+    const device = await requestDevice.apply(this, args);
+    window.__gpuDevices.push(device);
+    return device;
+  };
+}
+
+test("losing the WebGPU device moves the lab to the CPU without a reload", async () => {
+  const { browser, page, errors } = await openLab(`${server.url}?lab_n=2&k=2&prompt=1`, {
+    webgpu: true,
+    init: recordGpuDevices,
+  });
+  try {
+    assert.equal(await page.locator("#backend").getAttribute("data-backend"), "webgpu");
+    await bundleReady(page);
+    // What a driver reset or an unplugged GPU does: the device is lost (destroy() is the one
+    // way a page can cause it).
+    const lost = await page.evaluate(async () => {
+      const devices = window.__gpuDevices;
+      for (const device of devices) device.destroy();
+      const infos = await Promise.all(devices.map((device) => device.lost));
+      return infos.map((info) => info.reason);
+    });
+    assert.ok(lost.length >= 1 && lost.every((reason) => reason === "destroyed"), `${lost}`);
+    assertAnswers(await sampleRound(page, GPU_ROUND_TIMEOUT_MS), 2);
+    assert.equal(await page.locator("#backend").getAttribute("data-backend"), "cpu");
+    assert.match(await page.locator("#backend-notice").textContent(), /WebGPU/);
+    await screenshot(page, "lab-webgpu-lost");
+    // The lab goes on sampling on the CPU.
+    assertAnswers(await sampleRound(page), 2);
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
   }
 });

@@ -575,7 +575,13 @@ impl Lab {
                 .active
                 .get_untracked()
                 .unwrap_or(BackendKind::Flex);
-            let mut outcome = job(self, kind).await;
+            let mut outcome = match kind {
+                // Work on a lost device never finishes: stop waiting when the loss is reported.
+                BackendKind::Wgpu => crate::gpu_watch::unless_lost(job(self, kind))
+                    .await
+                    .unwrap_or_else(|reason| Err(format!("the device was lost: {reason}"))),
+                BackendKind::Flex => job(self, kind).await,
+            };
             if let (Err(reason), BackendKind::Wgpu) = (&outcome, kind) {
                 self.compute.notice.set(Some(format!(
                     "WebGPU failed while sampling ({reason}); the lab switched to the CPU."

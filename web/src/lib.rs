@@ -17,6 +17,7 @@ use leptos::task::spawn_local;
 
 mod bundle;
 mod explorer;
+mod gpu_watch;
 mod lab;
 mod math;
 mod svg;
@@ -79,11 +80,23 @@ pub fn App() -> impl IntoView {
     let compute = Compute::new();
     // `?backend=cpu` starts on the CPU even where WebGPU is available.
     let wants_cpu = url::query_value("backend").is_some_and(|b| b.eq_ignore_ascii_case("cpu"));
+    gpu_watch::install();
     spawn_local(async move {
         let started = start_backend().await;
         if let BackendState::Ready { kind, device, .. } = &started {
             if *kind == BackendKind::Wgpu {
                 compute.gpu.set_value(Some(device.clone()));
+                // A lost device takes no more work: off WebGPU, and say why.
+                spawn_local(async move {
+                    let reason = gpu_watch::lost().await;
+                    compute.gpu.set_value(None);
+                    if compute.active.get_untracked() == Some(BackendKind::Wgpu) {
+                        compute.active.set(Some(BackendKind::Flex));
+                    }
+                    compute.notice.set(Some(format!(
+                        "The WebGPU device was lost ({reason}); the lab runs on the CPU now."
+                    )));
+                });
             }
             let active = if wants_cpu { BackendKind::Flex } else { *kind };
             compute.active.set(Some(active));
