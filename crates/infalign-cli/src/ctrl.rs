@@ -630,6 +630,12 @@ pub fn markdown_report(label: &str, report: &EvalReport) -> String {
     );
     out.push_str(&row("KL (k1, nats)".into(), &report.kl));
     out.push_str(&row("KL (k3, nats)".into(), &report.kl_k3));
+    if let Some(calibrated) = &report.calibrated_kl {
+        out.push_str(&row(
+            "KL of the calibrated rewards (nats)".into(),
+            calibrated,
+        ));
+    }
     out.push_str(&row("standard win rate".into(), &report.standard));
     for rate in &report.procedures {
         out.push_str(&row(

@@ -17,7 +17,8 @@ use clap::Args;
 use infalign_core::estimators::ConfidenceInterval;
 use infalign_core::{Procedure, Transform};
 use infalign_model::ctrl::{
-    paired_difference, EvalReport, EvalSettings, KlControl, PromptSamples, TrainingReward,
+    calibrated_kl_of, paired_difference, EvalReport, EvalSettings, KlControl, PromptSamples,
+    TrainingReward,
 };
 use serde::Serialize;
 
@@ -440,16 +441,31 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
             &mut comparison,
         )?);
     }
-    markdown.push_str("## Runs\n\n| method | run | KL (k1) | standard | ");
+    markdown.push_str(
+        "## Runs\n\nKL (k1): the policy's KL from pi_ref over whole responses. Calibrated KL: the \
+         KL of its calibrated rewards' distribution from the uniform one pi_ref gives (their \
+         ranks among the reference responses, bias-corrected), i.e. the part of the KL that \
+         moved what the reward sees; the theory engine's curves are drawn against this one.\n\n\
+         | method | run | KL (k1) | calibrated KL | standard | ",
+    );
     markdown.push_str(&format!(
-        "{} | reward |\n|---|---|---|---|---|---|\n",
+        "{} | reward |\n|---|---|---|---|---|---|---|\n",
         measures[1].name()
     ));
     for point in &points {
         let r = &point.report;
         let rate = measures[1].of(r).map(|c| c.estimate).unwrap_or(f64::NAN);
+        // Older evaluations lack it: computed here from their samples.
+        let calibrated = match (&r.calibrated_kl, point.samples.is_empty()) {
+            (Some(ci), _) => Some(*ci),
+            (None, false) => Some(calibrated_kl_of(&point.samples, &point.settings)?),
+            (None, true) => None,
+        };
+        let calibrated = calibrated.map_or("-".to_string(), |ci| {
+            format!("{:.3} [{:.3}, {:.3}]", ci.estimate, ci.lower, ci.upper)
+        });
         markdown.push_str(&format!(
-            "| {} | {} | {:.3} [{:.3}, {:.3}] | {:.3} | {rate:.3} | {:.3} |\n",
+            "| {} | {} | {:.3} [{:.3}, {:.3}] | {calibrated} | {:.3} | {rate:.3} | {:.3} |\n",
             point.method,
             point.knob,
             r.kl.estimate,

@@ -279,21 +279,133 @@ pub fn bootstrap_mean(
         }
         means.push(sum / count as f64);
     }
-    means.sort_by(f64::total_cmp);
-    let mean_of_means = means.iter().sum::<f64>() / resamples as f64;
-    let variance = means
+    Ok(percentile_interval(estimate, means, level))
+}
+
+/// The percentile interval of bootstrap replicates around `estimate`, with their spread as the
+/// standard error.
+fn percentile_interval(estimate: f64, mut replicates: Vec<f64>, level: f64) -> ConfidenceInterval {
+    let resamples = replicates.len();
+    replicates.sort_by(f64::total_cmp);
+    let mean = replicates.iter().sum::<f64>() / resamples as f64;
+    let variance = replicates
         .iter()
-        .map(|m| (m - mean_of_means) * (m - mean_of_means))
+        .map(|m| (m - mean) * (m - mean))
         .sum::<f64>()
         / (resamples - 1) as f64;
     let tail = (1.0 - level) / 2.0;
-    Ok(ConfidenceInterval {
+    ConfidenceInterval {
         estimate,
-        lower: quantile_sorted(&means, tail),
-        upper: quantile_sorted(&means, 1.0 - tail),
+        lower: quantile_sorted(&replicates, tail),
+        upper: quantile_sorted(&replicates, 1.0 - tail),
         level,
         std_error: variance.sqrt(),
         resamples,
+    }
+}
+
+/// How far a policy has moved the distribution of its calibrated rewards: KL(p || Uniform) of
+/// the theory's tilted policies (theory.md), measured, as against the policy's KL over whole
+/// responses, which also counts every change the reward does not see.
+///
+/// Each of the policy's rewards is ranked among the K reference rewards of its prompt (a tie
+/// is spread over the ranks it spans), so under pi_ref its rank is uniform on 0..=K. The KL of
+/// the ranks' pooled histogram (K + 1 cells) from that uniform is biased upwards by sampling
+/// noise, more than a histogram of independent draws would be, since the rewards of one prompt
+/// share its references; so the estimate is bias-corrected by the bootstrap over prompts
+/// (2 KL - mean of the resampled KLs; it can come out slightly below 0 for a policy equal to
+/// pi_ref), with the basic bootstrap interval. Ranking among K references smooths the
+/// distribution, so for finite K this is at most the KL of the calibrated rewards themselves.
+///
+/// `prompts` holds (policy rewards, reference rewards) per prompt; every prompt must have the
+/// same number K >= 1 of reference rewards. Errors: no prompts or no policy rewards, unequal K,
+/// non-finite rewards, or a bad `level` / `resamples` (as [`bootstrap_mean`]).
+pub fn calibrated_kl(
+    prompts: &[(&[f64], &[f64])],
+    level: f64,
+    resamples: usize,
+    seed: u64,
+) -> Result<ConfidenceInterval> {
+    let Some(&(_, first)) = prompts.first() else {
+        return Err(Error::Empty { what: "prompts" });
+    };
+    let k = first.len();
+    if k == 0 {
+        return Err(Error::Empty {
+            what: "reference rewards",
+        });
+    }
+    if !(level > 0.0 && level < 1.0) {
+        return Err(invalid(
+            "level",
+            level,
+            "the confidence level must be in (0, 1)",
+        ));
+    }
+    if resamples < 2 {
+        return Err(invalid("resamples", resamples, "needs at least 2"));
+    }
+    if prompts.iter().all(|(policy, _)| policy.is_empty()) {
+        return Err(Error::Empty {
+            what: "policy rewards",
+        });
+    }
+    // Per prompt: how many of its policy rewards fall at each rank (shares for ties).
+    let mut counts = Vec::with_capacity(prompts.len());
+    for (index, &(policy, reference)) in prompts.iter().enumerate() {
+        if reference.len() != k {
+            return Err(invalid(
+                "reference rewards",
+                reference.len(),
+                &format!("prompt {index} has a different count from prompt 0's {k}"),
+            ));
+        }
+        check_finite("policy reward", policy)?;
+        check_finite("reference reward", reference)?;
+        let mut sorted = reference.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let mut cells = vec![0.0; k + 1];
+        for &reward in policy {
+            let below = sorted.partition_point(|&r| r < reward);
+            let ties = sorted[below..].partition_point(|&r| r <= reward);
+            // A reward tied with t references is spread evenly over ranks below..=below + t.
+            let share = 1.0 / (ties + 1) as f64;
+            for cell in &mut cells[below..=below + ties] {
+                *cell += share;
+            }
+        }
+        counts.push(cells);
+    }
+    let kl_of = |pick: &mut dyn FnMut() -> usize| -> f64 {
+        let mut pooled = vec![0.0; k + 1];
+        for _ in 0..prompts.len() {
+            for (total, count) in pooled.iter_mut().zip(&counts[pick()]) {
+                *total += count;
+            }
+        }
+        let n: f64 = pooled.iter().sum();
+        pooled
+            .iter()
+            .filter(|&&c| c > 0.0)
+            .map(|&c| c / n * (c / n * (k + 1) as f64).ln())
+            .sum()
+    };
+    let mut next = 0;
+    let plug_in = kl_of(&mut || {
+        next += 1;
+        next - 1
+    });
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let replicates: Vec<f64> = (0..resamples)
+        .map(|_| kl_of(&mut || uniform_index(&mut rng, prompts.len())))
+        .collect();
+    let resampled = percentile_interval(plug_in, replicates.clone(), level);
+    let mean = replicates.iter().sum::<f64>() / resamples as f64;
+    Ok(ConfidenceInterval {
+        estimate: 2.0 * plug_in - mean,
+        lower: 2.0 * plug_in - resampled.upper,
+        upper: 2.0 * plug_in - resampled.lower,
+        ..resampled
     })
 }
 
@@ -410,5 +522,66 @@ mod tests {
         assert!(bon_win_rate(3, &[1.0, 2.0], &[1.0, 2.0, 3.0]).is_err());
         assert!(won_win_rate(0, &[1.0], &[1.0]).is_err());
         assert!(bon_win_rate(1, &[f64::NAN], &[1.0]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod calibrated_kl_tests {
+    use super::*;
+
+    /// `prompts` prompts of `m` policy rewards u^(1/a) (density a u^(a-1) on [0, 1]: a = 1 is
+    /// pi_ref itself) and `k` uniform reference rewards each.
+    fn draws(prompts: usize, m: usize, k: usize, a: f64, seed: u64) -> Vec<(Vec<f64>, Vec<f64>)> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut uniform = move || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        (0..prompts)
+            .map(|_| {
+                let policy = (0..m).map(|_| uniform().powf(1.0 / a)).collect();
+                let reference = (0..k).map(|_| uniform()).collect();
+                (policy, reference)
+            })
+            .collect()
+    }
+
+    fn estimate(data: &[(Vec<f64>, Vec<f64>)]) -> ConfidenceInterval {
+        let views: Vec<(&[f64], &[f64])> = data
+            .iter()
+            .map(|(p, r)| (p.as_slice(), r.as_slice()))
+            .collect();
+        calibrated_kl(&views, 0.95, 400, 9).unwrap()
+    }
+
+    #[test]
+    fn is_near_zero_for_the_reference_and_finds_a_known_tilt() {
+        let same = estimate(&draws(100, 32, 32, 1.0, 1));
+        assert!(same.estimate.abs() < 0.01, "{same:?}");
+        assert!(same.lower <= 0.0 && 0.0 <= same.upper, "{same:?}");
+        // Density 2u: KL(p || U) = ln 2 - 1/2 = 0.193; ranking among 32 references smooths it
+        // a little, never upwards.
+        let tilted = estimate(&draws(100, 32, 32, 2.0, 2));
+        let exact = 2f64.ln() - 0.5;
+        assert!(
+            tilted.estimate > 0.8 * exact && tilted.estimate < exact + 0.02,
+            "{tilted:?} against {exact}"
+        );
+        assert!(tilted.lower > 0.1, "{tilted:?}");
+    }
+
+    #[test]
+    fn ties_are_split_and_bad_input_is_refused() {
+        // A reward equal to every reference: spread evenly over all K + 1 ranks, i.e. pi_ref.
+        let data = vec![(vec![0.5; 64], vec![0.5; 4]); 50];
+        let even = estimate(&data);
+        assert!(even.estimate <= 0.0 && even.estimate > -0.05, "{even:?}");
+        let ok: &[f64] = &[0.1, 0.2];
+        assert!(calibrated_kl(&[], 0.95, 10, 0).is_err());
+        assert!(calibrated_kl(&[(ok, &[])], 0.95, 10, 0).is_err());
+        assert!(calibrated_kl(&[(ok, ok), (ok, &[0.3])], 0.95, 10, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("prompt 1"));
+        assert!(calibrated_kl(&[(&[f64::NAN], ok)], 0.95, 10, 0).is_err());
+        assert!(calibrated_kl(&[(&[], ok)], 0.95, 10, 0).is_err());
+        assert!(calibrated_kl(&[(ok, ok)], 1.5, 10, 0).is_err());
     }
 }

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use infalign_core::estimators::{
-    bootstrap_mean, kl_k1, kl_k3, procedure_win_rate, ConfidenceInterval,
+    bootstrap_mean, calibrated_kl, kl_k1, kl_k3, procedure_win_rate, ConfidenceInterval,
 };
 use infalign_core::Procedure;
 
@@ -155,6 +155,12 @@ pub struct EvalReport {
     pub standard: ConfidenceInterval,
     /// BoN_N and WoN_N win rates for each N.
     pub procedures: Vec<ProcedureWinRate>,
+    /// KL(p || Uniform) of the distribution of pi's calibrated rewards (their ranks among the
+    /// reference responses): the KL the theory engine's win-rate curves are drawn against, i.e.
+    /// the part of the policy's KL that moved what the reward sees
+    /// ([`infalign_core::estimators::calibrated_kl`]). Absent from evaluations written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrated_kl: Option<ConfidenceInterval>,
     /// Mean raw reward of pi's responses.
     pub policy_reward: ConfidenceInterval,
     /// Mean raw reward of pi_ref's responses.
@@ -229,6 +235,23 @@ pub fn paired_difference(
     )?)
 }
 
+/// [`EvalReport::calibrated_kl`] of per-prompt samples.
+pub fn calibrated_kl_of(
+    samples: &[PromptSamples],
+    settings: &EvalSettings,
+) -> Result<ConfidenceInterval> {
+    let prompts: Vec<(&[f64], &[f64])> = samples
+        .iter()
+        .map(|s| (s.policy_rewards.as_slice(), s.reference_rewards.as_slice()))
+        .collect();
+    Ok(calibrated_kl(
+        &prompts,
+        settings.level,
+        settings.resamples,
+        derive_seed(settings.seed, 6, 20),
+    )?)
+}
+
 /// Win rates, KL and rewards with bootstrap intervals over prompts.
 pub fn summarise(samples: &[PromptSamples], settings: &EvalSettings) -> Result<EvalReport> {
     settings.validate()?;
@@ -291,6 +314,7 @@ pub fn summarise(samples: &[PromptSamples], settings: &EvalSettings) -> Result<E
         kl_k3: interval(kl_k3, 2)?,
         standard: interval(standard, 3)?,
         procedures,
+        calibrated_kl: Some(calibrated_kl_of(samples, settings)?),
         policy_reward: interval(samples.iter().map(|s| mean(&s.policy_rewards)).collect(), 4)?,
         reference_reward: interval(
             samples.iter().map(|s| mean(&s.reference_rewards)).collect(),
@@ -320,6 +344,25 @@ mod tests {
             resamples: 500,
             level: 0.95,
         }
+    }
+
+    #[test]
+    fn the_report_carries_the_calibrated_kl() {
+        // Every policy reward above every reference reward: all ranks at the top, the whole
+        // distribution on one of K + 1 = 5 ranks, KL ln 5 (no noise to correct: every
+        // resample is the same).
+        let samples: Vec<PromptSamples> = (0..6)
+            .map(|i| prompt(&[2.0, 3.0, 2.5, 4.0], &[0.1, 0.4, 0.5, 0.9 + i as f64 / 100.0]))
+            .collect();
+        let report = summarise(&samples, &settings()).unwrap();
+        let kl = report.calibrated_kl.unwrap();
+        assert!((kl.estimate - 5f64.ln()).abs() < 1e-12, "{kl:?}");
+        assert_eq!(kl, calibrated_kl_of(&samples, &settings()).unwrap());
+        // Evaluations written before the field existed still read.
+        let mut json = serde_json::to_value(&report).unwrap();
+        json.as_object_mut().unwrap().remove("calibrated_kl");
+        let old: EvalReport = serde_json::from_value(json).unwrap();
+        assert_eq!(old.calibrated_kl, None);
     }
 
     #[test]

@@ -19,8 +19,8 @@ pub mod trainer;
 
 pub use calibration::{calibrate, CalibrationSet, CalibrationSettings, CalibrationSummary};
 pub use eval::{
-    paired_difference, per_prompt_win_rates, sample_prompts, summarise, EvalReport, EvalSettings,
-    PromptSamples,
+    calibrated_kl_of, paired_difference, per_prompt_win_rates, sample_prompts, summarise,
+    EvalReport, EvalSettings, PromptSamples,
 };
 #[cfg(not(target_arch = "wasm32"))]
 pub use trainer::CtrlTrainer;
