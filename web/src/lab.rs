@@ -671,15 +671,13 @@ impl Lab {
     }
 }
 
-/// The theory's prediction for the tally of `policy` (aligned with a calibrated transform, at
-/// the KL measured at evaluation or, failing that, in training) with N per side: `None` for the
-/// base policy and policies without a calibrated transform or a measured KL; `Err` (with the
-/// KL) when no tilted policy of that transform has that KL.
-fn prediction(
-    bundle: &LoadedBundle,
-    policy: &str,
-    n: usize,
-) -> Option<Result<(WinRates, f64), (f64, String)>> {
+/// The theory's prediction for the tally of `policy` (aligned with a calibrated transform) with
+/// N per side, at the KL of its calibrated rewards measured at evaluation (what the theory's
+/// tilted policies are about) or, for a bundle without it, at its whole KL (at evaluation, or
+/// failing that in training), an overstatement: most of a trained policy's KL moves what the
+/// reward does not see. `None` for the base policy and policies without a calibrated transform
+/// or a measured KL; `Err` (with the KL) when no tilted policy of that transform has that KL.
+fn prediction(bundle: &LoadedBundle, policy: &str, n: usize) -> Option<Prediction> {
     let variant = bundle
         .bundle
         .manifest
@@ -689,17 +687,21 @@ fn prediction(
     let TrainingReward::Calibrated(transform) = &variant.alignment.as_ref()?.training.reward else {
         return None;
     };
-    let kl = variant
-        .metrics
-        .get("eval_kl")
-        .or_else(|| variant.metrics.get("train_kl"))
-        .copied()?;
+    let metric = |name: &str| variant.metrics.get(name).copied();
+    let (kl, which) = match metric("eval_calibrated_kl") {
+        // The estimate is bias-corrected and can dip below 0 for a policy close to the base.
+        Some(kl) => (kl.max(1e-4), "calibrated KL"),
+        None => (metric("eval_kl").or_else(|| metric("train_kl"))?, "KL"),
+    };
     Some(
         predicted_win_rates(transform, kl, n as u32)
-            .map(|rates| (rates, kl))
-            .map_err(|error| (kl, error.to_string())),
+            .map(|rates| (rates, kl, which))
+            .map_err(|error| (kl, which, error.to_string())),
     )
 }
+
+/// The theory's win rates at a KL (and which KL it is), or why there are none.
+type Prediction = Result<(WinRates, f64, &'static str), (f64, &'static str, String)>;
 
 /// The sampling lab.
 #[component]
@@ -1111,15 +1113,17 @@ fn Tallies(lab: Lab) -> impl IntoView {
         });
         let (predicted, why) = match theory {
             None => ("–".to_string(), None),
-            Some(Ok((rates, kl))) => {
+            Some(Ok((rates, kl, which))) => {
                 let rate = match procedure {
                     Procedure::BestOfN => rates.bon,
                     Procedure::WorstOfN => rates.won,
                 };
-                (format!("{rate:.3} (KL {})", short(kl)), None)
+                (format!("{rate:.3} ({which} {})", short(kl)), None)
             }
             // E.g. a run whose KL ran away beyond what the transform's tilts can reach.
-            Some(Err((kl, reason))) => (format!("none at KL {}", short(kl)), Some(reason)),
+            Some(Err((kl, which, reason))) => {
+                (format!("none at {which} {}", short(kl)), Some(reason))
+            }
         };
         view! {
             <tr data-procedure=procedure.as_str()>
@@ -1143,7 +1147,7 @@ fn Tallies(lab: Lab) -> impl IntoView {
                         "Choose an aligned policy to play it against the base policy.".to_string()
                     } else {
                         format!(
-                            "{rounds} rounds of {policy} against base, N = {n} per side: the win rate of the answer each procedure serves (ties count half), with a 95% bootstrap interval; the theory column is the exactly tilted policy at the policy's measured KL."
+                            "{rounds} rounds of {policy} against base, N = {n} per side: the win rate of the answer each procedure serves (ties count half), with a 95% bootstrap interval; the theory column is the exactly tilted policy at the KL the policy's calibrated rewards moved (measured at evaluation)."
                         )
                     }
                 }}

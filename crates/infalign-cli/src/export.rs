@@ -84,6 +84,9 @@ fn evaluation_metrics(evaluation: &Evaluation) -> BTreeMap<String, f64> {
             rate.win_rate.estimate,
         );
     }
+    if let Some(calibrated) = &report.calibrated_kl {
+        metrics.insert("eval_calibrated_kl".to_string(), calibrated.estimate);
+    }
     metrics
 }
 

@@ -352,7 +352,12 @@ mod tests {
         // distribution on one of K + 1 = 5 ranks, KL ln 5 (no noise to correct: every
         // resample is the same).
         let samples: Vec<PromptSamples> = (0..6)
-            .map(|i| prompt(&[2.0, 3.0, 2.5, 4.0], &[0.1, 0.4, 0.5, 0.9 + i as f64 / 100.0]))
+            .map(|i| {
+                prompt(
+                    &[2.0, 3.0, 2.5, 4.0],
+                    &[0.1, 0.4, 0.5, 0.9 + i as f64 / 100.0],
+                )
+            })
             .collect();
         let report = summarise(&samples, &settings()).unwrap();
         let kl = report.calibrated_kl.unwrap();
