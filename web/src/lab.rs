@@ -223,9 +223,11 @@ struct Lab {
     seed: StoredValue<u64>,
     policies: StoredValue<HashMap<(String, BackendKind), Rc<Policy>>, LocalStorage>,
     /// Reference reward tables by (bundle, message, reward, K).
-    references:
-        StoredValue<HashMap<(String, String, String, usize), Rc<ReferenceTable>>, LocalStorage>,
+    references: StoredValue<HashMap<ReferenceKey, Rc<ReferenceTable>>, LocalStorage>,
 }
+
+/// What a cached reference table is for: (bundle, message, reward, K).
+type ReferenceKey = (String, String, String, usize);
 
 /// Let the browser paint (and handle input) before going on.
 async fn yield_to_browser() {
@@ -249,7 +251,7 @@ fn decoding(bundle: &LoadedBundle) -> SamplingConfig {
         .variants
         .iter()
         .filter_map(|variant| variant.alignment.as_ref())
-        .find_map(|alignment| alignment.calibration.as_ref().map(|c| c.decoding.clone()))
+        .find_map(|alignment| alignment.calibration.as_ref().map(|c| c.decoding))
         .unwrap_or_default()
         .sampling()
 }

@@ -47,7 +47,7 @@ pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
 #[derive(Clone)]
 enum TokenizerState {
     Loading,
-    Ready(DialogueTokenizer),
+    Ready(Box<DialogueTokenizer>),
     Failed(String),
 }
 
@@ -72,7 +72,7 @@ pub fn TokenizerCard() -> impl IntoView {
     spawn_local(async move {
         let loaded = match fetch_bytes(TOKENIZER_URL).await {
             Ok(bytes) => DialogueTokenizer::from_bytes(&bytes, TOKENIZER_URL)
-                .map(TokenizerState::Ready)
+                .map(|tokenizer| TokenizerState::Ready(Box::new(tokenizer)))
                 .unwrap_or_else(|error| TokenizerState::Failed(error.to_string())),
             Err(error) => TokenizerState::Failed(error),
         };

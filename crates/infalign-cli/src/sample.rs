@@ -118,7 +118,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
                 tokenizer,
                 &messages,
                 &decoding,
-                args.seed ^ 0x5EED_0F_2EF5,
+                args.seed ^ 0x005E_ED0F_2EF5,
             ))?;
             Some(ReferenceTable::new(score(
                 reward.as_ref(),

@@ -369,7 +369,7 @@ fn write_plots(args: &TableArgs, blocks: &[Block]) -> anyhow::Result<()> {
     }
     write_atomic(
         &args.out_dir.join("transform-shapes.svg"),
-        &render_svg(&[shapes_chart()?]),
+        render_svg(&[shapes_chart()?]),
     )?;
     Ok(())
 }

@@ -803,7 +803,7 @@ mod tests {
         let svg = crate::chart::render_svg(&[chart]);
         let exp_row = rows.iter().find(|r| r.policy == Policy::Exp).unwrap();
         let bon = exp_row.evaluation.as_ref().unwrap().win_rate.bon;
-        assert!(svg.contains(&format!(r#"data-series="marker-exp" data-x="#)));
+        assert!(svg.contains(r#"data-series="marker-exp" data-x="#));
         assert!(svg.contains(&format!(r#"data-y="{bon}""#)));
         assert!(svg.contains(r#"<polyline data-series="identity""#));
         assert!(svg.contains(r#"data-chart="winrate-bon""#));

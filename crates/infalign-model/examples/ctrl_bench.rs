@@ -19,7 +19,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use infalign_core::lab::BUILT_IN_PROMPTS;
@@ -192,7 +192,7 @@ fn prepare(options: &Options, dir: &PathBuf) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run(options: &Options, dir: &PathBuf) -> Result<(), Failure> {
+fn run(options: &Options, dir: &Path) -> Result<(), Failure> {
     let path = dir.join("work.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|error| format!("reading {}: {error} (run --prepare first)", path.display()))?;

@@ -165,8 +165,13 @@ fn padding_does_not_change_log_probabilities() {
     let policy = Policy::init(&config, 4, &device).unwrap();
     let short = (vec![5, 6], vec![7, 8, 9]);
     let long = (vec![1, 2, 3, 4, 5, 6, 7, 8], vec![10, 11, 12, 13, 14, 15]);
-    let alone =
-        TokenBatch::prompt_response(&[short.0.clone()], &[short.1.clone()], 40, &device).unwrap();
+    let alone = TokenBatch::prompt_response(
+        std::slice::from_ref(&short.0),
+        std::slice::from_ref(&short.1),
+        40,
+        &device,
+    )
+    .unwrap();
     let together = TokenBatch::prompt_response(
         &[long.0.clone(), short.0.clone()],
         &[long.1.clone(), short.1.clone()],

@@ -70,7 +70,7 @@ impl PolicyConfig {
                 return invalid(field, "must be at least 1".into());
             }
         }
-        if self.d_model % self.n_heads != 0 {
+        if !self.d_model.is_multiple_of(self.n_heads) {
             return invalid(
                 "n_heads",
                 format!(

@@ -354,7 +354,7 @@ pub fn train_bradley_terry(
                 .collect();
             let scores = net.forward(&FeatureBatch::new(&rows, &autodiff));
             let n = chunk.len();
-            let margin = scores.clone().slice([0..n]) - scores.slice([n..2 * n]);
+            let margin = scores.clone().slice(0..n) - scores.slice(n..2 * n);
             let margins = host_values(margin.clone(), "reward margins")?;
             right += margins.iter().map(|&m| tie_aware_win(m)).sum::<f64>();
             let mut loss = log_sigmoid(margin).neg().mean();
