@@ -258,16 +258,7 @@ pub fn bootstrap_mean(
         });
     }
     check_finite("per-prompt value", per_prompt)?;
-    if !(level > 0.0 && level < 1.0) {
-        return Err(invalid(
-            "level",
-            level,
-            "the confidence level must be in (0, 1)",
-        ));
-    }
-    if resamples < 2 {
-        return Err(invalid("resamples", resamples, "needs at least 2"));
-    }
+    check_bootstrap(level, resamples)?;
     let count = per_prompt.len();
     let estimate = per_prompt.iter().sum::<f64>() / count as f64;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -280,6 +271,21 @@ pub fn bootstrap_mean(
         means.push(sum / count as f64);
     }
     Ok(percentile_interval(estimate, means, level))
+}
+
+/// A bootstrap's settings: `level` in (0, 1), at least 2 resamples.
+fn check_bootstrap(level: f64, resamples: usize) -> Result<()> {
+    if !(level > 0.0 && level < 1.0) {
+        return Err(invalid(
+            "level",
+            level,
+            "the confidence level must be in (0, 1)",
+        ));
+    }
+    if resamples < 2 {
+        return Err(invalid("resamples", resamples, "needs at least 2"));
+    }
+    Ok(())
 }
 
 /// The percentile interval of bootstrap replicates around `estimate`, with their spread as the
@@ -335,16 +341,7 @@ pub fn calibrated_kl(
             what: "reference rewards",
         });
     }
-    if !(level > 0.0 && level < 1.0) {
-        return Err(invalid(
-            "level",
-            level,
-            "the confidence level must be in (0, 1)",
-        ));
-    }
-    if resamples < 2 {
-        return Err(invalid("resamples", resamples, "needs at least 2"));
-    }
+    check_bootstrap(level, resamples)?;
     if prompts.iter().all(|(policy, _)| policy.is_empty()) {
         return Err(Error::Empty {
             what: "policy rewards",
