@@ -175,6 +175,9 @@ struct Point {
     method: String,
     knob: Knob,
     report: EvalReport,
+    /// The KL of its calibrated rewards: the report's, or (for evaluations written before the
+    /// report had it) computed from the samples when they were read.
+    calibrated_kl: Option<ConfidenceInterval>,
     /// The evaluation's per-prompt samples (for paired comparisons).
     #[serde(skip)]
     samples: Vec<PromptSamples>,
@@ -380,10 +383,16 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
             } else {
                 read_json(&eval_dir.join("samples.json"))?
             };
+            let calibrated_kl = match (evaluation.report.calibrated_kl, samples.is_empty()) {
+                (Some(ci), _) => Some(ci),
+                (None, false) => Some(calibrated_kl_of(&samples, &evaluation.settings)?),
+                (None, true) => None,
+            };
             points.push(Point {
                 method: method.clone(),
                 knob,
                 report: evaluation.report,
+                calibrated_kl,
                 samples,
                 settings: evaluation.settings,
             });
@@ -455,13 +464,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
     for point in &points {
         let r = &point.report;
         let rate = measures[1].of(r).map(|c| c.estimate).unwrap_or(f64::NAN);
-        // Older evaluations lack it: computed here from their samples.
-        let calibrated = match (&r.calibrated_kl, point.samples.is_empty()) {
-            (Some(ci), _) => Some(*ci),
-            (None, false) => Some(calibrated_kl_of(&point.samples, &point.settings)?),
-            (None, true) => None,
-        };
-        let calibrated = calibrated.map_or("-".to_string(), |ci| {
+        let calibrated = point.calibrated_kl.map_or("-".to_string(), |ci| {
             format!("{:.3} [{:.3}, {:.3}]", ci.estimate, ci.lower, ci.upper)
         });
         markdown.push_str(&format!(
@@ -485,13 +488,15 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
         }))?,
     )?;
     for measure in measures {
-        let svg = render_svg(&[comparison_chart(&points, &args.methods, measure)?]);
-        write_atomic(
-            &args
-                .out
-                .join(format!("winrate-vs-kl-{}.svg", measure.name())),
-            &svg,
-        )?;
+        for axis in [KlAxis::Policy, KlAxis::Calibrated] {
+            let svg = render_svg(&[comparison_chart(&points, &args.methods, measure, axis)?]);
+            write_atomic(
+                &args
+                    .out
+                    .join(format!("{}-{}.svg", axis.file_stem(), measure.name())),
+                &svg,
+            )?;
+        }
     }
     print_stdout(&markdown)
 }
@@ -567,21 +572,67 @@ fn paired_table(
     Ok(out)
 }
 
-/// Measured points per method with the theory engine's curve of its transform (raw has none).
+/// Which KL a chart's x axis shows.
+#[derive(Debug, Clone, Copy)]
+enum KlAxis {
+    /// The policy's KL over whole responses (what the budgets hold).
+    Policy,
+    /// The KL of its calibrated rewards' distribution (what the theory's curves are about).
+    Calibrated,
+}
+
+impl KlAxis {
+    fn of(self, point: &Point) -> Option<ConfidenceInterval> {
+        match self {
+            KlAxis::Policy => Some(point.report.kl),
+            KlAxis::Calibrated => point.calibrated_kl,
+        }
+    }
+
+    fn file_stem(self) -> &'static str {
+        match self {
+            KlAxis::Policy => "winrate-vs-kl",
+            KlAxis::Calibrated => "winrate-vs-calibrated-kl",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            KlAxis::Policy => "KL(pi || pi_ref) (nats)",
+            KlAxis::Calibrated => "KL of the calibrated rewards from uniform (nats)",
+        }
+    }
+}
+
+/// Measured points per method with the theory engine's curve of its transform (raw has none),
+/// against the policy's KL or against the KL of its calibrated rewards.
 fn comparison_chart(
     points: &[Point],
     methods: &[String],
     measure: Measure,
+    axis: KlAxis,
 ) -> anyhow::Result<Chart> {
+    let floor = match axis {
+        KlAxis::Policy => 0.1,
+        KlAxis::Calibrated => 0.01,
+    };
     let max_kl = points
         .iter()
-        .map(|p| p.report.kl.upper)
-        .fold(0.1f64, f64::max)
+        .filter_map(|p| axis.of(p).map(|kl| kl.upper))
+        .fold(floor, f64::max)
         * 1.1;
     let mut series = Vec::new();
     for (i, method) in methods.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
-        let measured = curve(points, method, measure);
+        let mut measured: Vec<(f64, f64, f64, f64)> = points
+            .iter()
+            .filter(|p| &p.method == method)
+            .filter_map(|p| {
+                let ci = measure.of(&p.report)?;
+                Some((axis.of(p)?.estimate, ci.estimate, ci.lower, ci.upper))
+            })
+            .collect();
+        measured.sort_by(|a, b| a.0.total_cmp(&b.0));
         series.push(Series::measured(
             format!("{method} (measured)"),
             measured.iter().map(|p| (p.0, p.1)).collect(),
@@ -616,7 +667,7 @@ fn comparison_chart(
     Ok(Chart {
         id: format!("sweep-{}", measure.name()),
         title: format!("{} win rate against pi_ref", measure.name()),
-        x_label: "KL(pi || pi_ref) (nats)".into(),
+        x_label: axis.label().into(),
         y_label: "win rate".into(),
         x_range: (0.0, max_kl),
         y_range: ((lo - 0.02).max(0.0), (hi + 0.02).min(1.0)),

@@ -895,6 +895,7 @@ fn calibrate_ctrl_kill_resume_and_eval_run_end_to_end() {
         "comparison.json",
         "winrate-vs-kl-standard.svg",
         "winrate-vs-kl-bon_2.svg",
+        "winrate-vs-calibrated-kl-bon_2.svg",
     ] {
         assert!(dir.join("sweep").join(file).exists(), "{file} missing");
     }
@@ -902,13 +903,29 @@ fn calibrate_ctrl_kill_resume_and_eval_run_end_to_end() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("sweep/comparison.json")).unwrap())
             .unwrap();
     assert_eq!(comparison["runs"].as_array().unwrap().len(), 4);
+    // Each run's evaluation measured the KL of its calibrated rewards, shown in the runs table.
+    for run in comparison["runs"].as_array().unwrap() {
+        assert!(run["calibrated_kl"]["estimate"].is_f64(), "{run}");
+        assert!(run["report"]["calibrated_kl"]["upper"].is_f64(), "{run}");
+    }
+    assert!(table.contains("| calibrated KL |"), "{table}");
     let again = sweep(&sweep_dir, &betas);
     assert_eq!(stdout_of(&again), table);
     assert!(!String::from_utf8_lossy(&again.stderr).contains("$ infalign"));
 
     // With KL budgets instead of betas, runs of different methods at the same budget are also
     // compared pairwise.
-    let budget = sweep(&path("budget"), &["--target-kls", "0.3"]);
+    let budget = sweep(
+        &path("budget"),
+        &[
+            "--target-kls",
+            "0.3",
+            "--kl-control",
+            "log",
+            "--start-beta",
+            "0.2",
+        ],
+    );
     let table = stdout_of(&budget);
     assert!(
         table.contains("Paired differences") && table.contains("| 0.3 | raw - exp:4 |"),
@@ -917,6 +934,16 @@ fn calibrate_ctrl_kill_resume_and_eval_run_end_to_end() {
     assert!(dir
         .join("budget/runs/exp-4-kl0.3/bundle/manifest.json")
         .exists());
+    // The controller and its start reach every run.
+    for run in ["raw-kl0.3", "exp-4-kl0.3"] {
+        let config: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("budget/runs").join(run).join("config.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(config["kl_control"], "log", "{run}: {config}");
+        assert_eq!(config["beta"], 0.2, "{run}: {config}");
+    }
 
     // Export: the base policy and aligned variants in one half-precision bundle, each with its
     // training settings, calibration and evaluation; a run without an evaluation is exported
