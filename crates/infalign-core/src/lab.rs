@@ -293,6 +293,15 @@ mod tests {
             "{exp:?} {negexp:?}"
         );
         assert!(predicted_win_rates(&Transform::Exp { t: 10.0 }, -1.0, 4).is_err());
+        // A KL beyond every tilt of a saturating transform (a training run that ran away to
+        // 24 nats with negexp(16)) has no prediction, and the error says why.
+        let beyond = predicted_win_rates(&Transform::NormNegExp { t: 15.96 }, 24.0, 4);
+        assert!(
+            beyond
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("not reachable")),
+            "{beyond:?}"
+        );
     }
 
     #[test]
