@@ -215,10 +215,19 @@ pub fn paired_difference(
             b.len()
         )));
     }
+    // Equal up to rounding: the same reference responses scored in two processes can differ in
+    // the last bits (the vader_sentiment crate sums booster words in HashMap order, which
+    // changes from process to process), while different prompts or seeds differ for real.
+    let same = |x: &[f64], y: &[f64]| {
+        x.len() == y.len()
+            && x.iter()
+                .zip(y)
+                .all(|(p, q)| (p - q).abs() <= 1e-9 * p.abs().max(q.abs()).max(1.0))
+    };
     if let Some(index) = a
         .iter()
         .zip(b)
-        .position(|(x, y)| x.reference_rewards != y.reference_rewards)
+        .position(|(x, y)| !same(&x.reference_rewards, &y.reference_rewards))
     {
         return Err(unpaired(format!(
             "prompt {index} met different reference responses (different prompts or seeds)"
@@ -414,5 +423,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("prompt 1"), "{message}");
+        // The same references scored in another process may differ in the last bit: still paired.
+        let mut rescored = weak.clone();
+        let first = &mut rescored[2].reference_rewards[0];
+        *first = f64::from_bits(first.to_bits() + 1);
+        let same = paired_difference(&weak, &rescored, Procedure::BestOfN, 2, &settings(), 0);
+        assert_eq!(same.unwrap().estimate, 0.0);
     }
 }
