@@ -22,6 +22,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use clap::Parser;
 use infalign_core::lab::BUILT_IN_PROMPTS;
 use infalign_core::{ReferenceTable, Transform};
 use infalign_model::backend::{cpu_device, gpu_device};
@@ -70,55 +71,30 @@ struct Check {
     logprobs: Vec<f64>,
 }
 
+/// Prepare the work (`--prepare DIR`) or time it (`--work DIR`).
+#[derive(Parser)]
+#[command(group = clap::ArgGroup::new("mode").required(true).args(["prepare", "work"]))]
 struct Options {
+    /// The base policy's bundle.
+    #[arg(long, default_value = "static/default-model")]
     bundle: PathBuf,
+    /// Calibrate and write `work.json` and `base.safetensors` into this directory.
+    #[arg(long)]
     prepare: Option<PathBuf>,
+    /// Time the steps described by this directory's `work.json`.
+    #[arg(long)]
     work: Option<PathBuf>,
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "wgpu"])]
     device: String,
+    /// Timed steps (after one warm-up step).
+    #[arg(long, default_value_t = 5, value_parser = common::positive)]
     repeats: usize,
+    /// Reference replies per prompt.
+    #[arg(long, default_value_t = 32, value_parser = common::positive)]
     k: usize,
+    /// One JSON line instead of a sentence.
+    #[arg(long)]
     json: bool,
-}
-
-fn parse() -> Result<Options, String> {
-    let mut options = Options {
-        bundle: PathBuf::from("static/default-model"),
-        prepare: None,
-        work: None,
-        device: "cpu".into(),
-        repeats: 5,
-        k: 32,
-        json: false,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        if flag == "--json" {
-            options.json = true;
-            continue;
-        }
-        let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        let number = || {
-            value
-                .parse::<usize>()
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or(format!("{flag}: `{value}` is not a positive integer"))
-        };
-        match flag.as_str() {
-            "--bundle" => options.bundle = PathBuf::from(&value),
-            "--prepare" => options.prepare = Some(PathBuf::from(&value)),
-            "--work" => options.work = Some(PathBuf::from(&value)),
-            "--device" if ["cpu", "wgpu"].contains(&value.as_str()) => options.device = value,
-            "--device" => return Err(format!("--device: `{value}` is not cpu or wgpu")),
-            "--repeats" => options.repeats = number()?,
-            "--k" => options.k = number()?,
-            _ => return Err(format!("unknown flag {flag}")),
-        }
-    }
-    if options.prepare.is_some() == options.work.is_some() {
-        return Err("pass exactly one of --prepare DIR and --work DIR".into());
-    }
-    Ok(options)
 }
 
 fn prepare(options: &Options, dir: &PathBuf) -> Result<(), Failure> {
@@ -264,10 +240,10 @@ fn run(options: &Options, dir: &Path) -> Result<(), Failure> {
 }
 
 fn main() -> Result<(), Failure> {
-    let options = parse()?;
+    let options = Options::parse();
     match (&options.prepare, &options.work) {
         (Some(dir), _) => prepare(&options, dir),
         (_, Some(dir)) => run(&options, dir),
-        _ => unreachable!("parse checks for exactly one mode"),
+        _ => unreachable!("clap requires exactly one mode"),
     }
 }

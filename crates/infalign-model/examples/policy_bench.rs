@@ -16,75 +16,37 @@ use std::time::Instant;
 
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::Device;
+use clap::Parser;
 use infalign_model::backend::{cpu_device, gpu_device};
 use infalign_model::policy::{generate, Policy, PolicyConfig, SamplingConfig, TokenBatch};
 
 use common::{median, time};
 
+#[derive(Parser)]
 struct Options {
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "wgpu", "both"])]
     device: String,
+    #[arg(long, default_value_t = 128, value_parser = common::positive)]
     d_model: usize,
+    #[arg(long, default_value_t = 4, value_parser = common::positive)]
     layers: usize,
+    #[arg(long, default_value_t = 4096, value_parser = common::positive)]
     vocab: usize,
+    #[arg(long, default_value_t = 128, value_parser = common::positive)]
     context: usize,
+    #[arg(long, default_value_t = 16, value_parser = common::positive)]
     batch: usize,
+    #[arg(long, default_value_t = 48, value_parser = common::positive)]
     new_tokens: usize,
+    #[arg(long, default_value_t = 16, value_parser = common::positive)]
     prompt_tokens: usize,
+    #[arg(long, default_value_t = 5, value_parser = common::positive)]
     repeats: usize,
+    #[arg(long, default_value = "all", value_parser = ["all", "sample", "cached", "train", "phases"])]
     work: String,
+    /// JSON lines instead of a table.
+    #[arg(long)]
     json: bool,
-}
-
-fn parse() -> Result<Options, String> {
-    let mut options = Options {
-        device: "cpu".into(),
-        d_model: 128,
-        layers: 4,
-        vocab: 4096,
-        context: 128,
-        batch: 16,
-        new_tokens: 48,
-        prompt_tokens: 16,
-        repeats: 5,
-        work: "all".into(),
-        json: false,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        if flag == "--json" {
-            options.json = true;
-            continue;
-        }
-        let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        let number = || {
-            value
-                .parse::<usize>()
-                .map_err(|_| format!("{flag}: `{value}` is not a positive integer"))
-        };
-        match flag.as_str() {
-            "--device" => options.device = value.clone(),
-            "--d-model" => options.d_model = number()?,
-            "--layers" => options.layers = number()?,
-            "--vocab" => options.vocab = number()?,
-            "--context" => options.context = number()?,
-            "--batch" => options.batch = number()?,
-            "--new-tokens" => options.new_tokens = number()?,
-            "--prompt-tokens" => options.prompt_tokens = number()?,
-            "--repeats" => options.repeats = number()?.max(1),
-            "--work"
-                if ["all", "sample", "cached", "train", "phases"].contains(&value.as_str()) =>
-            {
-                options.work = value.clone()
-            }
-            "--work" => {
-                return Err(format!(
-                    "--work: `{value}` is not all, sample, cached, train or phases"
-                ))
-            }
-            _ => return Err(format!("unknown flag {flag}")),
-        }
-    }
-    Ok(options)
 }
 
 fn bench(options: &Options, device: &Device, name: &str) -> Result<(), Box<dyn std::error::Error>> {
@@ -193,7 +155,7 @@ fn report(options: &Options, device: &str, work: &str, times: &[f64], tokens: us
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let options = parse()?;
+    let options = Options::parse();
     if !options.json {
         println!(
             "policy d_model {} x {} layers, vocab {}, context {}, batch {}, {} new tokens, \

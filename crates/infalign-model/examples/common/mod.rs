@@ -1,4 +1,4 @@
-//! Timing helpers shared by the benchmark examples (each example uses what it needs).
+//! Helpers shared by the benchmark examples (each example uses what it needs).
 #![allow(dead_code)]
 
 use std::time::Instant;
@@ -25,4 +25,13 @@ pub fn time(repeats: usize, mut work: impl FnMut()) -> Vec<f64> {
             start.elapsed().as_secs_f64()
         })
         .collect()
+}
+
+/// A clap value parser for counts and sizes: a positive integer.
+pub fn positive(value: &str) -> Result<usize, String> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or(format!("`{value}` is not a positive integer"))
 }
