@@ -6,23 +6,25 @@
 
 mod common;
 
-use std::time::Instant;
-
 use burn::nn::LayerNormConfig;
 use burn::tensor::activation::{gelu, log_softmax};
 use burn::tensor::module::{attention, embedding, linear};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use clap::Parser;
 use infalign_model::backend::cpu_device;
 
-use common::median;
+use common::{median, time};
+
+#[derive(Parser)]
+struct Options {
+    /// Timed runs of each op (after one warm-up run).
+    #[arg(long, default_value_t = 20, value_parser = common::positive)]
+    repeats: usize,
+}
 
 fn main() {
-    let repeats: usize = std::env::args()
-        .skip_while(|a| a != "--repeats")
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    let repeats = Options::parse().repeats;
     let device = cpu_device();
     let (b, l, d, h, f, v) = (16usize, 128usize, 128usize, 4usize, 512usize, 4096usize);
     let rows = b * l;
@@ -163,15 +165,7 @@ fn main() {
         ),
     ];
     for (name, flop, op) in &ops {
-        op();
-        let times: Vec<f64> = (0..repeats)
-            .map(|_| {
-                let start = Instant::now();
-                op();
-                start.elapsed().as_secs_f64()
-            })
-            .collect();
-        let ms = median(&times) * 1e3;
+        let ms = median(&time(repeats, op)) * 1e3;
         let rate = if *flop > 0.0 {
             format!("{:7.1} GFLOP/s", flop / ms / 1e6)
         } else {
