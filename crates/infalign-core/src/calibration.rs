@@ -133,9 +133,16 @@ impl ReferenceTable {
     /// (number below + number at-or-below) / (2K), for a finite reward.
     #[inline]
     fn calibrated_unchecked(&self, reward: f64) -> f64 {
+        let (below, ties) = self.rank(reward);
+        (2 * below + ties) as f64 * self.half_inv_len
+    }
+
+    /// How many reference rewards lie below `reward`, and how many equal it: its rank among
+    /// them (uniform on 0..=K for a reply of the reference policy, ties spread over the ranks
+    /// they span). The calibrated reward is `(below + ties / 2) / K`.
+    pub fn rank(&self, reward: f64) -> (usize, usize) {
         let below = count_less(&self.sorted, reward);
-        let at_or_below = count_less_or_equal(&self.sorted, reward);
-        (below + at_or_below) as f64 * self.half_inv_len
+        (below, count_less_or_equal(&self.sorted, reward) - below)
     }
 }
 

@@ -31,6 +31,7 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::calibration::ReferenceTable;
 use crate::error::{check_finite, invalid, Error, Result};
 use crate::selection::Procedure;
 
@@ -358,13 +359,10 @@ pub fn calibrated_kl(
             ));
         }
         check_finite("policy reward", policy)?;
-        check_finite("reference reward", reference)?;
-        let mut sorted = reference.to_vec();
-        sorted.sort_by(f64::total_cmp);
+        let table = ReferenceTable::new(reference)?;
         let mut cells = vec![0.0; k + 1];
         for &reward in policy {
-            let below = sorted.partition_point(|&r| r < reward);
-            let ties = sorted[below..].partition_point(|&r| r <= reward);
+            let (below, ties) = table.rank(reward);
             // A reward tied with t references is spread evenly over ranks below..=below + t.
             let share = 1.0 / (ties + 1) as f64;
             for cell in &mut cells[below..=below + ties] {
@@ -373,37 +371,40 @@ pub fn calibrated_kl(
         }
         counts.push(cells);
     }
-    let kl_of = |pick: &mut dyn FnMut() -> usize| -> f64 {
-        let mut pooled = vec![0.0; k + 1];
-        for _ in 0..prompts.len() {
-            for (total, count) in pooled.iter_mut().zip(&counts[pick()]) {
-                *total += count;
-            }
-        }
-        let n: f64 = pooled.iter().sum();
-        pooled
-            .iter()
-            .filter(|&&c| c > 0.0)
-            .map(|&c| c / n * (c / n * (k + 1) as f64).ln())
-            .sum()
-    };
-    let mut next = 0;
-    let plug_in = kl_of(&mut || {
-        next += 1;
-        next - 1
-    });
+    let plug_in = pooled_rank_kl(&counts, 0..counts.len());
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let replicates: Vec<f64> = (0..resamples)
-        .map(|_| kl_of(&mut || uniform_index(&mut rng, prompts.len())))
+        .map(|_| {
+            let picks = (0..counts.len()).map(|_| uniform_index(&mut rng, counts.len()));
+            pooled_rank_kl(&counts, picks)
+        })
         .collect();
-    let resampled = percentile_interval(plug_in, replicates.clone(), level);
     let mean = replicates.iter().sum::<f64>() / resamples as f64;
+    let resampled = percentile_interval(plug_in, replicates, level);
     Ok(ConfidenceInterval {
         estimate: 2.0 * plug_in - mean,
         lower: 2.0 * plug_in - resampled.upper,
         upper: 2.0 * plug_in - resampled.lower,
         ..resampled
     })
+}
+
+/// The plug-in KL from uniform of the rank histogram pooled over the prompts `picks` names
+/// (each prompt's counts per rank, all of the same length).
+fn pooled_rank_kl(counts: &[Vec<f64>], picks: impl Iterator<Item = usize>) -> f64 {
+    let cells = counts[0].len();
+    let mut pooled = vec![0.0; cells];
+    for pick in picks {
+        for (total, count) in pooled.iter_mut().zip(&counts[pick]) {
+            *total += count;
+        }
+    }
+    let n: f64 = pooled.iter().sum();
+    pooled
+        .iter()
+        .filter(|&&c| c > 0.0)
+        .map(|&c| c / n * (c / n * cells as f64).ln())
+        .sum()
 }
 
 #[cfg(test)]
