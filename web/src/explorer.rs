@@ -111,14 +111,8 @@ fn solve_envelopes(
     let outcome = solvers.and_then(|(mut bon, mut won)| {
         timed("envelope", || {
             while timing::now() - start < SLICE_MS {
-                // BoN first, then WoN.
-                let done = if bon.solved() < bon.len() {
-                    bon.step()?;
-                    false
-                } else {
-                    won.step()?
-                };
-                if done {
+                // BoN first, then WoN (a finished solver's step is a no-op that says so).
+                if bon.step()? && won.step()? {
                     return Ok(Some((bon.into_solutions(), won.into_solutions())));
                 }
             }

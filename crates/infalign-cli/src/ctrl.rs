@@ -20,12 +20,13 @@ use infalign_core::{ExpFamily, Procedure};
 use infalign_model::bundle::{Bundle, Provenance};
 use infalign_model::ctrl::prompts::read_prompts;
 use infalign_model::ctrl::{
-    calibrate, sample_prompts, summarise, CalibrationSet, CalibrationSettings, CtrlConfig,
-    CtrlTrainer, Decoding, EvalReport, EvalSettings, KlControl, TrainingReward,
+    calibrate, calibrated_kl_of, sample_prompts, summarise, CalibrationSet, CalibrationSettings,
+    CtrlConfig, CtrlTrainer, Decoding, EvalReport, EvalSettings, KlControl, PromptSamples,
+    TrainingReward,
 };
 use infalign_model::reward::RewardSpec;
 
-use crate::files::{append_line, print_stdout, write_atomic};
+use crate::files::{append_line, print_stdout, read_json, write_atomic};
 use crate::progress::{items_bar, say, steps_bar};
 use crate::reward::spec_or;
 
@@ -613,6 +614,24 @@ pub struct EvalFile {
     pub settings: EvalSettings,
     /// What it measured.
     pub report: EvalReport,
+}
+
+impl EvalFile {
+    /// Reads `DIR/eval.json`. An evaluation written before reports had the calibrated rewards'
+    /// KL gets it from `DIR/samples.json`, when that is there.
+    pub fn read(dir: &Path) -> anyhow::Result<EvalFile> {
+        let path = dir.join("eval.json");
+        let mut document: EvalFile = read_json(&path)?;
+        let samples = dir.join("samples.json");
+        if document.report.calibrated_kl.is_none() && samples.exists() {
+            let samples: Vec<PromptSamples> = read_json(&samples)?;
+            document.report.calibrated_kl = Some(
+                calibrated_kl_of(&samples, &document.settings)
+                    .with_context(|| format!("the calibrated KL of {}", path.display()))?,
+            );
+        }
+        Ok(document)
+    }
 }
 
 /// One row per measure: estimate and 95% interval.

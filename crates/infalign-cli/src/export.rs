@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use infalign_model::bundle::{Alignment, Bundle, Evaluation, Precision};
-use infalign_model::ctrl::{calibrated_kl_of, CalibrationSettings, CtrlConfig, PromptSamples};
+use infalign_model::ctrl::{CalibrationSettings, CtrlConfig};
 use infalign_model::RewardSpec;
 
 use crate::ctrl::{EvalFile, RUN_CALIBRATION_FILE, RUN_CONFIG_FILE, TRAINED_POLICY};
@@ -51,16 +51,7 @@ fn read_evaluation(run: &Path) -> anyhow::Result<Option<Evaluation>> {
     if !path.exists() {
         return Ok(None);
     }
-    let mut document: EvalFile = read_json(&path)?;
-    // An evaluation written before reports had the calibrated rewards' KL: from its samples.
-    let samples = run.join("eval").join("samples.json");
-    if document.report.calibrated_kl.is_none() && samples.exists() {
-        let samples: Vec<PromptSamples> = read_json(&samples)?;
-        document.report.calibrated_kl = Some(
-            calibrated_kl_of(&samples, &document.settings)
-                .with_context(|| format!("the calibrated KL of {}", path.display()))?,
-        );
-    }
+    let document = EvalFile::read(&run.join("eval"))?;
     if document.policy != TRAINED_POLICY {
         bail!(
             "{}: evaluates policy {:?}, not the run's trained policy {TRAINED_POLICY:?}",

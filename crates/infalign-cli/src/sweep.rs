@@ -17,8 +17,7 @@ use clap::Args;
 use infalign_core::estimators::ConfidenceInterval;
 use infalign_core::{Procedure, Transform};
 use infalign_model::ctrl::{
-    calibrated_kl_of, paired_difference, EvalReport, EvalSettings, KlControl, PromptSamples,
-    TrainingReward,
+    paired_difference, EvalReport, EvalSettings, KlControl, PromptSamples, TrainingReward,
 };
 use serde::Serialize;
 
@@ -175,8 +174,8 @@ struct Point {
     method: String,
     knob: Knob,
     report: EvalReport,
-    /// The KL of its calibrated rewards: the report's, or (for evaluations written before the
-    /// report had it) computed from the samples when they were read.
+    /// The KL of its calibrated rewards (the report's, repeated at the top of each run in
+    /// `comparison.json`).
     calibrated_kl: Option<ConfidenceInterval>,
     /// The evaluation's per-prompt samples (for paired comparisons).
     #[serde(skip)]
@@ -376,23 +375,18 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
                     path_arg(&eval_dir),
                 ])?;
             }
-            let evaluation: EvalFile = read_json(&eval_dir.join("eval.json"))?;
+            let evaluation = EvalFile::read(&eval_dir)?;
             // Per-prompt samples are needed only to pair runs at the same KL budget.
             let samples: Vec<PromptSamples> = if args.target_kls.is_empty() {
                 Vec::new()
             } else {
                 read_json(&eval_dir.join("samples.json"))?
             };
-            let calibrated_kl = match (evaluation.report.calibrated_kl, samples.is_empty()) {
-                (Some(ci), _) => Some(ci),
-                (None, false) => Some(calibrated_kl_of(&samples, &evaluation.settings)?),
-                (None, true) => None,
-            };
             points.push(Point {
                 method: method.clone(),
                 knob,
+                calibrated_kl: evaluation.report.calibrated_kl,
                 report: evaluation.report,
-                calibrated_kl,
                 samples,
                 settings: evaluation.settings,
             });
