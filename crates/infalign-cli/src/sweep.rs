@@ -229,14 +229,20 @@ fn interpolate(points: &[(f64, f64, f64, f64)], x: f64) -> Option<(f64, f64, f64
     Some((mix(a.1, b.1), mix(a.2, b.2), mix(a.3, b.3)))
 }
 
-/// `(kl, estimate, lower, upper)` of a method's runs, sorted by KL.
-fn curve(points: &[Point], method: &str, measure: Measure) -> Vec<(f64, f64, f64, f64)> {
+/// `(kl, estimate, lower, upper)` of a method's runs, sorted by the KL `axis` shows (runs
+/// without that KL left out).
+fn curve(
+    points: &[Point],
+    method: &str,
+    measure: Measure,
+    axis: KlAxis,
+) -> Vec<(f64, f64, f64, f64)> {
     let mut curve: Vec<_> = points
         .iter()
         .filter(|p| p.method == method)
         .filter_map(|p| {
             let ci = measure.of(&p.report)?;
-            Some((p.report.kl.estimate, ci.estimate, ci.lower, ci.upper))
+            Some((axis.of(p)?.estimate, ci.estimate, ci.lower, ci.upper))
         })
         .collect();
     curve.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -418,7 +424,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
         for &kl in &matched {
             let mut row = format!("| {kl:.3} |");
             for method in &args.methods {
-                let value = interpolate(&curve(&points, method, measure), kl);
+                let value = interpolate(&curve(&points, method, measure, KlAxis::Policy), kl);
                 match value {
                     Some((estimate, lower, upper)) => {
                         row.push_str(&format!(" {estimate:.3} [{lower:.3}, {upper:.3}] |"));
@@ -618,15 +624,7 @@ fn comparison_chart(
     let mut series = Vec::new();
     for (i, method) in methods.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
-        let mut measured: Vec<(f64, f64, f64, f64)> = points
-            .iter()
-            .filter(|p| &p.method == method)
-            .filter_map(|p| {
-                let ci = measure.of(&p.report)?;
-                Some((axis.of(p)?.estimate, ci.estimate, ci.lower, ci.upper))
-            })
-            .collect();
-        measured.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let measured = curve(points, method, measure, axis);
         series.push(Series::measured(
             format!("{method} (measured)"),
             measured.iter().map(|p| (p.0, p.1)).collect(),
