@@ -9,7 +9,13 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { dist, openLab, screenshot, serveDist } from "./harness.mjs";
+import { dist, here, openLab, screenshot, serveDist } from "./harness.mjs";
+
+// The table `infalign calibrate` and `infalign sample --reference-k` draw for this prompt, reward,
+// K and seed (crates/infalign-model/tests/default_model.rs writes and checks it).
+const referenceFixture = JSON.parse(
+  await readFile(join(here, "..", "fixtures", "default_reference_table.json"), "utf8"),
+);
 
 let server;
 before(async () => {
@@ -113,6 +119,29 @@ test("on the CPU a policy answers N times, streamed, with rewards, picks and a h
   }
 });
 
+test("the page calibrates against the reference table the native commands draw", async () => {
+  const { prompt_index, k, rewards } = referenceFixture;
+  const { browser, page, errors } = await openLab(
+    `${server.url}?lab_n=4&k=${k}&prompt=${prompt_index}&reward=vader&policy=base`,
+    { webgpu: false },
+  );
+  try {
+    await bundleReady(page);
+    const answers = await sampleRound(page);
+    const shown = (await page.locator("#reference-table").getAttribute("data-rewards")).split(",").map(Number);
+    assert.deepEqual(shown, rewards, "the same K rewards, bit for bit");
+    // Each answer's calibrated reward is its mid-rank among them.
+    for (const answer of answers) {
+      const below = rewards.filter((r) => r < answer.raw).length;
+      const tied = rewards.filter((r) => r === answer.raw).length;
+      assert.equal(answer.calibrated, (below + tied / 2) / rewards.length, `raw ${answer.raw}`);
+    }
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
 test("rounds against the base fill the tally with an interval and the theory beside it", async () => {
   const { browser, page, errors } = await openLab(`${server.url}?lab_n=2&k=4&policy=ctrl-negexp-won4`, {
     webgpu: false,
@@ -160,7 +189,8 @@ test("a malformed bundle shows a banner and the lab keeps sampling", async () =>
     const manifest = await readFile(join(folder, "manifest.json"));
     const parsed = JSON.parse(manifest);
     const files = [{ name: "manifest.json", mimeType: "application/json", buffer: manifest }];
-    for (const part of [parsed.tokenizer, parsed.weights, ...parsed.variants.map((v) => v.weights)]) {
+    const parts = [parsed.tokenizer, parsed.weights, ...parsed.variants.map((v) => v.weights), ...(parsed.reward_models ?? [])];
+    for (const part of parts) {
       let buffer = await readFile(join(folder, part.file));
       if (part.file === parsed.weights.file) buffer = buffer.subarray(0, 1000);
       files.push({ name: part.file, mimeType: "application/octet-stream", buffer });
@@ -171,6 +201,20 @@ test("a malformed bundle shows a banner and the lab keeps sampling", async () =>
     assert.match(await banner.textContent(), /model\.bpk/);
     assert.match(await banner.textContent(), /truncated, corrupt or from another bundle/);
     assert.match(await banner.textContent(), /keeps the bundle it had/);
+    // A reward model that is not the one the manifest lists: refused, named.
+    await page.click("#bundle-banner button");
+    const model = parsed.reward_models[0];
+    const whole = [];
+    for (const part of parts) {
+      let buffer = await readFile(join(folder, part.file));
+      if (part.file === model.file) buffer = Buffer.concat([buffer.subarray(0, buffer.length - 2), Buffer.from("9\n")]);
+      whole.push({ name: part.file, mimeType: "application/octet-stream", buffer });
+    }
+    whole.push({ name: "manifest.json", mimeType: "application/json", buffer: manifest });
+    await page.setInputFiles("#bundle-files", whole);
+    await banner.waitFor();
+    assert.ok((await banner.textContent()).includes(model.file), await banner.textContent());
+    assert.match(await banner.textContent(), /truncated, corrupt or from another bundle/);
     // Not JSON at all.
     await page.click("#bundle-banner button");
     await page.setInputFiles("#bundle-files", [

@@ -4,7 +4,7 @@
 //! page keeps the one it had.
 //!
 //! Rewards come with the bundle: VADER is built in (rustrict only in the CLI); a linear classifier
-//! (`linear:PATH` in the manifest) is read from the file of that name inside the bundle.
+//! (`linear:FILE` in the manifest) is one of the bundle's parts, checked like the weights.
 
 use std::collections::BTreeMap;
 
@@ -70,43 +70,11 @@ impl LoadedBundle {
     }
 }
 
-/// The reward specs a manifest names, each once, in order of appearance.
-fn reward_specs(manifest: &Manifest) -> Vec<RewardSpec> {
-    let mut specs: Vec<RewardSpec> = Vec::new();
-    let named = manifest.reward.iter().chain(
-        manifest
-            .variants
-            .iter()
-            .filter_map(|variant| variant.alignment.as_ref())
-            .flat_map(|alignment| {
-                std::iter::once(&alignment.reward)
-                    .chain(alignment.calibration.as_ref().map(|c| &c.reward))
-            }),
-    );
-    for spec in named {
-        if !specs.contains(spec) {
-            specs.push(spec.clone());
-        }
-    }
-    specs
-}
-
-/// The file inside the bundle that holds the model of a `linear:PATH` or `learned:PATH` reward:
-/// the last component of PATH.
-fn reward_file(spec: &RewardSpec) -> Option<String> {
-    match spec {
-        RewardSpec::Linear { path } | RewardSpec::Learned { path } => path
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned()),
-        RewardSpec::Vader | RewardSpec::Rustrict => None,
-    }
-}
-
-/// Build the rewards a manifest names from the bundle's `files`.
-fn build_rewards(manifest: &Manifest, files: &Files) -> (Vec<RewardChoice>, Vec<String>) {
+/// Build the rewards the bundle's manifest names (their model files are its parts).
+fn build_rewards(bundle: &Bundle) -> (Vec<RewardChoice>, Vec<String>) {
     let mut rewards: Vec<RewardChoice> = Vec::new();
     let mut missing = Vec::new();
-    for spec in reward_specs(manifest) {
+    for spec in bundle.manifest.reward_specs() {
         let built: Result<(&'static str, &'static str, Box<dyn Reward + Send + Sync>), String> =
             match &spec {
                 RewardSpec::Vader => Ok((
@@ -120,27 +88,10 @@ fn build_rewards(manifest: &Manifest, files: &Files) -> (Vec<RewardChoice>, Vec<
                     "the rustrict reward is not built into the browser lab (it is in the CLI)"
                         .to_string(),
                 ),
-                RewardSpec::Linear { .. } => {
-                    let file = reward_file(&spec).unwrap_or_default();
-                    match files.get(&file) {
-                        None => Err(format!(
-                            "the harmlessness classifier needs {file:?} in the bundle"
-                        )),
-                        Some(bytes) => String::from_utf8(bytes.clone())
-                            .map_err(|_| format!("{file}: not UTF-8 text"))
-                            .and_then(|text| {
-                                LinearClassifierReward::parse(&text, &file)
-                                    .map_err(|error| error.to_string())
-                            })
-                            .map(|reward| {
-                                (
-                                    "linear",
-                                    "harmlessness (linear classifier)",
-                                    Box::new(reward) as Box<dyn Reward + Send + Sync>,
-                                )
-                            }),
-                    }
-                }
+                RewardSpec::Linear { .. } => bundle
+                    .load_reward(&spec)
+                    .map_err(|error| error.to_string())
+                    .map(|reward| ("linear", "harmlessness (linear classifier)", reward)),
                 RewardSpec::Learned { .. } => Err(format!(
                     "{spec}: learned rewards are not available in the browser yet"
                 )),
@@ -172,7 +123,7 @@ fn build_rewards(manifest: &Manifest, files: &Files) -> (Vec<RewardChoice>, Vec<
 pub fn assemble(origin: &str, files: &Files) -> Result<LoadedBundle, String> {
     let bundle = Bundle::from_parts(origin, |name| Ok(files.get(name).cloned()))
         .map_err(|error| error.to_string())?;
-    let (rewards, missing_rewards) = build_rewards(&bundle.manifest, files);
+    let (rewards, missing_rewards) = build_rewards(&bundle);
     Ok(LoadedBundle {
         origin: origin.to_string(),
         bundle,
@@ -204,15 +155,12 @@ pub async fn fetch_bundle(url: &str, progress: impl Fn(u64, u64)) -> Result<Load
     let manifest_bytes = fetch_bytes(&at(MANIFEST_FILE)).await?;
     let manifest =
         Manifest::parse(&manifest_bytes, &at(MANIFEST_FILE)).map_err(|error| error.to_string())?;
-    let parts: Vec<(String, u64)> = [&manifest.tokenizer, &manifest.weights]
-        .into_iter()
-        .chain(manifest.variants.iter().map(|variant| &variant.weights))
+    let parts: Vec<(String, u64)> = manifest
+        .parts()
         .map(|part| (part.file.clone(), part.bytes))
         .collect();
-    let reward_files: Vec<String> = reward_specs(&manifest)
-        .iter()
-        .filter_map(reward_file)
-        .collect();
+    // A bundle older than manifest version 4 keeps its reward models beside it, unlisted.
+    let reward_files = manifest.legacy_reward_files();
     let total: u64 = parts.iter().map(|(_, bytes)| bytes).sum();
     let mut done = 0;
     progress(done, total);

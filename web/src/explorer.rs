@@ -1,6 +1,6 @@
 //! The theory explorer: the transforms, the tilted densities and what Best-of-N and Worst-of-N
 //! serve from them, and the exact win-rate-versus-KL curves, redrawn live as t, the KL budget (or
-//! beta) and N move. The model (settings, charts) is `infalign_core::explorer`; this module wires
+//! beta) and N move. The model (settings, charts) is `infalign_view::explorer`; this module wires
 //! it to controls and to the URL.
 //!
 //! The closed-form policies are recomputed on every change, each memo only when its own inputs
@@ -15,14 +15,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use infalign_core::chart::{render_svg, WinRateCurves};
-use infalign_core::explorer::{
+use infalign_core::theory::{self, BestT, EnvelopeSolver, OptimalSolution};
+use infalign_core::{ExpFamily, Procedure};
+use infalign_view::chart::{render_svg, WinRateCurves};
+use infalign_view::explorer::{
     density_chart, envelope_budgets, envelope_points, optimal_near, policy_curves, row,
     shapes_chart, short, tilted, win_rate_chart, Optima, Policy, Regularisation, Row, Settings,
     BETA_RANGE, ENVELOPE_POINTS, KL_RANGE, N_MAX, T_RANGE,
 };
-use infalign_core::theory::{self, BestT, EnvelopeSolver, OptimalSolution};
-use infalign_core::{ExpFamily, Procedure};
 use leptos::prelude::*;
 
 use crate::math;

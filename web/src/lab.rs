@@ -8,15 +8,14 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use infalign_core::explorer::short;
-use infalign_core::lab::{histogram_svg, predicted_win_rates, Picks, Tally, BUILT_IN_PROMPTS};
 use infalign_core::{Procedure, ReferenceTable, WinRates};
 use infalign_model::backend::{cpu_device, BackendKind};
 use infalign_model::bundle::BASE_POLICY;
-use infalign_model::ctrl::TrainingReward;
-use infalign_model::policy::Sampler;
-use infalign_model::tokenizer::chat_prompt;
-use infalign_model::{Policy, SamplingConfig};
+use infalign_model::ctrl::rollout::ReferenceProgress;
+use infalign_model::ctrl::{reference_table, RolloutStream, TrainingReward};
+use infalign_model::Policy;
+use infalign_view::explorer::short;
+use infalign_view::lab::{histogram_svg, predicted_win_rates, Picks, Tally, BUILT_IN_PROMPTS};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wasm_bindgen_futures::JsFuture;
@@ -31,8 +30,6 @@ const QUERY_KEYS: [&str; 5] = ["policy", "reward", "prompt", "lab_n", "k"];
 /// Largest N and K the controls offer.
 const N_MAX: usize = 32;
 const K_MAX: usize = 256;
-/// Reference answers are sampled this many at a time (the progress bar moves per batch).
-const REFERENCE_BATCH: usize = 16;
 /// Rounds one click of "play rounds" adds to the tally.
 const ROUNDS_PER_CLICK: usize = 10;
 /// Bins of the calibrated-reward histogram.
@@ -216,6 +213,8 @@ struct Lab {
     busy: RwSignal<bool>,
     error: RwSignal<Option<String>>,
     reference_progress: RwSignal<Option<(usize, usize)>>,
+    /// The sorted rewards of the reference answers the shown answers were calibrated against.
+    reference_rewards: RwSignal<Option<Vec<f64>>>,
     rounds_progress: RwSignal<Option<(usize, usize)>>,
     first_result_ms: RwSignal<Option<f64>>,
     tally: RwSignal<Tally>,
@@ -242,27 +241,6 @@ async fn yield_to_browser() {
     let _ = JsFuture::from(promise).await;
 }
 
-/// The decoding the bundle's policies were calibrated and trained with (its first aligned
-/// variant's), or the trainer's default.
-fn decoding(bundle: &LoadedBundle) -> SamplingConfig {
-    bundle
-        .bundle
-        .manifest
-        .variants
-        .iter()
-        .filter_map(|variant| variant.alignment.as_ref())
-        .find_map(|alignment| alignment.calibration.as_ref().map(|c| c.decoding))
-        .unwrap_or_default()
-        .sampling()
-}
-
-/// A stable 64-bit hash of `text` (FNV-1a), for per-prompt reference seeds.
-fn text_seed(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 /// The answers and how long sampling them took.
 struct Sampled {
     texts: Vec<String>,
@@ -270,8 +248,9 @@ struct Sampled {
     millis: f64,
 }
 
-/// Sample `n` answers to `message` from `policy`, calling `on_step` with the partial texts
-/// after every token when given, and yielding to the browser between tokens.
+/// Sample `n` answers to `message` from `policy` (the one streaming rollout, with the decoding
+/// the bundle's variants were calibrated with), calling `on_step` with the partial texts after
+/// every token when given, and yielding to the browser between tokens.
 async fn sample_answers(
     bundle: &LoadedBundle,
     policy: &Policy,
@@ -280,44 +259,23 @@ async fn sample_answers(
     seed: u64,
     on_step: Option<&dyn Fn(Vec<String>)>,
 ) -> Result<Sampled, String> {
-    let tokenizer = &bundle.bundle.tokenizer;
     let text = |error: infalign_model::Error| error.to_string();
-    let prompt = tokenizer.encode(&chat_prompt(message)).map_err(text)?;
-    let prompts = vec![prompt; n];
-    let config = decoding(bundle);
+    let messages = vec![message; n];
+    let decoding = bundle.bundle.reference_decoding();
     let start = now();
-    let mut sampler = Sampler::new(
-        policy,
-        &prompts,
-        Some(tokenizer.end_of_turn()),
-        &config,
-        seed,
-    )
-    .map_err(text)?;
-    let decode = |sampler: &Sampler| -> Result<Vec<String>, String> {
-        sampler
-            .responses()
-            .iter()
-            .map(|ids| tokenizer.decode(ids).map(|t| t.trim().to_string()))
-            .collect::<Result<_, _>>()
-            .map_err(text)
-    };
-    while sampler.step().await.map_err(text)? {
+    let mut stream =
+        RolloutStream::new(policy, &bundle.bundle.tokenizer, &messages, &decoding, seed)
+            .map_err(text)?;
+    while stream.step().await.map_err(text)? {
         if let Some(on_step) = on_step {
-            on_step(decode(&sampler)?);
+            on_step(stream.texts().map_err(text)?);
         }
         yield_to_browser().await;
     }
-    let texts = decode(&sampler)?;
-    let tokens = sampler
-        .responses()
-        .iter()
-        .zip(sampler.stopped())
-        .map(|(ids, &stopped)| ids.len() + usize::from(stopped))
-        .sum();
+    let rollouts = stream.finish().map_err(text)?;
     Ok(Sampled {
-        texts,
-        tokens,
+        tokens: rollouts.tokens(),
+        texts: rollouts.texts,
         millis: now() - start,
     })
 }
@@ -401,21 +359,27 @@ impl Lab {
             return Ok(table);
         }
         let base = self.policy(bundle, BASE_POLICY, kind)?;
-        let mut rewards = Vec::with_capacity(k);
+        let choice = bundle
+            .reward(reward)
+            .ok_or_else(|| format!("the bundle has no reward {reward:?}"))?;
         self.reference_progress.set(Some((0, k)));
-        let seed = text_seed(message);
-        let mut batch = 0;
-        while rewards.len() < k {
-            let rows = REFERENCE_BATCH.min(k - rewards.len());
-            let sampled =
-                sample_answers(bundle, &base, message, rows, seed.wrapping_add(batch), None)
-                    .await?;
-            self.record_speed(&sampled);
-            rewards.extend(Self::score(bundle, reward, message, &sampled.texts)?);
-            batch += 1;
-            self.reference_progress.set(Some((rewards.len(), k)));
-        }
-        let table = Rc::new(ReferenceTable::new(rewards).map_err(|error| error.to_string())?);
+        let progress = self.reference_progress;
+        let table = reference_table(
+            &base,
+            &bundle.bundle.tokenizer,
+            message,
+            choice.reward.as_ref(),
+            k,
+            &bundle.bundle.reference_decoding(),
+            bundle.bundle.calibration_seed(),
+            async |step: ReferenceProgress| {
+                progress.set(Some((step.finished, step.k)));
+                yield_to_browser().await;
+            },
+        )
+        .await
+        .map_err(|error| error.to_string())?;
+        let table = Rc::new(table);
         self.references
             .update_value(|cache| drop(cache.insert(key, table.clone())));
         Ok(table)
@@ -482,6 +446,7 @@ impl Lab {
         let calibrated = table
             .calibrate_batch(&raw)
             .map_err(|error| error.to_string())?;
+        self.reference_rewards.set(Some(table.rewards().to_vec()));
         self.answers.update(|answers| {
             for (answer, value) in answers.iter_mut().zip(calibrated) {
                 answer.calibrated = Some(value);
@@ -686,15 +651,13 @@ fn prediction(bundle: &LoadedBundle, policy: &str, n: usize) -> Option<Predictio
         .variants
         .iter()
         .find(|variant| variant.name == policy)?;
-    let TrainingReward::Calibrated(transform) = &variant.alignment.as_ref()?.training.reward else {
+    let alignment = variant.alignment.as_ref()?;
+    let TrainingReward::Calibrated(transform) = &alignment.training.reward else {
         return None;
     };
-    let metric = |name: &str| variant.metrics.get(name).copied();
-    let (kl, which) = match metric("eval_calibrated_kl") {
-        // The estimate is bias-corrected and can dip below 0 for a policy close to the base.
-        Some(kl) => (kl.max(1e-4), "calibrated KL"),
-        None => (metric("eval_kl").or_else(|| metric("train_kl"))?, "KL"),
-    };
+    let (kl, which) = alignment.evaluation.as_ref()?.theory_kl();
+    // The calibrated KL is bias-corrected and can dip below 0 for a policy close to the base.
+    let kl = kl.max(1e-4);
     Some(
         predicted_win_rates(transform, kl, n as u32)
             .map(|rates| (rates, kl, which))
@@ -719,6 +682,7 @@ pub fn SamplingLab(compute: Compute) -> impl IntoView {
         busy: RwSignal::new(false),
         error: RwSignal::new(None),
         reference_progress: RwSignal::new(None),
+        reference_rewards: RwSignal::new(None),
         rounds_progress: RwSignal::new(None),
         first_result_ms: RwSignal::new(None),
         tally: RwSignal::new(Tally::new()),
@@ -1089,11 +1053,18 @@ fn Answers(lab: Lab) -> impl IntoView {
         </ol>
         {move || (lab.phase.get() == Phase::Calibrated).then(|| {
             let calibrated: Vec<f64> = lab.answers.with(|a| a.iter().filter_map(|a| a.calibrated).collect());
+            let reference = lab.reference_rewards.get().unwrap_or_default();
+            let listed = reference.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>().join(", ");
+            let exact = reference.iter().map(|r| format!("{r}")).collect::<Vec<_>>().join(",");
             view! {
                 <figure class="chart histogram-figure">
                     <figcaption>"Calibrated rewards of these answers (dashed: what the base policy's answers would give, uniform)"</figcaption>
                     <div inner_html=histogram_svg("lab-histogram", &calibrated, HISTOGRAM_BINS)></div>
                 </figure>
+                <details id="reference-table" data-rewards=exact>
+                    <summary>{format!("The {} reference answers' rewards", reference.len())}</summary>
+                    <p>"Each answer's calibrated reward is its mid-rank among these (ties count half). The same bundle, prompt, reward, K and seed give the same table in "<code>"infalign sample --reference-k"</code>" and "<code>"infalign calibrate"</code>": "{listed}</p>
+                </details>
             }
         })}
     }

@@ -1,7 +1,7 @@
 //! Charts that redraw in place. Setting a chart's SVG with `innerHTML` makes the browser throw
 //! away and rebuild every node (hundreds per chart) and lay them out again: most of a redraw's
 //! time. [`SvgFigure`] instead patches the nodes already on the page: when only a few lines of
-//! the SVG text changed with the same tags (a moved curve or marker: `infalign_core::chart`
+//! the SVG text changed with the same tags (a moved curve or marker: `infalign_view::chart`
 //! writes one or a few elements per line), it parses just those lines and copies their
 //! attributes onto the elements they stand for; otherwise it parses the whole SVG off-document
 //! and copies only what differs. The browser tests check the result equals a fresh parse.

@@ -1,5 +1,5 @@
-//! `infalign calibrate`, `infalign ctrl` and `infalign eval`: the reference tables of pi_ref,
-//! KL-regularised RL on the calibrated, transformed reward, and inference-time win rates.
+//! `infalign ctrl`: KL-regularised RL on the calibrated, transformed reward (CTRL) or the raw
+//! reward.
 //!
 //! A CTRL run directory holds `checkpoint/` (weights, optimiser state, beta; every
 //! `--checkpoint-every` steps, on Ctrl-C and at the end), `metrics.jsonl` (one line per step,
@@ -20,14 +20,12 @@ use infalign_core::{ExpFamily, Procedure};
 use infalign_model::bundle::{Bundle, Provenance};
 use infalign_model::ctrl::prompts::read_prompts;
 use infalign_model::ctrl::{
-    calibrate, calibrated_kl_of, sample_prompts, summarise, CalibrationSet, CalibrationSettings,
-    CtrlConfig, CtrlTrainer, Decoding, EvalReport, EvalSettings, KlControl, PromptSamples,
-    TrainingReward,
+    CalibrationSet, CtrlConfig, CtrlTrainer, Decoding, KlControl, TrainingReward,
 };
-use infalign_model::reward::RewardSpec;
 
-use crate::files::{append_line, print_stdout, read_json, write_atomic};
-use crate::progress::{items_bar, say, steps_bar};
+use crate::backend::DeviceArg;
+use crate::files::{append_line, write_atomic};
+use crate::progress::{say, steps_bar};
 use crate::reward::spec_or;
 
 /// The variant name of the trained policy in a run's bundle.
@@ -36,92 +34,6 @@ pub const TRAINED_POLICY: &str = "ctrl";
 pub const RUN_CONFIG_FILE: &str = "config.json";
 /// A finished calibrated run's calibration settings (`CalibrationSettings`), in its directory.
 pub const RUN_CALIBRATION_FILE: &str = "calibration-settings.json";
-
-#[derive(Debug, Args)]
-pub struct CalibrateArgs {
-    /// The base policy's bundle (pi_ref).
-    #[arg(long, default_value = "static/default-model")]
-    bundle: PathBuf,
-    /// Training prompts: `prompts-train.jsonl` of `infalign data fetch`, or an HH-RLHF file.
-    #[arg(long)]
-    prompts: PathBuf,
-    /// Use at most this many distinct prompts (the first ones).
-    #[arg(long, default_value_t = 256)]
-    limit: usize,
-    /// Reference responses per prompt.
-    #[arg(long, default_value_t = 32)]
-    k: usize,
-    /// Reward: `vader`, `rustrict`, `linear:PATH` or `learned:DIR`.
-    #[arg(long, default_value = "vader")]
-    reward: String,
-    /// Longest response in tokens (training and evaluation use the same).
-    #[arg(long, default_value_t = 32)]
-    max_new_tokens: usize,
-    /// Seed of the sampler.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Where to write the calibration set.
-    #[arg(long, default_value = "runs/calibration.json")]
-    out: PathBuf,
-    /// `cpu`, `wgpu` or `auto`.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-}
-
-pub fn calibrate_command(args: CalibrateArgs) -> anyhow::Result<()> {
-    let bundle = Bundle::read_dir(&args.bundle)?;
-    let backend = crate::backend::resolve(&args.device)?;
-    let base = bundle.policy(&backend.device)?;
-    let spec: RewardSpec = args.reward.parse()?;
-    let reward = spec.load()?;
-    let prompts = read_prompts(&args.prompts, args.limit)?;
-    let settings = CalibrationSettings {
-        k: args.k,
-        reward: spec,
-        decoding: Decoding {
-            max_new_tokens: args.max_new_tokens,
-            ..Decoding::default()
-        },
-        seed: args.seed,
-        base_policy_sha256: bundle.manifest.weights.sha256.clone(),
-    };
-    eprintln!(
-        "calibrate: {} prompts x {} reference responses from {} on {}",
-        prompts.len(),
-        args.k,
-        args.bundle.display(),
-        backend.kind
-    );
-    let progress = items_bar(prompts.len() as u64, "prompts");
-    let started = Instant::now();
-    let set = pollster::block_on(calibrate(
-        &base,
-        &bundle.tokenizer,
-        reward.as_ref(),
-        &prompts,
-        settings,
-        |done, _| progress.set_position(done as u64),
-    ))?;
-    progress.finish_and_clear();
-    set.write(&args.out)?;
-    let summary = set.summary()?;
-    eprintln!(
-        "calibrate: wrote {} in {:.1} s; K = {}: {:.1} distinct rewards per prompt, {:.1}% of \
-         reference pairs tie, split-half difference of calibrated rewards {:.3} (a K table's \
-         standard error is at most {:.3})",
-        args.out.display(),
-        started.elapsed().as_secs_f64(),
-        summary.k,
-        summary.mean_distinct,
-        100.0 * summary.tie_fraction,
-        summary.split_half_difference,
-        summary.standard_error_bound
-    );
-    write_atomic(
-        &args.out.with_extension("summary.json"),
-        serde_json::to_string_pretty(&summary)?,
-    )
-}
 
 #[derive(Debug, Args)]
 pub struct CtrlArgs {
@@ -140,9 +52,12 @@ pub struct CtrlArgs {
     /// Reward (default: the calibration set's; `vader` for `raw` without one).
     #[arg(long)]
     reward: Option<String>,
-    /// `raw` (no calibration), or a transform of the calibrated reward: `identity`, `log`,
-    /// `exp:T`, `negexp:T`, `optimal:bon:N:LAMBDA`; `exp`, `negexp` and `optimal` alone pick
-    /// t (or lambda) with the theory engine for `--procedure`, `--n` and `--target-kl`.
+    /// `raw` (no calibration), or a transform of the calibrated reward, with the meaning every
+    /// command gives it: `identity`, `log`, `exp:T` (e^(Tu)), `negexp:T` (-e^(-Tu)),
+    /// `normexp:T` ((e^(Tu) - 1) / (e^T - 1): exp's curves at a rescaled beta, rewards in
+    /// [0, 1], what to train on), `normnegexp:T`, `optimal:bon:N:LAMBDA`; `exp`, `negexp` and
+    /// `optimal` alone pick t (or lambda) with the theory engine for `--procedure`, `--n` and
+    /// `--target-kl` (and train on the normalised form).
     #[arg(long, default_value = "identity")]
     transform: String,
     /// Inference-time procedure the policy will be served with: `bon` or `won`.
@@ -198,9 +113,8 @@ pub struct CtrlArgs {
     /// Checkpoint every this many steps (and on Ctrl-C, and at the end).
     #[arg(long, default_value_t = 10)]
     checkpoint_every: u64,
-    /// `cpu`, `wgpu` or `auto`.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
 /// The training reward for `--transform`, resolving `exp`, `negexp` and `optimal` without
@@ -267,7 +181,7 @@ fn truncate_metrics(path: &Path, step: u64) -> anyhow::Result<()> {
 
 pub fn ctrl_command(args: CtrlArgs) -> anyhow::Result<()> {
     let bundle = Bundle::read_dir(&args.bundle)?;
-    let backend = crate::backend::resolve(&args.device)?;
+    let backend = args.device.resolve()?;
     let base = bundle.policy(&backend.device)?;
     let calibration = match &args.calibration {
         Some(path) => Some(CalibrationSet::read(path)?),
@@ -491,178 +405,4 @@ pub fn ctrl_command(args: CtrlArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64() / 60.0
     );
     Ok(())
-}
-
-#[derive(Debug, Args)]
-pub struct EvalArgs {
-    /// A bundle (a CTRL run's `bundle/`, or any bundle: its base policy is pi_ref).
-    #[arg(long)]
-    bundle: PathBuf,
-    /// The policy evaluated against the bundle's base policy.
-    #[arg(long, default_value = TRAINED_POLICY)]
-    policy: String,
-    /// Held-out prompts (`prompts-test.jsonl`, or an HH-RLHF file).
-    #[arg(long)]
-    prompts: PathBuf,
-    /// Use at most this many distinct prompts.
-    #[arg(long, default_value_t = 64)]
-    limit: usize,
-    /// Responses per prompt from each side (M).
-    #[arg(long, default_value_t = 16)]
-    samples: usize,
-    /// N of the BoN_N and WoN_N win rates (repeat or separate with commas).
-    #[arg(long, value_delimiter = ',', default_value = "4")]
-    n: Vec<u32>,
-    /// Reward (default: the bundle's, else `vader`).
-    #[arg(long)]
-    reward: Option<String>,
-    /// Longest response in tokens (use the training run's).
-    #[arg(long, default_value_t = 32)]
-    max_new_tokens: usize,
-    /// Seed of the samplers and the bootstrap (the same seed gives every policy the same
-    /// reference samples).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Bootstrap resamples over prompts.
-    #[arg(long, default_value_t = 2000)]
-    resamples: usize,
-    /// A label for tables and plots (default: the policy's name).
-    #[arg(long)]
-    label: Option<String>,
-    /// Output directory: `eval.json`, `eval.md` and the per-prompt `samples.json`.
-    #[arg(long)]
-    out: PathBuf,
-    /// `cpu`, `wgpu` or `auto`.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-}
-
-pub fn eval_command(args: EvalArgs) -> anyhow::Result<()> {
-    let bundle = Bundle::read_dir(&args.bundle)?;
-    let backend = crate::backend::resolve(&args.device)?;
-    let reference = bundle.policy(&backend.device)?;
-    let policy = bundle
-        .named_policy(&args.policy, &backend.device)
-        .with_context(|| format!("{}: policy {:?}", args.bundle.display(), args.policy))?;
-    let spec = spec_or(args.reward.as_deref(), bundle.manifest.reward.clone())?;
-    let reward = spec.load()?;
-    let prompts = read_prompts(&args.prompts, args.limit)?;
-    let settings = EvalSettings {
-        samples: args.samples,
-        ns: args.n.clone(),
-        decoding: Decoding {
-            max_new_tokens: args.max_new_tokens,
-            ..Decoding::default()
-        },
-        seed: args.seed,
-        resamples: args.resamples,
-        level: 0.95,
-    };
-    settings.validate()?;
-    eprintln!(
-        "eval: {:?} against base on {} prompts x {} responses per side, reward {spec}",
-        args.policy,
-        prompts.len(),
-        args.samples
-    );
-    let progress = items_bar(prompts.len() as u64, "prompts");
-    let samples = pollster::block_on(sample_prompts(
-        &policy,
-        &reference,
-        &bundle.tokenizer,
-        reward.as_ref(),
-        &prompts,
-        &settings,
-        |done, _| progress.set_position(done as u64),
-    ))?;
-    progress.finish_and_clear();
-    let report = summarise(&samples, &settings)?;
-    let label = args.label.clone().unwrap_or_else(|| args.policy.clone());
-    let document = serde_json::json!({
-        "label": label,
-        "bundle": args.bundle.display().to_string(),
-        "prompts": args.prompts.display().to_string(),
-        "policy": args.policy,
-        "reward": spec.to_string(),
-        "settings": settings,
-        "report": report,
-    });
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    write_atomic(
-        &args.out.join("eval.json"),
-        serde_json::to_string_pretty(&document)?,
-    )?;
-    write_atomic(
-        &args.out.join("samples.json"),
-        serde_json::to_string(&samples)?,
-    )?;
-    let table = markdown_report(&label, &report);
-    write_atomic(&args.out.join("eval.md"), &table)?;
-    print_stdout(&table)
-}
-
-/// `eval.json` as [`eval_command`] writes it: the fields other commands read back.
-#[derive(Debug, serde::Deserialize)]
-pub struct EvalFile {
-    /// The evaluated policy's name in its bundle.
-    pub policy: String,
-    /// The held-out prompt file (absent in files written before it was recorded).
-    #[serde(default)]
-    pub prompts: Option<String>,
-    /// How it sampled and summarised.
-    pub settings: EvalSettings,
-    /// What it measured.
-    pub report: EvalReport,
-}
-
-impl EvalFile {
-    /// Reads `DIR/eval.json`. An evaluation written before reports had the calibrated rewards'
-    /// KL gets it from `DIR/samples.json`, when that is there.
-    pub fn read(dir: &Path) -> anyhow::Result<EvalFile> {
-        let path = dir.join("eval.json");
-        let mut document: EvalFile = read_json(&path)?;
-        let samples = dir.join("samples.json");
-        if document.report.calibrated_kl.is_none() && samples.exists() {
-            let samples: Vec<PromptSamples> = read_json(&samples)?;
-            document.report.calibrated_kl = Some(
-                calibrated_kl_of(&samples, &document.settings)
-                    .with_context(|| format!("the calibrated KL of {}", path.display()))?,
-            );
-        }
-        Ok(document)
-    }
-}
-
-/// One row per measure: estimate and 95% interval.
-pub fn markdown_report(label: &str, report: &EvalReport) -> String {
-    let row = |name: String, ci: &infalign_core::estimators::ConfidenceInterval| {
-        format!(
-            "| {name} | {:.3} | [{:.3}, {:.3}] |\n",
-            ci.estimate, ci.lower, ci.upper
-        )
-    };
-    let mut out = format!(
-        "{label}: {} prompts, {} responses per prompt and side\n\n| measure | estimate | 95% \
-         interval |\n|---|---|---|\n",
-        report.prompts, report.samples
-    );
-    out.push_str(&row("KL (k1, nats)".into(), &report.kl));
-    out.push_str(&row("KL (k3, nats)".into(), &report.kl_k3));
-    if let Some(calibrated) = &report.calibrated_kl {
-        out.push_str(&row(
-            "KL of the calibrated rewards (nats)".into(),
-            calibrated,
-        ));
-    }
-    out.push_str(&row("standard win rate".into(), &report.standard));
-    for rate in &report.procedures {
-        out.push_str(&row(
-            format!("{}_{} win rate", rate.procedure, rate.n),
-            &rate.win_rate,
-        ));
-    }
-    out.push_str(&row("reward (policy)".into(), &report.policy_reward));
-    out.push_str(&row("reward (reference)".into(), &report.reference_reward));
-    out
 }

@@ -1,18 +1,17 @@
 //! `infalign export`: one bundle with the base policy and aligned variants from CTRL runs, each
 //! with how it was trained (settings, reward, calibration) and what its evaluation measured;
 //! the browser lab loads such a bundle from `static/default-model`. The model file of a linear
-//! reward (and its licence) is copied in beside the weights, where the browser lab reads it.
+//! reward (and its licence) becomes a part of the bundle, checked like the weights.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
 use infalign_model::bundle::{Alignment, Bundle, Evaluation, Precision};
 use infalign_model::ctrl::{CalibrationSettings, CtrlConfig};
-use infalign_model::RewardSpec;
 
-use crate::ctrl::{EvalFile, RUN_CALIBRATION_FILE, RUN_CONFIG_FILE, TRAINED_POLICY};
+use crate::ctrl::{RUN_CALIBRATION_FILE, RUN_CONFIG_FILE, TRAINED_POLICY};
+use crate::eval::read_eval;
 use crate::files::read_json;
 
 #[derive(Debug, Args)]
@@ -21,12 +20,14 @@ pub struct ExportArgs {
     #[arg(long, default_value = "static/default-model")]
     base: PathBuf,
     /// An aligned policy: `NAME=RUN_DIR`, a finished `infalign ctrl` run (its `bundle/`,
-    /// `config.json` and, when present, `eval/eval.json`). Repeat for each variant.
-    #[arg(long = "variant", value_name = "NAME=RUN_DIR", required = true)]
+    /// `config.json` and, when present, `eval/eval.json`). Repeat for each variant. Without
+    /// any, the base bundle is written again as it is, in the current format (variants kept).
+    #[arg(long = "variant", value_name = "NAME=RUN_DIR")]
     variants: Vec<String>,
     /// Storage of the weights: `f32`, or `f16` (half the size; outputs move by ~1e-3).
-    #[arg(long, default_value = "f32")]
-    precision: Precision,
+    /// Default: f32 with variants, else the base bundle's own.
+    #[arg(long)]
+    precision: Option<Precision>,
     /// Refuse to write a bundle larger than this many megabytes (10^6 bytes).
     #[arg(long, default_value_t = 16.0)]
     max_mb: f64,
@@ -51,43 +52,21 @@ fn read_evaluation(run: &Path) -> anyhow::Result<Option<Evaluation>> {
     if !path.exists() {
         return Ok(None);
     }
-    let document = EvalFile::read(&run.join("eval"))?;
-    if document.policy != TRAINED_POLICY {
+    let mut evaluation = read_eval(&run.join("eval"))?;
+    if evaluation.policy.as_deref() != Some(TRAINED_POLICY) {
         bail!(
             "{}: evaluates policy {:?}, not the run's trained policy {TRAINED_POLICY:?}",
             path.display(),
-            document.policy
+            evaluation.policy
         );
     }
-    Ok(Some(Evaluation {
-        prompts: document
-            .prompts
-            .unwrap_or_else(|| "(not recorded)".to_string()),
-        settings: document.settings,
-        report: document.report,
-    }))
-}
-
-/// The headline numbers of an evaluation, for the variant's `metrics`.
-fn evaluation_metrics(evaluation: &Evaluation) -> BTreeMap<String, f64> {
-    let report = &evaluation.report;
-    let mut metrics = BTreeMap::from([
-        ("eval_kl".to_string(), report.kl.estimate),
-        (
-            "eval_standard_win_rate".to_string(),
-            report.standard.estimate,
-        ),
-    ]);
-    for rate in &report.procedures {
-        metrics.insert(
-            format!("eval_{}_{}_win_rate", rate.procedure, rate.n),
-            rate.win_rate.estimate,
-        );
+    if evaluation.prompts.is_empty() {
+        evaluation.prompts = "(not recorded)".to_string();
     }
-    if let Some(calibrated) = &report.calibrated_kl {
-        metrics.insert("eval_calibrated_kl".to_string(), calibrated.estimate);
-    }
-    metrics
+    // The bundle records what was measured, not where the run lay on the exporting machine.
+    evaluation.bundle = None;
+    evaluation.reward = None;
+    Ok(Some(evaluation))
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
@@ -98,6 +77,22 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let device = infalign_model::backend::cpu_device();
     let mut bundle = Bundle::read_dir(&args.base)?;
+    if variants.is_empty() {
+        // Rewrite in the current format: reward models become checked parts, specs get
+        // their one meaning; weights are kept as they are unless --precision says otherwise.
+        if let Some(precision) = args.precision {
+            bundle.set_precision(precision, &device)?;
+        }
+        bundle.write_dir(&args.out)?;
+        eprintln!(
+            "export: rewrote {} as {} ({}; manifest version {})",
+            args.base.display(),
+            args.out.display(),
+            bundle.policy_names().join(", "),
+            infalign_model::bundle::FORMAT_VERSION
+        );
+        return Ok(());
+    }
     if !bundle.manifest.variants.is_empty() {
         eprintln!(
             "export: {} already has variants ({}); keeping only its base policy",
@@ -109,7 +104,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     // Runs are matched against the base as it was read (a base stored in f16 matches a run
     // trained from its f32 original), before its precision changes.
     let source = bundle.clone();
-    bundle.set_precision(args.precision, &device)?;
+    bundle.set_precision(args.precision.unwrap_or_default(), &device)?;
 
     for (name, run) in &variants {
         let run_bundle_dir = run.join("bundle");
@@ -126,7 +121,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         let policy = run_bundle
             .named_policy(TRAINED_POLICY, &device)
             .with_context(|| run_bundle_dir.display().to_string())?;
-        let training: CtrlConfig = read_json(&run.join(RUN_CONFIG_FILE))?;
+        let training = read_json::<CtrlConfig>(&run.join(RUN_CONFIG_FILE))?.upgrade_legacy_specs();
         let reward = run_bundle.manifest.reward.clone().with_context(|| {
             format!(
                 "{}: the run's bundle records no reward",
@@ -146,16 +141,23 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
                 run.display()
             );
         }
-        let mut metrics = run_bundle
+        let metrics = run_bundle
             .manifest
             .variants
             .iter()
             .find(|v| v.name == TRAINED_POLICY)
             .map(|v| v.metrics.clone())
             .unwrap_or_default();
-        if let Some(evaluation) = &evaluation {
-            metrics.extend(evaluation_metrics(evaluation));
-        }
+        // The reward models travel in the bundle, checked like its weights; the manifest names
+        // them by file, never by a path of this machine.
+        let reward = bundle.add_reward_model(&reward)?;
+        let calibration = match calibration {
+            Some(settings) => Some(CalibrationSettings {
+                reward: bundle.add_reward_model(&settings.reward)?,
+                ..settings
+            }),
+            None => None,
+        };
         eprintln!(
             "export: {name}: {} (reward {reward}, training reward {})",
             run.display(),
@@ -170,12 +172,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         bundle.add_variant(name, &policy, metrics, Some(alignment))?;
     }
 
-    let reward_files = reward_files(&bundle)?;
-    let total = bundle.total_bytes()?
-        + reward_files
-            .iter()
-            .map(|(_, bytes)| bytes.len() as u64)
-            .sum::<u64>();
+    let total = bundle.total_bytes()?;
     let megabytes = total as f64 / 1e6;
     if megabytes > args.max_mb {
         bail!(
@@ -185,73 +182,12 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         );
     }
     bundle.write_dir(&args.out)?;
-    for (name, bytes) in &reward_files {
-        let path = args.out.join(name);
-        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
-    }
-    remove_stale_parts(&args.out, &bundle)?;
     eprintln!(
         "export: wrote {} ({}; {megabytes:.1} MB, weights in {})",
         args.out.display(),
         bundle.policy_names().join(", "),
         bundle.manifest.precision
     );
-    Ok(())
-}
-
-/// The model files of the linear rewards the variants name (`linear:PATH`), with the licence
-/// beside each (`PATH` with the extension `LICENSE`) when there is one, as `(file name,
-/// contents)`: the browser lab reads a linear reward from the file of that name in the bundle.
-fn reward_files(bundle: &Bundle) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    let specs = bundle
-        .manifest
-        .variants
-        .iter()
-        .filter_map(|v| v.alignment.as_ref())
-        .flat_map(|a| std::iter::once(&a.reward).chain(a.calibration.as_ref().map(|c| &c.reward)));
-    for spec in specs {
-        let RewardSpec::Linear { path } = spec else {
-            continue;
-        };
-        for (source, required) in [
-            (path.clone(), true),
-            (path.with_extension("LICENSE"), false),
-        ] {
-            let Some(name) = source.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-                continue;
-            };
-            if files.iter().any(|(known, _)| *known == name) || (!required && !source.exists()) {
-                continue;
-            }
-            let bytes = std::fs::read(&source)
-                .with_context(|| format!("reading the reward model {}", source.display()))?;
-            files.push((name, bytes));
-        }
-    }
-    Ok(files)
-}
-
-/// Remove `policy-*.bpk` files in `dir` that the bundle just written there does not list (left
-/// by an earlier export with other variants).
-fn remove_stale_parts(dir: &Path, bundle: &Bundle) -> anyhow::Result<()> {
-    let listed: Vec<&str> = bundle
-        .manifest
-        .variants
-        .iter()
-        .map(|v| v.weights.file.as_str())
-        .collect();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let stale = name.starts_with("policy-")
-            && name.ends_with(".bpk")
-            && !listed.contains(&name.as_str());
-        if stale {
-            std::fs::remove_file(entry.path())
-                .with_context(|| format!("removing {}", entry.path().display()))?;
-        }
-    }
     Ok(())
 }
 

@@ -7,8 +7,11 @@
 use clap::{Parser, Subcommand};
 
 mod backend;
+mod calibrate;
+mod candidates;
 mod ctrl;
 mod data;
+mod eval;
 mod export;
 mod files;
 mod pretrain;
@@ -39,13 +42,15 @@ enum Command {
     /// Train a learned reward model on preference pairs; measure any reward's pair accuracy.
     Reward(reward::RewardArgs),
     /// Sample K reference responses per training prompt from pi_ref and store their rewards.
-    Calibrate(ctrl::CalibrateArgs),
+    Calibrate(calibrate::CalibrateArgs),
     /// KL-regularised RL on the calibrated, transformed reward (CTRL) or the raw reward.
     Ctrl(ctrl::CtrlArgs),
     /// Win rates (standard, BoN_N, WoN_N) and KL of a policy against pi_ref on held-out prompts.
-    Eval(ctrl::EvalArgs),
+    Eval(eval::EvalArgs),
     /// CTRL runs over methods and betas, evaluated and compared at matched KL.
     Sweep(sweep::SweepArgs),
+    /// Candidate-set CTRL on real rewards: collect candidates, exact optima, stochastic RLOO.
+    Candidates(candidates::CandidatesArgs),
     /// One bundle of the base policy and aligned variants from CTRL runs (for the browser lab).
     Export(export::ExportArgs),
     /// Sample N responses from a bundle's policy, score them, show Best-of-N and Worst-of-N.
@@ -69,10 +74,11 @@ fn main() -> std::process::ExitCode {
         Command::Pretrain(args) => pretrain::run(args),
         Command::Reward(args) => reward::run(args),
         Command::Sample(args) => sample::run(args),
-        Command::Calibrate(args) => ctrl::calibrate_command(args),
+        Command::Calibrate(args) => calibrate::calibrate_command(args),
         Command::Ctrl(args) => ctrl::ctrl_command(args),
-        Command::Eval(args) => ctrl::eval_command(args),
+        Command::Eval(args) => eval::eval_command(args),
         Command::Sweep(args) => sweep::run(args),
+        Command::Candidates(args) => candidates::run(args),
         Command::Export(args) => export::run(args),
     };
     match result {

@@ -7,10 +7,10 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 use infalign_core::selection::{best_of_n, worst_of_n};
-use infalign_core::ReferenceTable;
 use infalign_model::bundle::{Bundle, BASE_POLICY};
-use infalign_model::ctrl::{rollout, score, Decoding};
+use infalign_model::ctrl::{reference_table, rollout, score, Decoding};
 
+use crate::backend::DeviceArg;
 use crate::files::print_stdout;
 use crate::reward::spec_or;
 
@@ -46,12 +46,12 @@ pub struct SampleArgs {
     /// Reward: `vader`, `rustrict`, `linear:PATH` or `learned:DIR` (default: the bundle's, else `vader`).
     #[arg(long)]
     reward: Option<String>,
-    /// Calibrate rewards against K reference responses sampled from the base policy.
+    /// Calibrate rewards against K reference responses sampled from the base policy (with the
+    /// decoding the bundle's variants were calibrated with, and the reference stream of --seed).
     #[arg(long)]
     reference_k: Option<usize>,
-    /// `cpu`, `wgpu` or `auto`.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: DeviceArg,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -71,7 +71,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         "--reference-k must be at least 1"
     );
     let bundle = Bundle::read_dir(&args.bundle)?;
-    let backend = crate::backend::resolve(&args.device)?;
+    let backend = args.device.resolve()?;
     let policy = bundle
         .named_policy(&args.policy, &backend.device)
         .with_context(|| {
@@ -103,8 +103,9 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
 
     let calibration = match args.reference_k {
         Some(k) => {
-            // Calibration is against the base policy pi_ref, whichever policy answers, with a
-            // separate random stream.
+            // Calibration is against the base policy pi_ref, whichever policy answers, with the
+            // bundle's reference decoding and the reference stream of the seed: the table
+            // `calibrate` and the browser lab draw for the same prompt, reward, K and seed.
             let loaded_base;
             let base = if args.policy == BASE_POLICY {
                 &policy
@@ -112,19 +113,16 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
                 loaded_base = bundle.policy(&backend.device)?;
                 &loaded_base
             };
-            let messages = vec![args.prompt.as_str(); k];
-            let reference = pollster::block_on(rollout(
+            Some(pollster::block_on(reference_table(
                 base,
                 tokenizer,
-                &messages,
-                &decoding,
-                args.seed ^ 0x005E_ED0F_2EF5,
-            ))?;
-            Some(ReferenceTable::new(score(
+                &args.prompt,
                 reward.as_ref(),
-                &messages,
-                &reference.texts,
-            )?)?)
+                k,
+                &bundle.reference_decoding(),
+                args.seed,
+                async |_| {},
+            ))?)
         }
         None => None,
     };
@@ -151,6 +149,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
             "policy": args.policy,
             "reward": spec.to_string(),
             "responses": responses,
+            "reference_rewards": calibration.as_ref().map(|table| table.rewards()),
             "best": best,
             "worst": worst,
             "timing": {"seconds": seconds, "tokens": tokens},

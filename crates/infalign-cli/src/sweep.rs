@@ -21,9 +21,10 @@ use infalign_model::ctrl::{
 };
 use serde::Serialize;
 
-use crate::ctrl::EvalFile;
+use crate::backend::DeviceArg;
+use crate::eval::read_eval;
 use crate::files::{print_stdout, read_json, write_atomic};
-use infalign_core::chart::{render_svg, transform_curve, Chart, Series, COLORS};
+use infalign_view::chart::{render_svg, transform_curve, Chart, Series, COLORS};
 
 #[derive(Debug, Args)]
 pub struct SweepArgs {
@@ -47,7 +48,11 @@ pub struct SweepArgs {
     eval_limit: usize,
     /// Methods: `--transform` values of `infalign ctrl` (comma-separated); with `--target-kls`,
     /// bare `exp`, `negexp` and `optimal` are tuned for each budget by the theory engine.
-    #[arg(long, value_delimiter = ',', default_value = "raw,identity,log,exp:12")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "raw,identity,log,normexp:12"
+    )]
     methods: Vec<String>,
     /// KL coefficients, one run per method and beta (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "0.02,0.05,0.15")]
@@ -98,9 +103,8 @@ pub struct SweepArgs {
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
-    /// `cpu`, `wgpu` or `auto`.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
 /// What sets a run's KL: a fixed coefficient, or a budget the adaptive controller holds.
@@ -339,7 +343,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
                     "--seed".into(),
                     args.seed.to_string(),
                     "--device".into(),
-                    args.device.clone(),
+                    args.device.device.clone(),
                     "--out".into(),
                     path_arg(&dir),
                 ];
@@ -376,12 +380,12 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
                     "--label".into(),
                     format!("{method}, {knob}"),
                     "--device".into(),
-                    args.device.clone(),
+                    args.device.device.clone(),
                     "--out".into(),
                     path_arg(&eval_dir),
                 ])?;
             }
-            let evaluation = EvalFile::read(&eval_dir)?;
+            let evaluation = read_eval(&eval_dir)?;
             // Per-prompt samples are needed only to pair runs at the same KL budget.
             let samples: Vec<PromptSamples> = if args.target_kls.is_empty() {
                 Vec::new()

@@ -14,13 +14,13 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use infalign_core::explorer;
 use infalign_core::theory::{self, BestT, OptimalSolution};
 use infalign_core::{ExpFamily, Procedure, Transform};
+use infalign_view::explorer;
 use serde_json::{json, Value};
 
 use crate::files::{print_stdout, write_atomic};
-use infalign_core::chart::{render_svg, transform_curve, Chart, Series, COLORS};
+use infalign_view::chart::{render_svg, transform_curve, Chart, Series, COLORS};
 
 /// Exact win-rate-versus-KL theory in calibrated space.
 #[derive(Debug, Args)]

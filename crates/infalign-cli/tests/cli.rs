@@ -47,6 +47,7 @@ fn help_lists_the_subcommands() {
         "eval",
         "sweep",
         "export",
+        "candidates",
     ] {
         assert!(
             help.contains(subcommand),
@@ -990,7 +991,19 @@ fn calibrate_ctrl_kill_resume_and_eval_run_end_to_end() {
     assert_eq!(aligned["training"]["beta"], 0.05);
     assert_eq!(aligned["calibration"]["k"], 6);
     assert_eq!(aligned["evaluation"]["report"]["prompts"], 3);
-    assert!(variants[0]["metrics"]["eval_bon_2_win_rate"].is_f64());
+    // The evaluation travels as one typed record, not as metric names.
+    let procedures = aligned["evaluation"]["report"]["procedures"]
+        .as_array()
+        .unwrap();
+    assert!(procedures
+        .iter()
+        .any(|p| p["procedure"] == "bon" && p["n"] == 2));
+    assert!(variants[0]["metrics"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .all(|key| !key.starts_with("eval_")));
+    assert_eq!(manifest["format_version"], 4);
     assert!(variants[1]["alignment"]["calibration"].is_null());
     assert!(variants[2]["alignment"]["evaluation"].is_null());
     let sample = sample_two(&exported, "ctrl-exp");
@@ -1030,5 +1043,188 @@ fn calibrate_ctrl_kill_resume_and_eval_run_end_to_end() {
     ]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("--calibration"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn sample_draws_the_reference_table_calibrate_and_the_browser_draw() {
+    // The fixture is written and checked by crates/infalign-model/tests/default_model.rs and
+    // checked by the browser test too.
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(repository().join("tests/fixtures/default_reference_table.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let bundle = repository().join("static/default-model");
+    let output = stdout_of(&infalign(&[
+        "sample",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--prompt",
+        fixture["prompt"].as_str().unwrap(),
+        "--n",
+        "2",
+        "--reward",
+        "vader",
+        "--reference-k",
+        &fixture["k"].to_string(),
+        "--seed",
+        &fixture["seed"].to_string(),
+        "--json",
+    ]));
+    let result: Value = serde_json::from_str(&output).unwrap();
+    assert_eq!(result["reference_rewards"], fixture["rewards"]);
+}
+
+#[test]
+fn a_transform_spec_means_one_function_in_every_command() {
+    // `exp:2` is e^(2u) for `infalign theory point` as for `infalign ctrl`: the same policy as
+    // normexp:2 at lambda (e^2 - 1) and not the one at lambda 1.
+    let point = |spec: &str, lambda: f64| -> Value {
+        serde_json::from_str(&stdout_of(&infalign(&[
+            "theory",
+            "point",
+            "--transform",
+            spec,
+            "--lambda",
+            &lambda.to_string(),
+            "--n",
+            "4",
+            "--json",
+        ])))
+        .unwrap()
+    };
+    let plain = point("exp:2", 1.0)["kl"].as_f64().unwrap();
+    let rescaled = point("normexp:2", 2f64.exp_m1())["kl"].as_f64().unwrap();
+    let normalised = point("normexp:2", 1.0)["kl"].as_f64().unwrap();
+    assert!((plain - rescaled).abs() < 1e-9, "{plain} vs {rescaled}");
+    assert!((plain - normalised).abs() > 1e-3, "{plain} vs {normalised}");
+}
+
+#[test]
+fn candidates_collect_resume_exact_and_train() {
+    let dir = scratch_dir("candidates");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).display().to_string();
+    let prompts = path("prompts.jsonl");
+    std::fs::write(
+        &prompts,
+        "{\"prompt\": \"Do you have any pets?\"}\n{\"prompt\": \"What did you do today?\"}\n\
+         {\"prompt\": \"Any plans for the weekend?\"}\n",
+    )
+    .unwrap();
+    let bundle = repository().join("static/default-model");
+    let collection = path("collection.jsonl");
+    let collect = |limit: &str| {
+        infalign(&[
+            "candidates",
+            "collect",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--prompts",
+            &prompts,
+            "--limit",
+            limit,
+            "--c",
+            "6",
+            "--k",
+            "4",
+            "--max-new-tokens",
+            "8",
+            "--batch",
+            "4",
+            "--out",
+            &collection,
+        ])
+    };
+    let first = collect("2");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let two = std::fs::read_to_string(&collection).unwrap();
+    assert_eq!(two.lines().count(), 3, "a header and two prompts");
+    // A collection killed while writing its third prompt: the cut line is dropped, the rest kept.
+    let cut = format!("{two}{{\"index\": 2, \"key\": \"00");
+    std::fs::write(&collection, cut).unwrap();
+    let resumed = collect("3");
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(stderr.contains("2 of 3 prompts already collected"), "{stderr}");
+    let three = std::fs::read_to_string(&collection).unwrap();
+    assert!(three.starts_with(&two), "the first two prompts were kept as they were");
+    assert_eq!(three.lines().count(), 4);
+    // The same settings from scratch give the same file: resuming lost nothing and redid
+    // nothing differently.
+    let fresh = path("fresh.jsonl");
+    let again = infalign(&[
+        "candidates", "collect", "--bundle", bundle.to_str().unwrap(), "--prompts", &prompts,
+        "--limit", "3", "--c", "6", "--k", "4", "--max-new-tokens", "8", "--batch", "4",
+        "--out", &fresh,
+    ]);
+    assert!(again.status.success());
+    assert_eq!(std::fs::read_to_string(&fresh).unwrap(), three);
+    // Another reward's collection in the same file is refused, naming the file and the field.
+    let other = infalign(&[
+        "candidates", "collect", "--bundle", bundle.to_str().unwrap(), "--prompts", &prompts,
+        "--limit", "3", "--c", "6", "--k", "4", "--max-new-tokens", "8", "--reward",
+        "rustrict", "--out", &collection,
+    ]);
+    assert!(!other.status.success());
+    let message = String::from_utf8_lossy(&other.stderr);
+    assert!(message.contains("collection.jsonl") && message.contains("reward"), "{message}");
+    // A NaN reward in a data file is an error naming the file and line.
+    let broken = path("broken.jsonl");
+    let mut lines: Vec<String> = three.lines().map(String::from).collect();
+    lines[2] = lines[2].replacen("\"candidates\":[", "\"candidates\":[NaN,", 1);
+    std::fs::write(&broken, lines.join("\n") + "\n").unwrap();
+    let bad = infalign(&[
+        "candidates", "exact", "--data", &broken, "--out", &path("bad"),
+    ]);
+    assert!(!bad.status.success());
+    let message = String::from_utf8_lossy(&bad.stderr);
+    assert!(message.contains("broken.jsonl:3"), "{message}");
+
+    // Exact optima at matched KL, with the theory beside them.
+    let exact_dir = path("exact");
+    let gz = format!("{collection}.gz");
+    let table = stdout_of(&infalign(&[
+        "candidates", "exact", "--data", &gz, "--methods", "raw,identity,normexp:4", "--kls",
+        "0.05,0.1", "--curve-points", "3", "--out", &exact_dir,
+    ]));
+    assert!(table.contains("| identity |"), "{table}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("exact/exact.json")).unwrap())
+            .unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 6);
+    for row in rows {
+        let kl = row["kl"].as_f64().unwrap();
+        assert!((kl - row["budget"].as_f64().unwrap()).abs() < 1e-8, "{row}");
+        assert_eq!(row["theory"].is_null(), row["method"] == "raw", "{row}");
+    }
+    assert!(dir.join("exact/exact-bon_4.svg").exists());
+
+    // Stochastic RLOO, resumed after a stop, gives the uninterrupted run's result.
+    let train = |out: &str, s: &str| {
+        infalign(&[
+            "candidates", "train", "--data", &gz, "--method", "identity", "--beta", "0.2",
+            "--m", "4", "--s", s, "--prompts-per-step", "2", "--checkpoint-every", "1",
+            "--out", out,
+        ])
+    };
+    let whole = path("whole");
+    assert!(train(&whole, "40").status.success());
+    let parted = path("parted");
+    assert!(train(&parted, "20").status.success());
+    let rest = train(&parted, "40");
+    assert!(rest.status.success(), "{}", String::from_utf8_lossy(&rest.stderr));
+    let result = |dir: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/result.json")).unwrap())
+            .unwrap()
+    };
+    assert_eq!(result(&whole)["win_rate"], result(&parted)["win_rate"]);
+    assert!(result(&whole)["kl"].as_f64().unwrap() > 0.0);
     std::fs::remove_dir_all(&dir).unwrap();
 }

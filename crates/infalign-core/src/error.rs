@@ -111,7 +111,7 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Checks that every value is finite; names the first bad one.
-pub(crate) fn check_finite(what: &'static str, values: &[f64]) -> Result<()> {
+pub fn check_finite(what: &'static str, values: &[f64]) -> Result<()> {
     match values.iter().position(|v| !v.is_finite()) {
         None => Ok(()),
         Some(index) => Err(Error::NonFinite {
@@ -123,7 +123,7 @@ pub(crate) fn check_finite(what: &'static str, values: &[f64]) -> Result<()> {
 }
 
 /// An [`Error::InvalidParameter`] with a formatted value.
-pub(crate) fn invalid(name: &'static str, value: impl std::fmt::Display, reason: &str) -> Error {
+pub fn invalid(name: &'static str, value: impl std::fmt::Display, reason: &str) -> Error {
     Error::InvalidParameter {
         name,
         value: value.to_string(),

@@ -7,15 +7,14 @@
 //! - [`calibration`]: per-prompt reference tables and calibrated rewards (mid-rank quantiles).
 //! - [`transform`]: reward transforms (identity, log, exp, negexp, their normalised forms and the
 //!   solved optimal transform) as one serde-serialisable [`Transform`] with `FromStr`/`Display`.
+//! - [`seed`]: the one seed scheme (streams keyed by a run's seed, a purpose and an index).
+//! - [`kl_control`]: the adaptive KL controller both CTRL trainers use.
 //! - [`selection`]: Best-of-N / Worst-of-N selection with a lowest-index tie rule.
 //! - [`theory`]: the exact win-rate-versus-KL engine in calibrated space, lambda for a KL budget,
 //!   curves, the optimal-transform solver and the best t of exp / negexp.
-//! - [`chart`]: SVG charts (lines, markers, error bars) for the CLI's plot files and the browser lab.
-//! - [`explorer`]: the browser lab's theory explorer as a model: settings with a URL form, and
-//!   the charts (transform shapes, densities, win rate versus KL) it draws.
-//! - [`lab`]: the browser lab's sampling rounds: Best-of-N / Worst-of-N picks, the running
-//!   aligned-versus-base tally with its interval, the theory's prediction, the reward histogram.
 //! - [`estimators`]: U-statistic BoN/WoN win rates from samples, KL estimators, bootstrap CIs.
+//! - [`candidates`]: candidate-set CTRL: exact tilt, beta for a KL budget, exact win rates and
+//!   calibrated KL over fixed candidate lists, and the tabular RLOO trainer.
 //!
 //! ```
 //! use infalign_core::{theory, Transform};
@@ -31,18 +30,19 @@
 #![warn(missing_docs)]
 
 pub mod calibration;
-pub mod chart;
-mod error;
+pub mod candidates;
+pub mod error;
 pub mod estimators;
-pub mod explorer;
-pub mod lab;
+pub mod kl_control;
 mod quadrature;
+pub mod seed;
 pub mod selection;
 pub mod theory;
 pub mod transform;
 
 pub use calibration::ReferenceTable;
 pub use error::{Error, Result};
+pub use kl_control::KlControl;
 pub use selection::Procedure;
 pub use theory::{PolicyEvaluation, TiltedPolicy, WinRates};
 pub use transform::{ExpFamily, OptimalTransform, Transform};

@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Parser;
-use infalign_core::lab::BUILT_IN_PROMPTS;
 use infalign_core::{ReferenceTable, Transform};
 use infalign_model::backend::{cpu_device, gpu_device};
 use infalign_model::bundle::Bundle;
@@ -32,6 +31,7 @@ use infalign_model::ctrl::{
 };
 use infalign_model::reward::VaderReward;
 use infalign_model::tokenizer::chat_prompt;
+use infalign_view::lab::BUILT_IN_PROMPTS;
 use serde::{Deserialize, Serialize};
 
 use common::median;

@@ -10,9 +10,10 @@ use burn::tensor::{Bytes, Device};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::bundle::{policy_from_burnpack, policy_to_burnpack, write_files_atomically, Precision};
 use crate::error::{Error, Result};
+use crate::files::write_files_atomically;
 use crate::policy::{Policy, PolicyConfig};
+use crate::weights::{policy_from_burnpack, policy_to_burnpack, Precision};
 
 const STATE: &str = "state.json";
 const WEIGHTS: &str = "model.bpk";

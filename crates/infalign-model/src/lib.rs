@@ -6,17 +6,21 @@
 
 pub mod backend;
 pub mod bundle;
+pub mod candidates;
 #[cfg(not(target_arch = "wasm32"))]
 mod checkpoint;
 pub mod ctrl;
 pub mod data;
 pub mod error;
+pub mod files;
 pub mod policy;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod pretrain;
+pub mod provenance;
 pub mod reward;
 pub mod smoke;
 pub mod tokenizer;
+pub mod weights;
 
 pub use backend::{BackendKind, BackendPreference};
 /// The device type tensors live on (re-exported so callers need not depend on burn).
@@ -56,14 +60,6 @@ pub(crate) async fn host_values_async<const D: usize>(
         .map_err(|error| readback(format!("{error:?}")))?
         .try_to_vec::<f32>()
         .map_err(|error| readback(format!("{error:?}")))
-}
-
-/// FNV-1a, 64 bits, of a byte stream: a hash that is stable across platforms and releases
-/// (unlike std's), for feature buckets and seeds.
-pub(crate) fn fnv1a64(bytes: impl IntoIterator<Item = u8>) -> u64 {
-    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// Shuffle `items` in place (Fisher-Yates) with a ChaCha8 stream seeded by `seed`.

@@ -244,6 +244,83 @@ fn named_variants_round_trip_and_unknown_names_are_errors() {
 }
 
 #[test]
+fn reward_models_are_checked_parts_and_older_layouts_still_load() {
+    let (dir, _) = written_bundle("reward-parts");
+    let mut bundle = Bundle::read_dir(&dir).unwrap();
+    let model = common::repository().join("static/default-model/profanity_check_linear_model.tsv");
+    let spec = bundle
+        .add_reward_model(&RewardSpec::Linear {
+            path: model.clone(),
+        })
+        .unwrap();
+    // The manifest names the file alone, never a path of this machine.
+    assert_eq!(spec.to_string(), "linear:profanity_check_linear_model.tsv");
+    bundle.manifest.reward = Some(spec.clone());
+    bundle.write_dir(&dir).unwrap();
+    let files: Vec<String> = bundle
+        .manifest
+        .reward_models
+        .iter()
+        .map(|p| p.file.clone())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "profanity_check_linear_model.tsv",
+            "profanity_check_linear_model.LICENSE"
+        ]
+    );
+    let loaded = Bundle::read_dir(&dir).unwrap();
+    let reward = loaded.load_reward(&spec).unwrap();
+    let scores = reward
+        .score_batch(&["Hi"], &["Thank you, that is kind."])
+        .unwrap();
+    assert!(scores[0] > 0.5, "{scores:?}");
+
+    // A tampered reward model is refused, and the error names the file.
+    let path = dir.join("profanity_check_linear_model.tsv");
+    let mut text = std::fs::read(&path).unwrap();
+    let last = text.len() - 2;
+    text[last] = if text[last] == b'1' { b'2' } else { b'1' };
+    std::fs::write(&path, &text).unwrap();
+    let message = load_error(&dir);
+    assert!(
+        message.contains("profanity_check_linear_model.tsv") && message.contains("sha256"),
+        "{message}"
+    );
+
+    // A version-3 bundle kept its reward model beside it, unlisted, under a machine path; and
+    // its `exp:T` meant the normalised transform. It loads, and reads as meant.
+    std::fs::copy(&model, &path).unwrap();
+    edit_manifest(&dir, |manifest| {
+        manifest["format_version"] = 3.into();
+        manifest.as_object_mut().unwrap().remove("reward_models");
+        manifest["reward"] = format!("linear:{}", model.display()).into();
+    });
+    std::fs::remove_file(dir.join("profanity_check_linear_model.LICENSE")).unwrap();
+    let old = Bundle::read_dir(&dir).unwrap();
+    assert_eq!(old.manifest.reward, Some(spec.clone()));
+    assert!(old.load_reward(&spec).is_ok());
+    // Written again it is version 4, the model a checked part; and a variant dropped by a later
+    // write loses its weights file.
+    let mut rewritten = old.clone();
+    let variant = Policy::init(&old.manifest.policy, 5, &cpu_device()).unwrap();
+    rewritten
+        .add_variant("extra", &variant, BTreeMap::new(), None)
+        .unwrap();
+    rewritten.write_dir(&dir).unwrap();
+    assert!(dir.join("policy-extra.bpk").exists());
+    let mut fewer = Bundle::read_dir(&dir).unwrap();
+    assert_eq!(fewer.manifest.format_version, FORMAT_VERSION);
+    assert_eq!(fewer.manifest.reward_models.len(), 1);
+    fewer.clear_variants();
+    fewer.write_dir(&dir).unwrap();
+    assert!(!dir.join("policy-extra.bpk").exists());
+    assert!(dir.join("profanity_check_linear_model.tsv").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn safetensors_export_is_pytorch_shaped_and_loads_back() {
     let (dir, policy) = written_bundle("safetensors");
     let bundle = Bundle::read_dir(&dir).unwrap();

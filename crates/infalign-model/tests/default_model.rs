@@ -5,8 +5,8 @@
 mod common;
 
 use infalign_model::backend::cpu_device;
+use infalign_model::ctrl::{calibrate, reference_table, CalibrationSettings};
 use infalign_model::policy::{generate, SamplingConfig};
-use infalign_model::reward::LinearClassifierReward;
 use infalign_model::tokenizer::chat_prompt;
 use infalign_model::RewardSpec;
 
@@ -46,9 +46,9 @@ fn the_default_model_loads_is_small_and_talks() {
     let names = bundle.policy_names();
     let base = common::fingerprint(&bundle.policy(&cpu_device()).unwrap());
     for (name, training) in [
-        ("ctrl-exp-bon4", "exp:"),
+        ("ctrl-exp-bon4", "normexp:"),
         ("identity-helpful", "identity"),
-        ("ctrl-negexp-won4", "negexp:"),
+        ("ctrl-negexp-won4", "normnegexp:"),
         ("identity-harmless", "identity"),
     ] {
         assert!(names.contains(&name), "{name} missing from {names:?}");
@@ -71,13 +71,23 @@ fn the_default_model_loads_is_small_and_talks() {
         let policy = bundle.named_policy(name, &cpu_device()).unwrap();
         assert_ne!(common::fingerprint(&policy), base, "{name}");
         // The browser lab scores with the variant's own reward: a linear classifier's model
-        // must travel in the bundle, under its file name, and load.
+        // must travel in the bundle as a checked part, named by its file alone, and load.
         if let RewardSpec::Linear { path } = &alignment.reward {
-            let file = dir.join(path.file_name().unwrap());
-            let text = std::fs::read_to_string(&file)
-                .unwrap_or_else(|error| panic!("{name}: {}: {error}", file.display()));
-            let reward = LinearClassifierReward::parse(&text, "bundled").unwrap();
-            assert!(reward.vocabulary_size() > 1000, "{name}");
+            assert_eq!(path.components().count(), 1, "{name}: {}", path.display());
+            assert!(
+                bundle
+                    .manifest
+                    .reward_models
+                    .iter()
+                    .any(|part| std::path::Path::new(&part.file) == path),
+                "{name}: {} is not a part of the bundle",
+                path.display()
+            );
+            let reward = bundle.load_reward(&alignment.reward).unwrap();
+            let scores = reward
+                .score_batch(&["Hello"], &["Thank you, that is kind."])
+                .unwrap();
+            assert!(scores[0] > 0.5, "{name}: a kind reply scores {}", scores[0]);
         }
     }
     let validation = bundle.manifest.metrics["validation_loss"];
@@ -136,6 +146,77 @@ fn the_default_model_loads_is_small_and_talks() {
     assert!(
         wordy >= 14,
         "{wordy}/16 replies have two words or more: {replies:#?}"
+    );
+}
+
+/// A prompt's reference table, as every command and the browser lab draw it.
+#[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+struct ReferenceFixture {
+    /// Index into the lab's built-in prompts (`?prompt=` in the page's address).
+    prompt_index: usize,
+    prompt: String,
+    reward: String,
+    k: usize,
+    seed: u64,
+    /// The table's rewards, sorted.
+    rewards: Vec<f64>,
+}
+
+#[test]
+fn one_reference_table_for_calibrate_sample_and_the_browser() {
+    let path = common::repository().join("tests/fixtures/default_reference_table.json");
+    let bundle = common::default_model();
+    let policy = bundle.policy(&cpu_device()).unwrap();
+    let reward = infalign_model::reward::VaderReward::new();
+    let prompt_index = 2;
+    let prompt = infalign_view::lab::BUILT_IN_PROMPTS[prompt_index];
+    let (k, seed, decoding) = (8, bundle.calibration_seed(), bundle.reference_decoding());
+    let table = pollster::block_on(reference_table(
+        &policy,
+        &bundle.tokenizer,
+        prompt,
+        &reward,
+        k,
+        &decoding,
+        seed,
+        async |_| {},
+    ))
+    .unwrap();
+    // `infalign calibrate` draws the same table for the prompt, whatever else it calibrates.
+    let settings = CalibrationSettings {
+        k,
+        reward: RewardSpec::Vader,
+        decoding,
+        seed,
+        base_policy_sha256: bundle.manifest.weights.sha256.clone(),
+    };
+    let set = pollster::block_on(calibrate(
+        &policy,
+        &bundle.tokenizer,
+        &reward,
+        &["Something else first".to_string(), prompt.to_string()],
+        settings,
+        |_, _| {},
+    ))
+    .unwrap();
+    assert_eq!(set.prompts[1].reference, table);
+    let actual = ReferenceFixture {
+        prompt_index,
+        prompt: prompt.to_string(),
+        reward: "vader".into(),
+        k,
+        seed,
+        rewards: table.rewards().to_vec(),
+    };
+    if std::env::var_os("INFALIGN_BLESS").is_some() {
+        std::fs::write(&path, serde_json::to_string_pretty(&actual).unwrap() + "\n").unwrap();
+    }
+    let fixture: ReferenceFixture = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    // The browser test (sampling.test.mjs) and the CLI test (`infalign sample --reference-k`)
+    // check the same table.
+    assert_eq!(
+        actual, fixture,
+        "regenerate with INFALIGN_BLESS=1 after changing the default model or the sampler"
     );
 }
 

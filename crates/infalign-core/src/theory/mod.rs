@@ -44,6 +44,7 @@ use crate::transform::{ExpFamily, Transform};
 pub mod closed_form;
 pub mod discrete;
 mod optimal;
+mod spec;
 
 pub use optimal::{
     optimal_curve, optimal_envelope, optimal_transform, EnvelopeSolver, OptimalSolution, SATURATION,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use infalign_core::ReferenceTable;
 
-use super::{derive_seed, rollout, score, text_key, Decoding};
+use super::{reference_table, Decoding};
 use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::reward::{Reward, RewardSpec};
@@ -190,7 +190,7 @@ impl CalibrationSet {
                 // (an alternating split of the sorted table would give two near-copies and hide
                 // the noise).
                 let mut order: Vec<usize> = (0..sorted.len()).collect();
-                crate::shuffle(&mut order, text_key(&entry.prompt));
+                crate::shuffle(&mut order, infalign_core::seed::text_key(&entry.prompt));
                 let (left, right) = order.split_at(sorted.len() / 2);
                 let first: Vec<f64> = left.iter().map(|&i| sorted[i]).collect();
                 let second: Vec<f64> = right.iter().map(|&i| sorted[i]).collect();
@@ -230,7 +230,7 @@ impl CalibrationSet {
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_else(|| "calibration.json".into());
-        crate::bundle::write_files_atomically(dir, [(name, self.to_json()?.into_bytes())])
+        crate::files::write_files_atomically(dir, [(name, self.to_json()?.into_bytes())])
     }
 }
 
@@ -262,13 +262,20 @@ pub async fn calibrate(
     }
     let mut entries = Vec::with_capacity(prompts.len());
     for (index, prompt) in prompts.iter().enumerate() {
-        let messages = vec![prompt.as_str(); settings.k];
-        let seed = derive_seed(settings.seed, 1, text_key(prompt));
-        let rollouts = rollout(base, tokenizer, &messages, &settings.decoding, seed).await?;
-        let rewards = score(reward, &messages, &rollouts.texts)?;
+        let reference = reference_table(
+            base,
+            tokenizer,
+            prompt,
+            reward,
+            settings.k,
+            &settings.decoding,
+            settings.seed,
+            async |_| {},
+        )
+        .await?;
         entries.push(CalibratedPrompt {
             prompt: prompt.clone(),
-            reference: ReferenceTable::new(rewards)?,
+            reference,
         });
         progress(index + 1, prompts.len());
     }

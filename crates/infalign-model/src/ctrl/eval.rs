@@ -14,7 +14,10 @@ use infalign_core::estimators::{
 };
 use infalign_core::Procedure;
 
-use super::{derive_seed, rollout, score, sequence_logprobs, text_key, Decoding};
+use infalign_core::seed::{derive_seed, text_key, Stream};
+use infalign_core::ReferenceTable;
+
+use super::{reference_table, rollout, score, sequence_logprobs, Decoding};
 use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::reward::Reward;
@@ -73,6 +76,44 @@ impl EvalSettings {
     }
 }
 
+/// An evaluation of a policy against the base policy: `eval.json` as `infalign eval` writes it,
+/// and the record a bundle keeps for each evaluated variant (the same type, so a figure read
+/// from either means the same).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evaluation {
+    /// The held-out prompts, in words (usually the file they came from).
+    #[serde(default)]
+    pub prompts: String,
+    /// How it sampled and summarised.
+    pub settings: EvalSettings,
+    /// Win rates, KL and rewards with their intervals.
+    pub report: EvalReport,
+    /// The evaluated policy's name in its bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The bundle it came from, as given to `infalign eval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
+    /// A label for plots and tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The reward it was judged by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward: Option<crate::reward::RewardSpec>,
+}
+
+impl Evaluation {
+    /// The KL the theory's curves are about, and which one it is: the calibrated rewards'
+    /// when the evaluation measured it, else the policy's.
+    pub fn theory_kl(&self) -> (f64, &'static str) {
+        match &self.report.calibrated_kl {
+            Some(calibrated) => (calibrated.estimate, "calibrated KL"),
+            None => (self.report.kl.estimate, "KL"),
+        }
+    }
+}
+
 /// One prompt's samples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromptSamples {
@@ -106,25 +147,66 @@ pub async fn sample_prompts(
             tokenizer,
             &messages,
             &settings.decoding,
-            derive_seed(settings.seed, 4, key),
+            derive_seed(settings.seed, Stream::EvalPolicy, key),
         )
         .await?;
-        let theirs = rollout(
+        // The reference side is the prompt's reference table (the one every command and the
+        // lab draw), so its rewards also calibrate the policy's replies.
+        let theirs = reference_table(
             reference,
             tokenizer,
-            &messages,
+            prompt,
+            reward,
+            m,
             &settings.decoding,
-            derive_seed(settings.seed, 5, key),
+            settings.seed,
+            async |_| {},
         )
         .await?;
         let logp = sequence_logprobs(policy, &ours, m).await?;
         let logp_ref = sequence_logprobs(reference, &ours, m).await?;
         out.push(PromptSamples {
             policy_rewards: score(reward, &messages, &ours.texts)?,
-            reference_rewards: score(reward, &messages, &theirs.texts)?,
+            reference_rewards: theirs.rewards().to_vec(),
             log_ratios: logp.iter().zip(&logp_ref).map(|(a, b)| a - b).collect(),
         });
         progress(index + 1, prompts.len());
+    }
+    Ok(out)
+}
+
+/// The per-reply file every evaluation writes beside `eval.json`, so that anyone can recompute
+/// its win rates and KL (`scripts/recompute_results.py`): gzip'd CSV, one row per reply.
+pub const REPLIES_FILE: &str = "replies.csv.gz";
+/// The columns of [`REPLIES_FILE`]: the prompt's index in the evaluation, `policy` or
+/// `reference`, the reply's index on its side, its raw reward, its calibrated reward (mid-rank
+/// among the prompt's reference rewards) and, for policy replies, `log pi(y|x) - log pi_ref(y|x)`
+/// (empty for reference replies). Numbers are written so that they read back to the same f64.
+pub const REPLIES_HEADER: &str =
+    "prompt_index,side,reply_index,raw_reward,calibrated_reward,log_ratio";
+
+/// The text of [`REPLIES_FILE`] (before gzip) for `samples`.
+pub fn replies_csv(samples: &[PromptSamples]) -> Result<String> {
+    use std::fmt::Write as _;
+    let mut out = String::from(REPLIES_HEADER);
+    out.push('\n');
+    for (prompt, sample) in samples.iter().enumerate() {
+        let table = ReferenceTable::new(sample.reference_rewards.clone())?;
+        for (index, &reward) in sample.policy_rewards.iter().enumerate() {
+            let ratio = sample.log_ratios.get(index).copied().unwrap_or(f64::NAN);
+            let _ = writeln!(
+                out,
+                "{prompt},policy,{index},{reward:?},{:?},{ratio:?}",
+                table.calibrated_reward(reward)?
+            );
+        }
+        for (index, &reward) in sample.reference_rewards.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{prompt},reference,{index},{reward:?},{:?},",
+                table.calibrated_reward(reward)?
+            );
+        }
     }
     Ok(out)
 }
@@ -240,7 +322,7 @@ pub fn paired_difference(
         &differences,
         settings.level,
         settings.resamples,
-        derive_seed(settings.seed, 7, stream),
+        derive_seed(settings.seed, Stream::PairedBootstrap, stream),
     )?)
 }
 
@@ -257,7 +339,7 @@ pub fn calibrated_kl_of(
         &prompts,
         settings.level,
         settings.resamples,
-        derive_seed(settings.seed, 6, 20),
+        derive_seed(settings.seed, Stream::Bootstrap, 20),
     )?)
 }
 
@@ -275,7 +357,7 @@ pub fn summarise(samples: &[PromptSamples], settings: &EvalSettings) -> Result<E
             &values,
             settings.level,
             settings.resamples,
-            derive_seed(settings.seed, 6, stream),
+            derive_seed(settings.seed, Stream::Bootstrap, stream),
         )
     };
     let per_prompt = |f: &dyn Fn(&PromptSamples) -> infalign_core::Result<f64>| {

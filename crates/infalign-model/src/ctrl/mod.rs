@@ -2,6 +2,8 @@
 //!
 //! - [`prompts`]: the prompt sets (users' messages) that calibration, training and evaluation
 //!   draw from.
+//! - [`rollout`]: the one streaming rollout (encode, sample token by token, decode), scoring,
+//!   and the one reference-table builder every command and the browser lab use.
 //! - [`calibration`]: K reference responses per prompt from pi_ref, scored and kept sorted.
 //! - [`eval`]: win rates (standard, BoN_N, WoN_N) and KL of a policy against pi_ref on
 //!   held-out prompts, with bootstrap intervals.
@@ -15,13 +17,15 @@
 pub mod calibration;
 pub mod eval;
 pub mod prompts;
+pub mod rollout;
 pub mod trainer;
 
 pub use calibration::{calibrate, CalibrationSet, CalibrationSettings, CalibrationSummary};
 pub use eval::{
-    calibrated_kl_of, paired_difference, per_prompt_win_rates, sample_prompts, summarise,
-    EvalReport, EvalSettings, PromptSamples,
+    calibrated_kl_of, paired_difference, per_prompt_win_rates, replies_csv, sample_prompts,
+    summarise, EvalReport, EvalSettings, Evaluation, PromptSamples, REPLIES_FILE,
 };
+pub use rollout::{reference_table, rollout, score, RolloutStream, Rollouts};
 #[cfg(not(target_arch = "wasm32"))]
 pub use trainer::CtrlTrainer;
 pub use trainer::{CtrlConfig, KlControl, StepMetrics, TrainingReward};
@@ -30,9 +34,7 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::policy::{generate, Policy, SamplingConfig, TokenBatch};
-use crate::reward::Reward;
-use crate::tokenizer::{chat_prompt, DialogueTokenizer};
+use crate::policy::{Policy, SamplingConfig, TokenBatch};
 
 /// How responses are drawn, the same for pi and pi_ref wherever they are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -90,110 +92,6 @@ impl Decoding {
     }
 }
 
-/// Responses sampled for a list of prompts (one row per response).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rollouts {
-    /// The prompt's tokens as the policy saw them (left-trimmed to fit the context).
-    pub prompt_ids: Vec<Vec<u32>>,
-    /// The response's tokens, the end-of-turn token included when the row stopped.
-    pub response_ids: Vec<Vec<u32>>,
-    /// The response's text (without the end-of-turn token), trimmed.
-    pub texts: Vec<String>,
-    /// Whether each row ended at end of turn rather than at the length limit.
-    pub stopped: Vec<bool>,
-}
-
-impl Rollouts {
-    /// Number of responses.
-    pub fn len(&self) -> usize {
-        self.texts.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.texts.is_empty()
-    }
-
-    /// Mean response length in tokens.
-    pub fn mean_length(&self) -> f64 {
-        let total: usize = self.response_ids.iter().map(Vec::len).sum();
-        total as f64 / self.len().max(1) as f64
-    }
-
-    /// The rows as one teacher-forced batch (responses scored given their prompts) on `device`.
-    pub fn batch(&self, max_seq_len: usize, device: &burn::tensor::Device) -> Result<TokenBatch> {
-        TokenBatch::prompt_response(
-            &self.prompt_ids,
-            &self.response_ids,
-            max_seq_len + 1,
-            device,
-        )
-    }
-}
-
-/// Sample one response per entry of `messages` from `policy` (rows of the same message are
-/// independent draws), with `seed` for the sampler.
-pub async fn rollout(
-    policy: &Policy,
-    tokenizer: &DialogueTokenizer,
-    messages: &[&str],
-    decoding: &Decoding,
-    seed: u64,
-) -> Result<Rollouts> {
-    let context = policy
-        .config()
-        .max_seq_len
-        .saturating_sub(decoding.max_new_tokens)
-        .max(1);
-    let prompt_ids = messages
-        .iter()
-        .map(|message| {
-            let ids = tokenizer.encode(&chat_prompt(message))?;
-            Ok(ids[ids.len().saturating_sub(context)..].to_vec())
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let stop = tokenizer.end_of_turn();
-    let generation = generate(policy, &prompt_ids, Some(stop), &decoding.sampling(), seed).await?;
-    let texts = generation
-        .responses
-        .iter()
-        .map(|ids| Ok(tokenizer.decode(ids)?.trim().to_string()))
-        .collect::<Result<Vec<_>>>()?;
-    let response_ids = generation
-        .responses
-        .into_iter()
-        .zip(&generation.stopped)
-        .map(|(mut ids, &stopped)| {
-            if stopped {
-                ids.push(stop);
-            }
-            ids
-        })
-        .collect();
-    Ok(Rollouts {
-        prompt_ids,
-        response_ids,
-        texts,
-        stopped: generation.stopped,
-    })
-}
-
-/// Score each response with `reward`; a NaN or infinite score is an error naming the reward, the
-/// row and the value (never the text, which may be offensive).
-pub fn score(reward: &dyn Reward, messages: &[&str], texts: &[String]) -> Result<Vec<f64>> {
-    let responses: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let scores = reward.score_batch(messages, &responses)?;
-    if let Some((row, value)) = scores.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        return Err(Error::Invalid {
-            what: format!("reward `{}`", reward.name()),
-            reason: format!(
-                "it returned {value} for response {row} of the batch; rewards must be finite"
-            ),
-        });
-    }
-    Ok(scores)
-}
-
 /// `log pi(response | prompt)` of every row under `policy`, on the host, in chunks of `chunk`
 /// rows.
 pub async fn sequence_logprobs(
@@ -227,22 +125,6 @@ pub async fn sequence_logprobs(
         );
     }
     Ok(values)
-}
-
-/// Seed of one stage of one step, from a run's seed (a SplitMix64 mix, so nearby inputs give
-/// unrelated streams).
-pub(crate) fn derive_seed(seed: u64, stage: u64, index: u64) -> u64 {
-    let mut z = seed
-        ^ stage.wrapping_mul(0xD1B5_4A32_D192_ED03)
-        ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// A 64-bit key of a text, for seeds that follow a prompt wherever it appears.
-pub(crate) fn text_key(text: &str) -> u64 {
-    crate::fnv1a64(text.bytes())
 }
 
 /// A tensor of host values on `device`.

@@ -40,12 +40,14 @@ use serde::{Deserialize, Serialize};
 
 use infalign_core::{ReferenceTable, Transform};
 
-use super::{derive_seed, rollout, score, sequence_logprobs, tensor_1d, Decoding};
-use crate::bundle::{policy_from_burnpack, policy_to_burnpack, Precision};
+use infalign_core::seed::{derive_seed, Stream};
+
+use super::{rollout, score, sequence_logprobs, tensor_1d, Decoding};
 use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::reward::Reward;
 use crate::tokenizer::DialogueTokenizer;
+use crate::weights::{policy_from_burnpack, policy_to_burnpack, Precision};
 
 /// What the policy is trained on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,11 +85,11 @@ impl TrainingReward {
 }
 
 impl fmt::Display for TrainingReward {
+    /// `raw`, or the transform's own spec (the one meaning `infalign theory`, the sweep, the
+    /// manifest and the lab give it).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TrainingReward::Raw => f.write_str("raw"),
-            TrainingReward::Calibrated(Transform::NormExp { t }) => write!(f, "exp:{t}"),
-            TrainingReward::Calibrated(Transform::NormNegExp { t }) => write!(f, "negexp:{t}"),
             TrainingReward::Calibrated(transform) => transform.fmt(f),
         }
     }
@@ -96,22 +98,33 @@ impl fmt::Display for TrainingReward {
 impl FromStr for TrainingReward {
     type Err = Error;
 
-    /// `raw`, or a transform of the calibrated reward: `identity`, `log`, `exp:T`, `negexp:T`,
-    /// `optimal:bon:N:LAMBDA`, `optimal:won:N:LAMBDA`. `exp:T` and `negexp:T` train on the
-    /// normalised forms `(e^(tu) - 1) / (e^t - 1)` and `(1 - e^(-tu)) / (1 - e^(-t))`, which
-    /// differ from `e^(tu)` and `-e^(-tu)` by an affine map (a rescaled beta) and keep rewards
-    /// in [0, 1].
+    /// `raw`, or a transform spec of the calibrated reward, with the meaning it has in every
+    /// command: `identity`, `log`, `exp:T` (e^(Tu)), `negexp:T` (-e^(-Tu)), `normexp:T`
+    /// ((e^(Tu) - 1) / (e^T - 1)), `normnegexp:T`, `optimal:bon:N:LAMBDA`,
+    /// `optimal:won:N:LAMBDA`. The normalised forms differ from the plain ones by an affine map
+    /// (a rescaled beta) and keep rewards in [0, 1], which is what training wants.
     fn from_str(spec: &str) -> Result<Self> {
         let spec = spec.trim();
         if spec.eq_ignore_ascii_case("raw") {
             return Ok(TrainingReward::Raw);
         }
-        let transform: Transform = spec.parse()?;
-        Ok(TrainingReward::Calibrated(match transform {
-            Transform::Exp { t } => Transform::NormExp { t },
-            Transform::NegExp { t } => Transform::NormNegExp { t },
+        Ok(TrainingReward::Calibrated(spec.parse()?))
+    }
+}
+
+impl TrainingReward {
+    /// Read a spec written before [`SPEC_VERSION`] 2, when the trainer read `exp:T` and
+    /// `negexp:T` as the normalised forms: the same function under today's name.
+    fn upgraded_from_legacy(self) -> Self {
+        match self {
+            TrainingReward::Calibrated(Transform::Exp { t }) => {
+                TrainingReward::Calibrated(Transform::NormExp { t })
+            }
+            TrainingReward::Calibrated(Transform::NegExp { t }) => {
+                TrainingReward::Calibrated(Transform::NormNegExp { t })
+            }
             other => other,
-        }))
+        }
     }
 }
 
@@ -128,67 +141,17 @@ impl From<TrainingReward> for String {
     }
 }
 
-/// How the adaptive KL controller moves beta after each step, towards the target KL.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KlControl {
-    /// Ziegler et al. (2019): `beta * (1 + rate * clip(KL / target - 1, -0.2, 0.2))`, at most
-    /// `0.2 * rate` (2 % at the default rate) per step.
-    #[default]
-    Ziegler,
-    /// In log space: `beta * exp(rate * clip(ln(KL / target), -1, 1))`, up to a factor
-    /// `e^rate` (10.5 % at the default rate) per step, symmetric in over- and undershoot; for a
-    /// start far from the beta that holds the target (a saturating transform's theory beta).
-    Log,
-}
-
-impl KlControl {
-    /// Beta for the next step, after a step with mean KL `kl` (nats).
-    pub fn next_beta(self, beta: f64, kl: f64, target: f64, rate: f64) -> f64 {
-        match self {
-            KlControl::Ziegler => beta * (1.0 + rate * (kl / target - 1.0).clamp(-0.2, 0.2)),
-            KlControl::Log => {
-                // A step whose KL estimate is <= 0 counts as far below the target.
-                let error = if kl > 0.0 {
-                    (kl / target).ln().clamp(-1.0, 1.0)
-                } else {
-                    -1.0
-                };
-                beta * (rate * error).exp()
-            }
-        }
-    }
-}
-
-impl FromStr for KlControl {
-    type Err = Error;
-
-    fn from_str(text: &str) -> Result<Self> {
-        match text.trim() {
-            "ziegler" => Ok(KlControl::Ziegler),
-            "log" => Ok(KlControl::Log),
-            other => Err(Error::Invalid {
-                what: "KL controller".into(),
-                reason: format!("`{other}` is not `ziegler` or `log`"),
-            }),
-        }
-    }
-}
-
-/// The name `FromStr` reads (and `infalign ctrl --kl-control` takes).
-impl std::fmt::Display for KlControl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            KlControl::Ziegler => "ziegler",
-            KlControl::Log => "log",
-        })
-    }
-}
+pub use infalign_core::KlControl;
 
 /// Settings of a CTRL run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CtrlConfig {
+    /// Which meaning `reward`'s spec has: [`SPEC_VERSION`] when written by this build; absent
+    /// (read as 1) in files written before, where `exp:T` and `negexp:T` named the normalised
+    /// forms. [`CtrlConfig::upgrade_legacy_specs`] reads those as they were meant.
+    #[serde(default = "legacy_spec_version")]
+    pub spec_version: u32,
     /// The training reward.
     pub reward: TrainingReward,
     /// The KL coefficient (the starting value when `target_kl` is set).
@@ -224,9 +187,17 @@ pub struct CtrlConfig {
     pub seed: u64,
 }
 
+/// The meaning of transform specs this build writes: `exp:T` is e^(Tu) in every command.
+pub const SPEC_VERSION: u32 = 2;
+
+fn legacy_spec_version() -> u32 {
+    1
+}
+
 impl Default for CtrlConfig {
     fn default() -> Self {
         Self {
+            spec_version: SPEC_VERSION,
             reward: TrainingReward::Calibrated(Transform::Identity),
             beta: 0.05,
             target_kl: None,
@@ -248,6 +219,17 @@ impl Default for CtrlConfig {
 }
 
 impl CtrlConfig {
+    /// A configuration read from a file written before [`SPEC_VERSION`] 2 says `exp:T` for
+    /// what is now `normexp:T` (and `negexp:T` for `normnegexp:T`): rename it, so that what a
+    /// run trained on is what its config says. Every reader of stored configs calls this.
+    pub fn upgrade_legacy_specs(mut self) -> Self {
+        if self.spec_version < 2 {
+            self.reward = self.reward.upgraded_from_legacy();
+            self.spec_version = SPEC_VERSION;
+        }
+        self
+    }
+
     /// Check the settings; the error names the field.
     pub fn validate(&self) -> Result<()> {
         let invalid = |field: &str, reason: String| {
@@ -439,7 +421,8 @@ impl CtrlTrainer {
 
     /// The prompts (indices into a set of `count`) of step `step`.
     pub fn prompts_of_step(&self, step: u64, count: usize) -> Vec<usize> {
-        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(self.config.seed, 2, step));
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(derive_seed(self.config.seed, Stream::TrainPrompts, step));
         (0..self.config.prompts_per_step)
             .map(|_| ((u128::from(rng.next_u64()) * count as u128) >> 64) as usize)
             .collect()
@@ -482,7 +465,7 @@ impl CtrlTrainer {
 
         // 1-2: sample from the current policy and score.
         let sampler = self.inference_policy();
-        let seed = derive_seed(self.config.seed, 3, self.step);
+        let seed = derive_seed(self.config.seed, Stream::TrainRollout, self.step);
         let rollouts = rollout(&sampler, tokenizer, &messages, &self.config.decoding, seed).await?;
         let raw = score(reward, &messages, &rollouts.texts)?;
         let mut scores = Vec::with_capacity(rows.len());
@@ -661,7 +644,8 @@ mod checkpoint {
         /// Continue the run checkpointed in `dir` against the base policy `base` (which must be
         /// the one the run started from), on `device`.
         pub fn resume(dir: &Path, base: &Policy, device: &Device) -> Result<Self> {
-            let state: CheckpointState = read_state(dir)?;
+            let mut state: CheckpointState = read_state(dir)?;
+            state.config = state.config.upgrade_legacy_specs();
             state.config.validate()?;
             let mut trainer = CtrlTrainer::new(state.config.clone(), base, device)?;
             if trainer.reference_sha256 != state.base_policy_sha256 {
@@ -684,57 +668,63 @@ mod checkpoint {
 
 #[cfg(test)]
 mod tests {
-    use super::KlControl;
+    use infalign_core::Transform;
+
+    use super::{CtrlConfig, TrainingReward, SPEC_VERSION};
 
     #[test]
-    fn controller_names_read_back() {
-        for control in [KlControl::Ziegler, KlControl::Log] {
-            assert_eq!(control.to_string().parse::<KlControl>().unwrap(), control);
+    fn a_spec_means_what_it_means_everywhere() {
+        for (spec, transform) in [
+            ("exp:5", Transform::Exp { t: 5.0 }),
+            ("negexp:5", Transform::NegExp { t: 5.0 }),
+            ("normexp:5", Transform::NormExp { t: 5.0 }),
+            ("normnegexp:5", Transform::NormNegExp { t: 5.0 }),
+        ] {
+            let reward: TrainingReward = spec.parse().unwrap();
+            assert_eq!(
+                reward,
+                TrainingReward::Calibrated(transform.clone()),
+                "{spec}"
+            );
+            assert_eq!(reward.to_string(), spec);
+            // The score the trainer uses is the transform's own value.
+            let table = infalign_core::ReferenceTable::new(vec![0.0, 1.0, 2.0, 3.0]).unwrap();
+            let (score, u) = reward.score(1.5, Some(&table)).unwrap();
+            assert_eq!(score, transform.value(u.unwrap()), "{spec}");
         }
-        assert!("linear".parse::<KlControl>().is_err());
+        assert_eq!(
+            TrainingReward::Calibrated("exp:5".parse().unwrap())
+                .score(
+                    3.5,
+                    Some(&infalign_core::ReferenceTable::new(vec![0.0]).unwrap())
+                )
+                .unwrap()
+                .0,
+            5f64.exp()
+        );
     }
 
     #[test]
-    fn controllers_move_beta_towards_the_target() {
-        let (beta, target, rate) = (0.1, 1.0, 0.1);
-        for control in [KlControl::Ziegler, KlControl::Log] {
-            assert!(
-                control.next_beta(beta, 2.0, target, rate) > beta,
-                "{control:?}"
-            );
-            assert!(
-                control.next_beta(beta, 0.5, target, rate) < beta,
-                "{control:?}"
-            );
-            assert_eq!(
-                control.next_beta(beta, 1.0, target, rate),
-                beta,
-                "{control:?}"
-            );
-        }
-        // Ziegler's step is capped at 0.2 * rate; the log controller's at a factor e^rate,
-        // the same up as down.
-        let ziegler = KlControl::Ziegler.next_beta(beta, 50.0, target, rate);
-        assert!((ziegler / beta - 1.02).abs() < 1e-12, "{ziegler}");
-        let up = KlControl::Log.next_beta(beta, 50.0, target, rate);
-        let down = KlControl::Log.next_beta(beta, 0.02, target, rate);
-        assert!((up / beta - 0.1f64.exp()).abs() < 1e-12, "{up}");
-        assert!((down * up - beta * beta).abs() < 1e-15, "{down}");
-        // A KL estimate at or below zero is far below any target.
-        assert_eq!(KlControl::Log.next_beta(beta, -0.3, target, rate), down);
-        // From a saturating transform's theory beta, 80 log steps can span three orders of
-        // magnitude; Ziegler's cannot span one.
-        let mut log_beta = 2.4e-5;
-        let mut ziegler_beta = 2.4e-5;
-        for _ in 0..80 {
-            log_beta = KlControl::Log.next_beta(log_beta, 24.0, target, rate);
-            ziegler_beta = KlControl::Ziegler.next_beta(ziegler_beta, 24.0, target, rate);
-        }
-        assert!(
-            log_beta > 2.4e-2 && ziegler_beta < 2.4e-4,
-            "{log_beta} {ziegler_beta}"
-        );
-        assert_eq!("log".parse::<KlControl>().unwrap(), KlControl::Log);
-        assert!("pid".parse::<KlControl>().is_err());
+    fn configs_written_before_spec_version_2_read_as_meant() {
+        let mut current = serde_json::to_value(CtrlConfig {
+            reward: "normexp:12".parse().unwrap(),
+            ..CtrlConfig::default()
+        })
+        .unwrap();
+        assert_eq!(current["spec_version"], SPEC_VERSION);
+        assert_eq!(current["reward"], "normexp:12");
+        // An old file: no spec_version, and `exp:12` meant the normalised form.
+        let object = current.as_object_mut().unwrap();
+        object.remove("spec_version");
+        object.insert("reward".into(), "exp:12".into());
+        let old: CtrlConfig = serde_json::from_value(current.clone()).unwrap();
+        let upgraded = old.upgrade_legacy_specs();
+        assert_eq!(upgraded.reward.to_string(), "normexp:12");
+        assert_eq!(upgraded.spec_version, SPEC_VERSION);
+        // A new file's `exp:12` stays e^(12u).
+        let object = current.as_object_mut().unwrap();
+        object.insert("spec_version".into(), SPEC_VERSION.into());
+        let new: CtrlConfig = serde_json::from_value(current).unwrap();
+        assert_eq!(new.upgrade_legacy_specs().reward.to_string(), "exp:12");
     }
 }

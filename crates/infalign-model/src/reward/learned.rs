@@ -32,11 +32,11 @@ use rand_chacha::ChaCha8Rng;
 use regex::Regex;
 
 use super::Reward;
-use crate::bundle::Provenance;
 use crate::data::PreferencePair;
 use crate::error::{Error, Result};
 use crate::host_values;
 use crate::policy::{init_linear, normal_param};
+use crate::provenance::Provenance;
 
 /// `format` of a reward manifest.
 pub const REWARD_FORMAT: &str = "infalign-reward";
@@ -129,7 +129,7 @@ impl LearnedRewardConfig {
     }
 
     fn bucket(&self, parts: &[&[u8]]) -> u32 {
-        let hash = crate::fnv1a64(parts.iter().flat_map(|part| part.iter().copied()));
+        let hash = infalign_core::seed::fnv1a64(parts.iter().flat_map(|part| part.iter().copied()));
         (hash % self.buckets as u64) as u32
     }
 }
@@ -590,7 +590,7 @@ impl LearnedReward {
                 format!("the weights do not fit {:?}: {error}", manifest.model),
             )
         })?;
-        if let Some(misfit) = crate::bundle::misfit(&applied) {
+        if let Some(misfit) = crate::weights::misfit(&applied) {
             return Err(reward_error(
                 &at(REWARD_WEIGHTS_FILE),
                 format!("the weights do not fit {:?} ({misfit})", manifest.model),
@@ -624,7 +624,7 @@ impl LearnedReward {
         provenance: Provenance,
         metrics: BTreeMap<String, f64>,
     ) -> Result<()> {
-        crate::bundle::write_files_atomically(dir.as_ref(), self.files(provenance, metrics)?)
+        crate::files::write_files_atomically(dir.as_ref(), self.files(provenance, metrics)?)
     }
 }
 

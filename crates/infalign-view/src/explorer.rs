@@ -9,9 +9,10 @@
 //! one beta means a comparable strength for identity, exp and negexp.
 
 use crate::chart::{Chart, Series, WinRateCurves, COLORS};
-use crate::error::{invalid, Result};
-use crate::theory::{self, OptimalSolution, PolicyEvaluation, TiltedPolicy};
-use crate::{Procedure, Transform};
+use infalign_core::error::invalid;
+use infalign_core::theory::{self, OptimalSolution, PolicyEvaluation, TiltedPolicy};
+use infalign_core::Result;
+use infalign_core::{Procedure, Transform};
 
 /// Largest N the explorer offers.
 pub const N_MAX: u32 = 64;

@@ -7,9 +7,9 @@
 
 use std::fmt::Write as _;
 
-use crate::error::{Error, Result};
-use crate::theory;
-use crate::{Procedure, Transform};
+use infalign_core::theory;
+use infalign_core::{Error, Result};
+use infalign_core::{Procedure, Transform};
 
 /// The palette, in the order series usually take it.
 pub const COLORS: [&str; 6] = [

@@ -6,11 +6,11 @@
 
 use std::fmt::Write as _;
 
-use crate::error::invalid;
-use crate::estimators::{bootstrap_mean, ConfidenceInterval};
-use crate::selection::{best_of_n, worst_of_n, Procedure};
-use crate::theory::{self, WinRates};
-use crate::{Result, Transform};
+use infalign_core::error::invalid;
+use infalign_core::estimators::{bootstrap_mean, ConfidenceInterval};
+use infalign_core::selection::{best_of_n, worst_of_n, Procedure};
+use infalign_core::theory::{self, WinRates};
+use infalign_core::{Result, Transform};
 
 /// Messages the lab offers before the user types one: everyday small talk, the register the
 /// default model was trained on.
@@ -29,7 +29,7 @@ pub const TALLY_LEVEL: f64 = 0.95;
 pub const TALLY_RESAMPLES: usize = 1000;
 
 /// The responses Best-of-N and Worst-of-N serve from one set of N: indices into the rewards
-/// (lowest index on ties, as [`crate::selection`] does).
+/// (lowest index on ties, as [`infalign_core::selection`] does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Picks {
     /// The highest reward's index.

@@ -1,0 +1,182 @@
+//! `infalign eval`: a policy against the base policy on held-out prompts: standard, BoN_N and
+//! WoN_N win rates (exact U-statistics), the KL and the calibrated rewards' KL, with bootstrap
+//! intervals, in `eval.json` / `eval.md`, and every reply's rewards in `replies.csv.gz`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use infalign_model::bundle::Bundle;
+use infalign_model::ctrl::prompts::read_prompts;
+use infalign_model::ctrl::{
+    calibrated_kl_of, replies_csv, sample_prompts, summarise, Decoding, EvalReport, EvalSettings,
+    Evaluation, PromptSamples, REPLIES_FILE,
+};
+
+use crate::backend::DeviceArg;
+use crate::files::{print_stdout, read_json, write_atomic};
+use crate::progress::items_bar;
+use crate::reward::spec_or;
+
+use crate::ctrl::TRAINED_POLICY;
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A bundle (a CTRL run's `bundle/`, or any bundle: its base policy is pi_ref).
+    #[arg(long)]
+    bundle: PathBuf,
+    /// The policy evaluated against the bundle's base policy.
+    #[arg(long, default_value = TRAINED_POLICY)]
+    policy: String,
+    /// Held-out prompts (`prompts-test.jsonl`, or an HH-RLHF file).
+    #[arg(long)]
+    prompts: PathBuf,
+    /// Use at most this many distinct prompts.
+    #[arg(long, default_value_t = 64)]
+    limit: usize,
+    /// Responses per prompt from each side (M).
+    #[arg(long, default_value_t = 16)]
+    samples: usize,
+    /// N of the BoN_N and WoN_N win rates (repeat or separate with commas).
+    #[arg(long, value_delimiter = ',', default_value = "4")]
+    n: Vec<u32>,
+    /// Reward (default: the bundle's, else `vader`).
+    #[arg(long)]
+    reward: Option<String>,
+    /// Longest response in tokens (use the training run's).
+    #[arg(long, default_value_t = 32)]
+    max_new_tokens: usize,
+    /// Seed of the samplers and the bootstrap (the same seed gives every policy the same
+    /// reference samples).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Bootstrap resamples over prompts.
+    #[arg(long, default_value_t = 2000)]
+    resamples: usize,
+    /// A label for tables and plots (default: the policy's name).
+    #[arg(long)]
+    label: Option<String>,
+    /// Output directory: `eval.json`, `eval.md` and the per-prompt `samples.json`.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    device: DeviceArg,
+}
+
+pub fn eval_command(args: EvalArgs) -> anyhow::Result<()> {
+    let bundle = Bundle::read_dir(&args.bundle)?;
+    let backend = args.device.resolve()?;
+    let reference = bundle.policy(&backend.device)?;
+    let policy = bundle
+        .named_policy(&args.policy, &backend.device)
+        .with_context(|| format!("{}: policy {:?}", args.bundle.display(), args.policy))?;
+    let spec = spec_or(args.reward.as_deref(), bundle.manifest.reward.clone())?;
+    let reward = spec.load()?;
+    let prompts = read_prompts(&args.prompts, args.limit)?;
+    let settings = EvalSettings {
+        samples: args.samples,
+        ns: args.n.clone(),
+        decoding: Decoding {
+            max_new_tokens: args.max_new_tokens,
+            ..Decoding::default()
+        },
+        seed: args.seed,
+        resamples: args.resamples,
+        level: 0.95,
+    };
+    settings.validate()?;
+    eprintln!(
+        "eval: {:?} against base on {} prompts x {} responses per side, reward {spec}",
+        args.policy,
+        prompts.len(),
+        args.samples
+    );
+    let progress = items_bar(prompts.len() as u64, "prompts");
+    let samples = pollster::block_on(sample_prompts(
+        &policy,
+        &reference,
+        &bundle.tokenizer,
+        reward.as_ref(),
+        &prompts,
+        &settings,
+        |done, _| progress.set_position(done as u64),
+    ))?;
+    progress.finish_and_clear();
+    let report = summarise(&samples, &settings)?;
+    let label = args.label.clone().unwrap_or_else(|| args.policy.clone());
+    let document = Evaluation {
+        prompts: args.prompts.display().to_string(),
+        settings,
+        report: report.clone(),
+        policy: Some(args.policy.clone()),
+        bundle: Some(args.bundle.display().to_string()),
+        label: Some(label.clone()),
+        reward: Some(spec.clone()),
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    write_atomic(
+        &args.out.join("eval.json"),
+        serde_json::to_string_pretty(&document)?,
+    )?;
+    write_atomic(
+        &args.out.join("samples.json"),
+        serde_json::to_string(&samples)?,
+    )?;
+    write_atomic(
+        &args.out.join(REPLIES_FILE),
+        crate::candidates::gzip(replies_csv(&samples)?.as_bytes())?,
+    )?;
+    let table = markdown_report(&label, &report);
+    write_atomic(&args.out.join("eval.md"), &table)?;
+    print_stdout(&table)
+}
+
+/// Reads `DIR/eval.json`. An evaluation written before reports had the calibrated rewards'
+/// KL gets it from `DIR/samples.json`, when that is there.
+pub fn read_eval(dir: &Path) -> anyhow::Result<Evaluation> {
+    let path = dir.join("eval.json");
+    let mut document: Evaluation = read_json(&path)?;
+    let samples = dir.join("samples.json");
+    if document.report.calibrated_kl.is_none() && samples.exists() {
+        let samples: Vec<PromptSamples> = read_json(&samples)?;
+        document.report.calibrated_kl = Some(
+            calibrated_kl_of(&samples, &document.settings)
+                .with_context(|| format!("the calibrated KL of {}", path.display()))?,
+        );
+    }
+    Ok(document)
+}
+
+/// One row per measure: estimate and 95% interval.
+pub fn markdown_report(label: &str, report: &EvalReport) -> String {
+    let row = |name: String, ci: &infalign_core::estimators::ConfidenceInterval| {
+        format!(
+            "| {name} | {:.3} | [{:.3}, {:.3}] |\n",
+            ci.estimate, ci.lower, ci.upper
+        )
+    };
+    let mut out = format!(
+        "{label}: {} prompts, {} responses per prompt and side\n\n| measure | estimate | 95% \
+         interval |\n|---|---|---|\n",
+        report.prompts, report.samples
+    );
+    out.push_str(&row("KL (k1, nats)".into(), &report.kl));
+    out.push_str(&row("KL (k3, nats)".into(), &report.kl_k3));
+    if let Some(calibrated) = &report.calibrated_kl {
+        out.push_str(&row(
+            "KL of the calibrated rewards (nats)".into(),
+            calibrated,
+        ));
+    }
+    out.push_str(&row("standard win rate".into(), &report.standard));
+    for rate in &report.procedures {
+        out.push_str(&row(
+            format!("{}_{} win rate", rate.procedure, rate.n),
+            &rate.win_rate,
+        ));
+    }
+    out.push_str(&row("reward (policy)".into(), &report.policy_reward));
+    out.push_str(&row("reward (reference)".into(), &report.reference_reward));
+    out
+}

@@ -1,0 +1,19 @@
+//! # infalign-view
+//!
+//! What InfAlign Lab draws and says about the math in `infalign-core`: the page's and the CLI's
+//! view layer, kept out of the core so that the core stays math only. No DOM here either: the
+//! browser lab (`web/`) turns these models into elements, the CLI writes them to files.
+//!
+//! - [`chart`]: SVG charts (lines, markers, error bars) for the CLI's plot files and the browser lab.
+//! - [`explorer`]: the theory explorer as a model: settings with a URL form, and the charts
+//!   (transform shapes, densities, win rate versus KL) it draws.
+//! - [`lab`]: the sampling lab's rounds: Best-of-N / Worst-of-N picks, the running
+//!   aligned-versus-base tally with its interval, the theory's prediction, the reward histogram,
+//!   and the built-in prompts.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod chart;
+pub mod explorer;
+pub mod lab;
