@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use infalign_model::bundle::{Bundle, Manifest, MANIFEST_FILE};
-use infalign_model::reward::{LinearClassifierReward, VaderReward};
+use infalign_model::reward::VaderReward;
 use infalign_model::{Reward, RewardSpec};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;

@@ -12,21 +12,6 @@ pub struct BackendArgs {
     device: String,
 }
 
-/// `--device`, the same flag in every command that runs a policy (`#[command(flatten)]`).
-#[derive(Debug, Clone, Args)]
-pub struct DeviceArg {
-    /// `cpu`, `wgpu` (a GPU, or fail) or `auto` (a GPU if any, else the CPU).
-    #[arg(long = "device", default_value = "cpu")]
-    pub device: String,
-}
-
-impl DeviceArg {
-    /// The backend it names.
-    pub fn resolve(&self) -> anyhow::Result<ResolvedBackend> {
-        resolve(&self.device)
-    }
-}
-
 /// The backend a `--device` flag names (`cpu`, `wgpu`, `auto`), saying so when `auto` fell back
 /// to the CPU.
 pub fn resolve(device: &str) -> anyhow::Result<ResolvedBackend> {

@@ -11,21 +11,14 @@ use infalign_model::ctrl::prompts::read_prompts;
 use infalign_model::ctrl::{calibrate, CalibrationSettings, Decoding};
 use infalign_model::reward::RewardSpec;
 
-use crate::backend::DeviceArg;
+use crate::args::{DeviceArg, TrainingPrompts};
 use crate::files::write_atomic;
 use crate::progress::items_bar;
 
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
-    /// The base policy's bundle (pi_ref).
-    #[arg(long, default_value = "static/default-model")]
-    bundle: PathBuf,
-    /// Training prompts: `prompts-train.jsonl` of `infalign data fetch`, or an HH-RLHF file.
-    #[arg(long)]
-    prompts: PathBuf,
-    /// Use at most this many distinct prompts (the first ones).
-    #[arg(long, default_value_t = 256)]
-    limit: usize,
+    #[command(flatten)]
+    training: TrainingPrompts,
     /// Reference responses per prompt.
     #[arg(long, default_value_t = 32)]
     k: usize,
@@ -46,12 +39,12 @@ pub struct CalibrateArgs {
 }
 
 pub fn calibrate_command(args: CalibrateArgs) -> anyhow::Result<()> {
-    let bundle = Bundle::read_dir(&args.bundle)?;
+    let bundle = Bundle::read_dir(&args.training.bundle)?;
     let backend = args.device.resolve()?;
     let base = bundle.policy(&backend.device)?;
     let spec: RewardSpec = args.reward.parse()?;
     let reward = spec.load()?;
-    let prompts = read_prompts(&args.prompts, args.limit)?;
+    let prompts = read_prompts(&args.training.prompts, args.training.limit)?;
     let settings = CalibrationSettings {
         k: args.k,
         reward: spec,
@@ -66,7 +59,7 @@ pub fn calibrate_command(args: CalibrateArgs) -> anyhow::Result<()> {
         "calibrate: {} prompts x {} reference responses from {} on {}",
         prompts.len(),
         args.k,
-        args.bundle.display(),
+        args.training.bundle.display(),
         backend.kind
     );
     let progress = items_bar(prompts.len() as u64, "prompts");

@@ -28,7 +28,7 @@ use infalign_model::RewardSpec;
 use infalign_view::chart::{render_svg, Chart, Series, COLORS};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::DeviceArg;
+use crate::args::{DeviceArg, Serving};
 use crate::files::{append_line, print_stdout, read_json, write_atomic};
 use crate::progress::{items_bar, say, steps_bar};
 
@@ -157,13 +157,9 @@ fn collect(args: CollectArgs) -> anyhow::Result<()> {
         let existing = read_collection(&args.out)?;
         header.check_same(&existing.header, &origin)?;
         if existing.truncated_tail {
-            // Keep every complete line; the cut one is sampled again.
-            let mut text = serde_json::to_string(&existing.header)? + "\n";
-            for entry in &existing.prompts {
-                text.push_str(&serde_json::to_string(entry)?);
-                text.push('\n');
-            }
-            write_atomic(&args.out, text)?;
+            // Keep every complete line byte for byte; the cut one is sampled again.
+            let text = std::fs::read(&args.out)?;
+            write_atomic(&args.out, &text[..existing.complete_len])?;
             eprintln!("candidates: {origin}: dropped a line cut short by an earlier stop");
         }
         for entry in &existing.prompts {
@@ -302,12 +298,8 @@ struct ExactArgs {
     /// Reference replies per prompt that calibrate (the first K of the collection's).
     #[arg(long)]
     k: Option<usize>,
-    /// The procedure the policy is served with: `bon` or `won`.
-    #[arg(long, default_value = "bon")]
-    procedure: Procedure,
-    /// N of the procedure.
-    #[arg(long, default_value_t = 4)]
-    n: u32,
+    #[command(flatten)]
+    serving: Serving,
     /// Methods: `raw`, `exp` / `negexp` (t tuned per budget by the theory), `optimal`, or a
     /// transform spec (`identity`, `log`, `normexp:12`, ...).
     #[arg(
@@ -440,11 +432,23 @@ fn exact(args: ExactArgs) -> anyhow::Result<()> {
     let mut curves = Vec::new();
     for method in &methods {
         for &budget in &args.kls {
-            rows.push(exact_row(&set, method, args.procedure, args.n, budget)?);
+            rows.push(exact_row(
+                &set,
+                method,
+                args.serving.procedure,
+                args.serving.n,
+                budget,
+            )?);
             progress.inc(1);
         }
         for &budget in &curve_budgets {
-            curves.push(exact_row(&set, method, args.procedure, args.n, budget)?);
+            curves.push(exact_row(
+                &set,
+                method,
+                args.serving.procedure,
+                args.serving.n,
+                budget,
+            )?);
             progress.inc(1);
         }
     }
@@ -454,8 +458,8 @@ fn exact(args: ExactArgs) -> anyhow::Result<()> {
         prompts: set.len(),
         candidates: collection.header.candidates,
         k: set.k(),
-        procedure: args.procedure,
-        n: args.n,
+        procedure: args.serving.procedure,
+        n: args.serving.n,
         rows,
         curves,
     };
@@ -652,12 +656,8 @@ struct TrainArgs {
     /// AdamW's decoupled weight decay.
     #[arg(long, default_value_t = 0.0)]
     weight_decay: f64,
-    /// The procedure of the evaluation: `bon` or `won`.
-    #[arg(long, default_value = "bon")]
-    procedure: Procedure,
-    /// N of the evaluation.
-    #[arg(long, default_value_t = 4)]
-    n: u32,
+    #[command(flatten)]
+    serving: Serving,
     /// Seed of every draw.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -774,17 +774,24 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     }
     write_atomic(&state_path, serde_json::to_string(trainer.state())?)?;
     progress.finish_and_clear();
-    let evaluation: CandidateEvaluation = trainer.evaluate(args.n)?;
+    let evaluation: CandidateEvaluation = trainer.evaluate(args.serving.n)?;
     let exact_at_same_kl = if evaluation.kl > 1e-9 {
         let beta = beta_for_kl(&set, &config.scoring, evaluation.kl)?;
-        Some(evaluate(&set, &exact_policy(&set, &config.scoring, beta)?, args.n)?.win_rate)
+        Some(
+            evaluate(
+                &set,
+                &exact_policy(&set, &config.scoring, beta)?,
+                args.serving.n,
+            )?
+            .win_rate,
+        )
     } else {
         None
     };
     let result = TrainResult {
         data: args.data.display().to_string(),
         k: set.k(),
-        n: args.n,
+        n: args.serving.n,
         config,
         steps: trainer.step_index(),
         beta: trainer.beta(),
@@ -811,12 +818,12 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             result.steps,
             result.kl,
             result.win_rate.standard,
-            args.procedure,
-            args.n,
-            headline(&result.win_rate, args.procedure),
+            args.serving.procedure,
+            args.serving.n,
+            headline(&result.win_rate, args.serving.procedure),
             result
                 .exact_at_same_kl
-                .map(|w| format!("{:.3}", headline(&w, args.procedure)))
+                .map(|w| format!("{:.3}", headline(&w, args.serving.procedure)))
                 .unwrap_or_else(|| "-".into())
         ),
     );

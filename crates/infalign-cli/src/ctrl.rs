@@ -16,14 +16,14 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 use infalign_core::theory::{self, best_t, optimal_envelope};
-use infalign_core::{ExpFamily, Procedure};
+use infalign_core::ExpFamily;
 use infalign_model::bundle::{Bundle, Provenance};
 use infalign_model::ctrl::prompts::read_prompts;
 use infalign_model::ctrl::{
     CalibrationSet, CtrlConfig, CtrlTrainer, Decoding, KlControl, TrainingReward,
 };
 
-use crate::backend::DeviceArg;
+use crate::args::{DeviceArg, Serving, TrainingPrompts};
 use crate::files::{append_line, write_atomic};
 use crate::progress::{say, steps_bar};
 use crate::reward::spec_or;
@@ -37,15 +37,8 @@ pub const RUN_CALIBRATION_FILE: &str = "calibration-settings.json";
 
 #[derive(Debug, Args)]
 pub struct CtrlArgs {
-    /// The base policy's bundle (pi_ref, and the starting point).
-    #[arg(long, default_value = "static/default-model")]
-    bundle: PathBuf,
-    /// Training prompts (as for `infalign calibrate`).
-    #[arg(long)]
-    prompts: PathBuf,
-    /// Use at most this many distinct prompts (the same limit as the calibration).
-    #[arg(long, default_value_t = 256)]
-    limit: usize,
+    #[command(flatten)]
+    training: TrainingPrompts,
     /// The calibration set of `infalign calibrate` (needed unless `--transform raw`).
     #[arg(long)]
     calibration: Option<PathBuf>,
@@ -60,12 +53,8 @@ pub struct CtrlArgs {
     /// `--target-kl` (and train on the normalised form).
     #[arg(long, default_value = "identity")]
     transform: String,
-    /// Inference-time procedure the policy will be served with: `bon` or `won`.
-    #[arg(long, default_value = "bon")]
-    procedure: String,
-    /// N of the procedure.
-    #[arg(long, default_value_t = 4)]
-    n: u32,
+    #[command(flatten)]
+    serving: Serving,
     /// KL coefficient (the starting value with `--target-kl`). Default: with `--target-kl` and a
     /// calibrated transform, the theory engine's beta for that KL (1 / lambda); else 0.05.
     #[arg(long)]
@@ -120,7 +109,7 @@ pub struct CtrlArgs {
 /// The training reward for `--transform`, resolving `exp`, `negexp` and `optimal` without
 /// parameters with the theory engine.
 fn training_reward(args: &CtrlArgs) -> anyhow::Result<TrainingReward> {
-    let procedure: Procedure = args.procedure.parse()?;
+    let procedure = args.serving.procedure;
     let budget = || {
         args.target_kl.context(
             "--transform exp, negexp or optimal without a parameter needs --target-kl (the KL \
@@ -132,25 +121,25 @@ fn training_reward(args: &CtrlArgs) -> anyhow::Result<TrainingReward> {
         "negexp" => ExpFamily::NegExp,
         "optimal" => {
             let budget = budget()?;
-            let solution = optimal_envelope(procedure, args.n, &[budget])?
+            let solution = optimal_envelope(procedure, args.serving.n, &[budget])?
                 .pop()
                 .context("the theory engine returned no optimal transform")?;
             eprintln!(
                 "ctrl: optimal transform for {procedure}_{} at {budget} nats (lambda {:.3})",
-                args.n, solution.lambda
+                args.serving.n, solution.lambda
             );
             return Ok(TrainingReward::Calibrated(solution.transform));
         }
         spec => return Ok(spec.parse()?),
     };
     let budget = budget()?;
-    let best = best_t(family, procedure, args.n, budget)?;
+    let best = best_t(family, procedure, args.serving.n, budget)?;
     eprintln!(
         "ctrl: theory picks t = {:.2} for {} under {procedure}_{} at {budget} nats (analytic \
          win rate {:.3})",
         best.t,
         family.as_str(),
-        args.n,
+        args.serving.n,
         best.win_rate
     );
     Ok(TrainingReward::Calibrated(family.transform(best.t)))
@@ -180,7 +169,7 @@ fn truncate_metrics(path: &Path, step: u64) -> anyhow::Result<()> {
 }
 
 pub fn ctrl_command(args: CtrlArgs) -> anyhow::Result<()> {
-    let bundle = Bundle::read_dir(&args.bundle)?;
+    let bundle = Bundle::read_dir(&args.training.bundle)?;
     let backend = args.device.resolve()?;
     let base = bundle.policy(&backend.device)?;
     let calibration = match &args.calibration {
@@ -192,7 +181,7 @@ pub fn ctrl_command(args: CtrlArgs) -> anyhow::Result<()> {
             set.settings.base_policy_sha256 == bundle.manifest.weights.sha256,
             "{} was sampled from another base policy than {} (weights sha256 differ)",
             args.calibration.as_ref().expect("set").display(),
-            args.bundle.display()
+            args.training.bundle.display()
         );
     }
     let dir = checkpoint_dir(&args.out);
@@ -264,12 +253,12 @@ pub fn ctrl_command(args: CtrlArgs) -> anyhow::Result<()> {
         );
     }
     let reward = spec.load()?;
-    let prompts = read_prompts(&args.prompts, args.limit)?;
+    let prompts = read_prompts(&args.training.prompts, args.training.limit)?;
     let tables = match (&calibration, config.reward.needs_calibration()) {
         (Some(set), true) => Some(set.tables_for(&prompts).with_context(|| {
             format!(
                 "{} against {}",
-                args.prompts.display(),
+                args.training.prompts.display(),
                 args.calibration.as_ref().expect("set").display()
             )
         })?),
@@ -373,7 +362,7 @@ pub fn ctrl_command(args: CtrlArgs) -> anyhow::Result<()> {
     let provenance = Provenance {
         created_by: format!("infalign {}", env!("CARGO_PKG_VERSION")),
         command: format!("infalign ctrl --transform {}", config.reward),
-        data: args.prompts.display().to_string(),
+        data: args.training.prompts.display().to_string(),
         seed: config.seed,
         steps: trainer.step,
         tokens: trainer.episodes,

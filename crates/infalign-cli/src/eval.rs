@@ -13,7 +13,7 @@ use infalign_model::ctrl::{
     Evaluation, PromptSamples, REPLIES_FILE,
 };
 
-use crate::backend::DeviceArg;
+use crate::args::DeviceArg;
 use crate::files::{print_stdout, read_json, write_atomic};
 use crate::progress::items_bar;
 use crate::reward::spec_or;

@@ -6,6 +6,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod args;
 mod backend;
 mod calibrate;
 mod candidates;

@@ -10,7 +10,7 @@ use infalign_core::selection::{best_of_n, worst_of_n};
 use infalign_model::bundle::{Bundle, BASE_POLICY};
 use infalign_model::ctrl::{reference_table, rollout, score, Decoding};
 
-use crate::backend::DeviceArg;
+use crate::args::DeviceArg;
 use crate::files::print_stdout;
 use crate::reward::spec_or;
 

@@ -21,22 +21,15 @@ use infalign_model::ctrl::{
 };
 use serde::Serialize;
 
-use crate::backend::DeviceArg;
+use crate::args::{DeviceArg, Serving, TrainingPrompts};
 use crate::eval::read_eval;
 use crate::files::{print_stdout, read_json, write_atomic};
 use infalign_view::chart::{render_svg, transform_curve, Chart, Series, COLORS};
 
 #[derive(Debug, Args)]
 pub struct SweepArgs {
-    /// The base policy's bundle.
-    #[arg(long, default_value = "static/default-model")]
-    bundle: PathBuf,
-    /// Training prompts.
-    #[arg(long)]
-    prompts: PathBuf,
-    /// Distinct training prompts used.
-    #[arg(long, default_value_t = 256)]
-    limit: usize,
+    #[command(flatten)]
+    training: TrainingPrompts,
     /// The calibration set of the training prompts.
     #[arg(long)]
     calibration: PathBuf,
@@ -70,12 +63,8 @@ pub struct SweepArgs {
     /// start keeps a saturating transform's tiny theory beta from overshooting the budget.
     #[arg(long, requires = "target_kls")]
     start_beta: Option<f64>,
-    /// Procedure the comparison is about: `bon` or `won`.
-    #[arg(long, default_value = "bon")]
-    procedure: String,
-    /// N of the procedure.
-    #[arg(long, default_value_t = 4)]
-    n: u32,
+    #[command(flatten)]
+    serving: Serving,
     /// Optimiser steps per run.
     #[arg(long, default_value_t = 200)]
     steps: u64,
@@ -284,7 +273,7 @@ fn matched_values(points: &[Point], methods: &[String], given: &[f64]) -> Vec<f6
 }
 
 pub fn run(args: SweepArgs) -> anyhow::Result<()> {
-    let procedure: Procedure = args.procedure.parse()?;
+    let procedure = args.serving.procedure;
     anyhow::ensure!(!args.methods.is_empty(), "--methods is empty");
     let knobs: Vec<Knob> = if args.target_kls.is_empty() {
         args.betas.iter().map(|&b| Knob::Beta(b)).collect()
@@ -317,19 +306,19 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
                 let mut ctrl = vec![
                     "ctrl".to_string(),
                     "--bundle".into(),
-                    path_arg(&args.bundle),
+                    path_arg(&args.training.bundle),
                     "--prompts".into(),
-                    path_arg(&args.prompts),
+                    path_arg(&args.training.prompts),
                     "--limit".into(),
-                    args.limit.to_string(),
+                    args.training.limit.to_string(),
                     "--calibration".into(),
                     path_arg(&args.calibration),
                     "--transform".into(),
                     method.clone(),
                     "--procedure".into(),
-                    args.procedure.clone(),
+                    args.serving.procedure.to_string(),
                     "--n".into(),
-                    args.n.to_string(),
+                    args.serving.n.to_string(),
                     "--m".into(),
                     args.m.to_string(),
                     "--prompts-per-step".into(),
@@ -372,7 +361,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
                     "--samples".into(),
                     args.samples.to_string(),
                     "--n".into(),
-                    args.n.to_string(),
+                    args.serving.n.to_string(),
                     "--max-new-tokens".into(),
                     args.max_new_tokens.to_string(),
                     "--seed".into(),
@@ -403,7 +392,10 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
         }
     }
 
-    let measures = [Measure::Standard, Measure::Procedure(procedure, args.n)];
+    let measures = [
+        Measure::Standard,
+        Measure::Procedure(procedure, args.serving.n),
+    ];
     let matched = matched_values(&points, &args.methods, &args.matched_kl);
     let mut markdown = format!(
         "# Sweep: {} at matched KL\n\nEach cell: win rate against pi_ref [95% bootstrap interval \
@@ -487,7 +479,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
     write_atomic(
         &args.out.join("comparison.json"),
         serde_json::to_string_pretty(&serde_json::json!({
-            "methods": args.methods, "runs_at": knobs, "procedure": procedure, "n": args.n,
+            "methods": args.methods, "runs_at": knobs, "procedure": procedure, "n": args.serving.n,
             "matched_kl": matched, "comparison": comparison, "runs": points,
         }))?,
     )?;

@@ -1113,8 +1113,17 @@ fn candidates_collect_resume_exact_and_train() {
     let prompts = path("prompts.jsonl");
     std::fs::write(
         &prompts,
-        "{\"prompt\": \"Do you have any pets?\"}\n{\"prompt\": \"What did you do today?\"}\n\
-         {\"prompt\": \"Any plans for the weekend?\"}\n",
+        [
+            "Do you have any pets?",
+            "What did you do today?",
+            "Any plans for the weekend?",
+        ]
+        .iter()
+        .map(|message| {
+            serde_json::json!({"prompt": format!("\n\nHuman: {message}\n\nAssistant:")}).to_string()
+                + "\n"
+        })
+        .collect::<String>(),
     )
     .unwrap();
     let bundle = repository().join("static/default-model");
@@ -1142,45 +1151,97 @@ fn candidates_collect_resume_exact_and_train() {
         ])
     };
     let first = collect("2");
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     let two = std::fs::read_to_string(&collection).unwrap();
     assert_eq!(two.lines().count(), 3, "a header and two prompts");
     // A collection killed while writing its third prompt: the cut line is dropped, the rest kept.
     let cut = format!("{two}{{\"index\": 2, \"key\": \"00");
     std::fs::write(&collection, cut).unwrap();
     let resumed = collect("3");
-    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
     let stderr = String::from_utf8_lossy(&resumed.stderr);
-    assert!(stderr.contains("2 of 3 prompts already collected"), "{stderr}");
+    assert!(
+        stderr.contains("2 of 3 prompts already collected"),
+        "{stderr}"
+    );
     let three = std::fs::read_to_string(&collection).unwrap();
-    assert!(three.starts_with(&two), "the first two prompts were kept as they were");
+    assert!(
+        three.starts_with(&two),
+        "the first two prompts were kept as they were"
+    );
     assert_eq!(three.lines().count(), 4);
     // The same settings from scratch give the same file: resuming lost nothing and redid
     // nothing differently.
     let fresh = path("fresh.jsonl");
     let again = infalign(&[
-        "candidates", "collect", "--bundle", bundle.to_str().unwrap(), "--prompts", &prompts,
-        "--limit", "3", "--c", "6", "--k", "4", "--max-new-tokens", "8", "--batch", "4",
-        "--out", &fresh,
+        "candidates",
+        "collect",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--prompts",
+        &prompts,
+        "--limit",
+        "3",
+        "--c",
+        "6",
+        "--k",
+        "4",
+        "--max-new-tokens",
+        "8",
+        "--batch",
+        "4",
+        "--out",
+        &fresh,
     ]);
     assert!(again.status.success());
     assert_eq!(std::fs::read_to_string(&fresh).unwrap(), three);
     // Another reward's collection in the same file is refused, naming the file and the field.
     let other = infalign(&[
-        "candidates", "collect", "--bundle", bundle.to_str().unwrap(), "--prompts", &prompts,
-        "--limit", "3", "--c", "6", "--k", "4", "--max-new-tokens", "8", "--reward",
-        "rustrict", "--out", &collection,
+        "candidates",
+        "collect",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--prompts",
+        &prompts,
+        "--limit",
+        "3",
+        "--c",
+        "6",
+        "--k",
+        "4",
+        "--max-new-tokens",
+        "8",
+        "--reward",
+        "rustrict",
+        "--out",
+        &collection,
     ]);
     assert!(!other.status.success());
     let message = String::from_utf8_lossy(&other.stderr);
-    assert!(message.contains("collection.jsonl") && message.contains("reward"), "{message}");
+    assert!(
+        message.contains("collection.jsonl") && message.contains("reward"),
+        "{message}"
+    );
     // A NaN reward in a data file is an error naming the file and line.
     let broken = path("broken.jsonl");
     let mut lines: Vec<String> = three.lines().map(String::from).collect();
     lines[2] = lines[2].replacen("\"candidates\":[", "\"candidates\":[NaN,", 1);
     std::fs::write(&broken, lines.join("\n") + "\n").unwrap();
     let bad = infalign(&[
-        "candidates", "exact", "--data", &broken, "--out", &path("bad"),
+        "candidates",
+        "exact",
+        "--data",
+        &broken,
+        "--out",
+        &path("bad"),
     ]);
     assert!(!bad.status.success());
     let message = String::from_utf8_lossy(&bad.stderr);
@@ -1190,8 +1251,18 @@ fn candidates_collect_resume_exact_and_train() {
     let exact_dir = path("exact");
     let gz = format!("{collection}.gz");
     let table = stdout_of(&infalign(&[
-        "candidates", "exact", "--data", &gz, "--methods", "raw,identity,normexp:4", "--kls",
-        "0.05,0.1", "--curve-points", "3", "--out", &exact_dir,
+        "candidates",
+        "exact",
+        "--data",
+        &gz,
+        "--methods",
+        "raw,identity,normexp:4",
+        "--kls",
+        "0.05,0.1",
+        "--curve-points",
+        "3",
+        "--out",
+        &exact_dir,
     ]));
     assert!(table.contains("| identity |"), "{table}");
     let report: Value =
@@ -1209,9 +1280,24 @@ fn candidates_collect_resume_exact_and_train() {
     // Stochastic RLOO, resumed after a stop, gives the uninterrupted run's result.
     let train = |out: &str, s: &str| {
         infalign(&[
-            "candidates", "train", "--data", &gz, "--method", "identity", "--beta", "0.2",
-            "--m", "4", "--s", s, "--prompts-per-step", "2", "--checkpoint-every", "1",
-            "--out", out,
+            "candidates",
+            "train",
+            "--data",
+            &gz,
+            "--method",
+            "identity",
+            "--beta",
+            "0.2",
+            "--m",
+            "4",
+            "--s",
+            s,
+            "--prompts-per-step",
+            "2",
+            "--checkpoint-every",
+            "1",
+            "--out",
+            out,
         ])
     };
     let whole = path("whole");
@@ -1219,7 +1305,11 @@ fn candidates_collect_resume_exact_and_train() {
     let parted = path("parted");
     assert!(train(&parted, "20").status.success());
     let rest = train(&parted, "40");
-    assert!(rest.status.success(), "{}", String::from_utf8_lossy(&rest.stderr));
+    assert!(
+        rest.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rest.stderr)
+    );
     let result = |dir: &str| -> Value {
         serde_json::from_str(&std::fs::read_to_string(format!("{dir}/result.json")).unwrap())
             .unwrap()

@@ -172,6 +172,8 @@ pub struct Collection {
     pub prompts: Vec<CollectedPrompt>,
     /// Whether the last line was cut short (a killed collection); it is left out.
     pub truncated_tail: bool,
+    /// Bytes of the text up to the end of the last complete line (what to keep of a cut file).
+    pub complete_len: usize,
 }
 
 impl Collection {
@@ -207,6 +209,7 @@ impl Collection {
         }
         let mut prompts: Vec<CollectedPrompt> = Vec::new();
         let mut truncated_tail = false;
+        let mut complete_len = first.len();
         for (number, line) in lines {
             let line_number = number + 1;
             let complete = line.ends_with('\n');
@@ -247,11 +250,13 @@ impl Collection {
                 ));
             }
             prompts.push(entry);
+            complete_len += line.len();
         }
         Ok(Self {
             header,
             prompts,
             truncated_tail,
+            complete_len,
         })
     }
 

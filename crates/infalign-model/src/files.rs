@@ -1,5 +1,6 @@
 //! Writing files so that a reader never sees half of one.
 
+#[cfg(not(target_arch = "wasm32"))]
 use crate::error::{Error, Result};
 
 /// Write `files` (`(name, contents)`) into `dir`, creating it if needed, in order, each through a

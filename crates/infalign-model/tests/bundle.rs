@@ -295,7 +295,7 @@ fn reward_models_are_checked_parts_and_older_layouts_still_load() {
     edit_manifest(&dir, |manifest| {
         manifest["format_version"] = 3.into();
         manifest.as_object_mut().unwrap().remove("reward_models");
-        manifest["reward"] = format!("linear:{}", model.display()).into();
+        manifest["reward"] = serde_json::json!({"kind": "linear", "path": model});
     });
     std::fs::remove_file(dir.join("profanity_check_linear_model.LICENSE")).unwrap();
     let old = Bundle::read_dir(&dir).unwrap();

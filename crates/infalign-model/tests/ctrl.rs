@@ -167,13 +167,18 @@ fn malformed_calibration_files_are_named_errors() {
 
 #[test]
 fn training_rewards_parse_score_and_print() {
+    // A spec names the same function as in every other command: `exp:12` is e^(12u), the
+    // normalised form is `normexp:12`.
     let exp: TrainingReward = "exp:12".parse().unwrap();
+    assert_eq!(exp, TrainingReward::Calibrated(Transform::Exp { t: 12.0 }));
+    assert_eq!(exp.to_string(), "exp:12");
+    let normexp: TrainingReward = "normexp:12".parse().unwrap();
     assert_eq!(
-        exp,
+        normexp,
         TrainingReward::Calibrated(Transform::NormExp { t: 12.0 })
     );
-    assert_eq!(exp.to_string(), "exp:12");
-    let negexp: TrainingReward = "negexp:3".parse().unwrap();
+    assert_eq!(normexp.to_string(), "normexp:12");
+    let negexp: TrainingReward = "normnegexp:3".parse().unwrap();
     assert_eq!(
         negexp,
         TrainingReward::Calibrated(Transform::NormNegExp { t: 3.0 })
@@ -197,8 +202,9 @@ fn training_rewards_parse_score_and_print() {
     let (value, u) = log.score(0.0, Some(&table)).unwrap();
     assert_eq!(u, Some(0.0));
     assert!((value - (1.0f64 / 16.0).ln()).abs() < 1e-12);
-    // The normalised exp maps the top of the table to 1.
-    assert!((exp.score(9.0, Some(&table)).unwrap().0 - 1.0).abs() < 1e-12);
+    // The normalised exp maps the top of the table to 1, the plain one to e^12.
+    assert!((normexp.score(9.0, Some(&table)).unwrap().0 - 1.0).abs() < 1e-12);
+    assert!((exp.score(9.0, Some(&table)).unwrap().0 - 12f64.exp()).abs() < 1e-6);
     assert!(identity.score(1.0, None).is_err());
 }
 

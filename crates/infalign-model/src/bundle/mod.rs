@@ -223,13 +223,24 @@ impl Bundle {
     /// variants were calibrated with (the first that records one), else the trainer's default.
     /// `infalign sample --reference-k` and the browser lab both use it, so their tables match
     /// `infalign calibrate`'s.
+    /// Without one, the default decoding, its replies capped at half the model's context.
     pub fn reference_decoding(&self) -> crate::ctrl::Decoding {
-        self.manifest
+        let recorded = self
+            .manifest
             .variants
             .iter()
             .filter_map(|variant| variant.alignment.as_ref())
-            .find_map(|alignment| alignment.calibration.as_ref().map(|c| c.decoding))
-            .unwrap_or_default()
+            .find_map(|alignment| alignment.calibration.as_ref().map(|c| c.decoding));
+        recorded.unwrap_or_else(|| {
+            let default = crate::ctrl::Decoding::default();
+            crate::ctrl::Decoding {
+                max_new_tokens: default
+                    .max_new_tokens
+                    .min(self.manifest.policy.max_seq_len / 2)
+                    .max(1),
+                ..default
+            }
+        })
     }
 
     /// The seed the bundle's variants were calibrated with (the first that records one), else 0:

@@ -1,152 +1,28 @@
-//! A learned reward model, trained Bradley-Terry on preference pairs.
-//!
-//! The response is read as a bag of hashed n-grams (words, optionally word pairs and the 2- to
-//! 5-character pieces of each word, each hashed into one of `buckets` rows), each n-gram counts
-//! once and has a learned `dim`-vector, the vectors are summed and divided by `sqrt(n)`, and a
-//! small network (one ReLU layer of `hidden` units, or none) maps the result to a score.
-//! Training minimises `-log sigmoid(r(chosen) - r(rejected))` plus an L2 penalty with AdamW; with
-//! `dim = 1`, no hidden layer and words only, the model is logistic regression on the bag of
-//! words, the usual baseline.
-//!
-//! The prompt is not read: in a pair both answers share it, so in a Bradley-Terry model any term
-//! of the prompt alone cancels.
-//!
-//! Scoring runs on the host from the trained weights (no device, no async), so the reward works
-//! the same natively and in the browser. On disk a reward model is a directory with
-//! `reward.json` (the [`RewardManifest`]) and `model.bpk` (burnpack weights).
+//! The learned reward model: its network (on a device, for training), the host-side scorer
+//! (no device, the same natively and in the browser) and its files.
 
 use std::collections::BTreeMap;
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
-#[cfg(not(target_arch = "wasm32"))]
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::store::{BurnpackStore, ModuleSnapshot};
-#[cfg(not(target_arch = "wasm32"))]
-use burn::tensor::activation::log_sigmoid;
 use burn::tensor::activation::relu;
 use burn::tensor::module::embedding;
 use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use regex::Regex;
 
-use super::Reward;
-use crate::data::PreferencePair;
 use crate::error::{Error, Result};
 use crate::host_values;
 use crate::policy::{init_linear, normal_param};
 use crate::provenance::Provenance;
+use crate::reward::Reward;
 
-/// `format` of a reward manifest.
-pub const REWARD_FORMAT: &str = "infalign-reward";
-/// The newest reward format version this build reads and the one it writes.
-pub const REWARD_FORMAT_VERSION: u32 = 1;
-/// The architecture described in the module documentation.
-pub const REWARD_ARCHITECTURE: &str = "hashed-ngram-bag";
-/// The manifest's file name in a reward directory.
-pub const REWARD_MANIFEST_FILE: &str = "reward.json";
-/// The weights' file name in a reward directory.
-pub const REWARD_WEIGHTS_FILE: &str = "model.bpk";
+use super::train::tie_aware_win;
+use super::*;
 
-/// The shape of a learned reward model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LearnedRewardConfig {
-    /// Rows of the n-gram table (n-grams are hashed into them).
-    pub buckets: usize,
-    /// Whether word pairs count as well as single words.
-    pub bigrams: bool,
-    /// Whether the 2- to 5-character pieces of each word (padded with a space at both ends)
-    /// count too: they share evidence between forms of a word and survive misspellings.
-    #[serde(default)]
-    pub chars: bool,
-    /// Width of an n-gram's vector.
-    pub dim: usize,
-    /// ReLU units between the pooled vector and the score (0: none, a linear model).
-    pub hidden: usize,
-}
-
-impl LearnedRewardConfig {
-    /// Check the shape; the error names the field.
-    pub fn validate(&self) -> Result<()> {
-        let check = |field: &str, value: usize, low: usize, high: usize| {
-            if (low..=high).contains(&value) {
-                Ok(())
-            } else {
-                Err(Error::Invalid {
-                    what: format!("reward model setting `{field}`"),
-                    reason: format!("{value} is outside {low}..={high}"),
-                })
-            }
-        };
-        check("buckets", self.buckets, 1, 1 << 24)?;
-        check("dim", self.dim, 1, 1024)?;
-        check("hidden", self.hidden, 0, 4096)?;
-        if self.buckets * self.dim > 1 << 26 {
-            return Err(Error::Invalid {
-                what: "reward model setting `buckets`".into(),
-                reason: format!(
-                    "{} buckets of {} values is more than 2^26 weights",
-                    self.buckets, self.dim
-                ),
-            });
-        }
-        Ok(())
-    }
-
-    /// The n-gram ids of `text`: sorted, without repeats (each n-gram counts once).
-    pub fn features(&self, text: &str) -> Vec<u32> {
-        let words = words(text);
-        let mut ids: Vec<u32> = words
-            .iter()
-            .map(|word| self.bucket(&[b"1", word.as_bytes()]))
-            .collect();
-        if self.bigrams {
-            ids.extend(
-                words
-                    .windows(2)
-                    .map(|pair| self.bucket(&[b"2", pair[0].as_bytes(), b" ", pair[1].as_bytes()])),
-            );
-        }
-        if self.chars {
-            for word in &words {
-                let padded: Vec<char> = std::iter::once(' ')
-                    .chain(word.chars())
-                    .chain(std::iter::once(' '))
-                    .collect();
-                for n in 2..=5.min(padded.len()) {
-                    for piece in padded.windows(n) {
-                        let piece: String = piece.iter().collect();
-                        ids.push(self.bucket(&[b"c", piece.as_bytes()]));
-                    }
-                }
-            }
-        }
-        ids.sort_unstable();
-        ids.dedup();
-        ids
-    }
-
-    fn bucket(&self, parts: &[&[u8]]) -> u32 {
-        let hash = infalign_core::seed::fnv1a64(parts.iter().flat_map(|part| part.iter().copied()));
-        (hash % self.buckets as u64) as u32
-    }
-}
-
-/// Lower-cased words (letters, digits, apostrophes) and single punctuation marks.
-fn words(text: &str) -> Vec<String> {
-    static PATTERN: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
-    let pattern = PATTERN.get_or_init(|| {
-        Regex::new(r"[\p{L}\p{N}']+|[^\s\p{L}\p{N}']").expect("the word pattern is valid")
-    });
-    pattern
-        .find_iter(&text.to_lowercase())
-        .map(|found| found.as_str().to_string())
-        .collect()
-}
-
-/// The network (see the module documentation), on a device; trained by [`train_bradley_terry`].
+/// The network (see the module documentation), on a device; trained by
+/// [`super::train_bradley_terry`].
 #[derive(Module, Debug)]
 pub struct RewardNet {
     /// `[buckets, dim]`.
@@ -157,13 +33,13 @@ pub struct RewardNet {
 
 /// Rows of n-gram ids, right-padded, with the pooling weight of each slot (`1/sqrt(n)`, 0 on
 /// padding).
-struct FeatureBatch {
+pub(super) struct FeatureBatch {
     ids: Tensor<2, Int>,
     weights: Tensor<2>,
 }
 
 impl FeatureBatch {
-    fn new(rows: &[&[u32]], device: &Device) -> Self {
+    pub(super) fn new(rows: &[&[u32]], device: &Device) -> Self {
         let width = rows.iter().map(|row| row.len()).max().unwrap_or(0).max(1);
         let mut ids = vec![0i64; rows.len() * width];
         let mut weights = vec![0f32; rows.len() * width];
@@ -207,7 +83,7 @@ impl RewardNet {
         })
     }
 
-    fn forward(&self, batch: &FeatureBatch) -> Tensor<1> {
+    pub(super) fn forward(&self, batch: &FeatureBatch) -> Tensor<1> {
         let [rows, _] = batch.ids.dims();
         let vectors = embedding(self.table.val(), batch.ids.clone());
         let summed = (vectors * batch.weights.clone().unsqueeze_dim::<3>(2)).sum_dim(1);
@@ -222,7 +98,7 @@ impl RewardNet {
 
     /// The sum of the squares of every weight.
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // training only
-    fn squared_norm(&self) -> Tensor<1> {
+    pub(super) fn squared_norm(&self) -> Tensor<1> {
         let mut total = self.table.val().powi_scalar(2).sum();
         for layer in self.hidden.iter().chain(std::iter::once(&self.output)) {
             total = total + layer.weight.val().powi_scalar(2).sum();
@@ -237,154 +113,6 @@ impl RewardNet {
             self.forward(&FeatureBatch::new(rows, &device)),
             "reward scores",
         )
-    }
-}
-
-/// A preference pair as n-gram ids.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncodedPair {
-    /// Features of the preferred answer.
-    pub chosen: Vec<u32>,
-    /// Features of the dispreferred answer.
-    pub rejected: Vec<u32>,
-}
-
-/// The features of each pair's answers under `config`.
-pub fn encode_pairs(config: &LearnedRewardConfig, pairs: &[PreferencePair]) -> Vec<EncodedPair> {
-    pairs
-        .iter()
-        .map(|pair| EncodedPair {
-            chosen: config.features(&pair.chosen),
-            rejected: config.features(&pair.rejected),
-        })
-        .collect()
-}
-
-/// Settings of a Bradley-Terry training run.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BradleyTerryConfig {
-    /// The model's shape.
-    pub model: LearnedRewardConfig,
-    /// Passes over the pairs.
-    pub epochs: usize,
-    /// Pairs per step.
-    pub batch_size: usize,
-    /// AdamW's learning rate (constant).
-    pub learning_rate: f64,
-    /// AdamW's decoupled weight decay.
-    pub weight_decay: f64,
-    /// L2 penalty on all weights, added to the mean pair loss (`l2 * sum w^2`).
-    #[serde(default)]
-    pub l2: f64,
-    /// Seed of the weights and of the order of the pairs.
-    pub seed: u64,
-}
-
-impl BradleyTerryConfig {
-    /// Check the settings; the error names the field.
-    pub fn validate(&self) -> Result<()> {
-        self.model.validate()?;
-        let invalid = |field: &str, reason: String| {
-            Err(Error::Invalid {
-                what: format!("reward training setting `{field}`"),
-                reason,
-            })
-        };
-        if self.epochs == 0 {
-            return invalid("epochs", "must be at least 1".into());
-        }
-        if self.batch_size == 0 {
-            return invalid("batch_size", "must be at least 1".into());
-        }
-        for (field, value) in [
-            ("learning_rate", self.learning_rate),
-            ("weight_decay", self.weight_decay),
-            ("l2", self.l2),
-        ] {
-            if !(value.is_finite() && value >= 0.0) {
-                return invalid(field, format!("{value} is not a finite number >= 0"));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// What one epoch of training did.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EpochReport {
-    /// 1-based.
-    pub epoch: usize,
-    /// Mean Bradley-Terry loss over the epoch's pairs (nats).
-    pub loss: f64,
-    /// Share of the epoch's pairs the model ranked right before each step.
-    pub accuracy: f64,
-}
-
-/// Train a reward model on `pairs` (at least one) on `device`; `on_epoch` hears about each epoch.
-/// Native only (training needs autodiff, which the browser build leaves out).
-#[cfg(not(target_arch = "wasm32"))]
-pub fn train_bradley_terry(
-    pairs: &[EncodedPair],
-    config: &BradleyTerryConfig,
-    device: &Device,
-    mut on_epoch: impl FnMut(EpochReport),
-) -> Result<LearnedReward> {
-    config.validate()?;
-    if pairs.is_empty() {
-        return Err(Error::Invalid {
-            what: "reward training data".into(),
-            reason: "no preference pairs".into(),
-        });
-    }
-    let autodiff = device.clone().autodiff();
-    let mut net = RewardNet::init(&config.model, config.seed, &autodiff)?;
-    let mut optimizer: ModuleOptimizer = AdamWConfig::new()
-        .with_weight_decay(config.weight_decay as f32)
-        .init();
-    let mut order: Vec<usize> = (0..pairs.len()).collect();
-    for epoch in 1..=config.epochs {
-        crate::shuffle(&mut order, config.seed ^ (epoch as u64).rotate_left(32));
-        let (mut loss_sum, mut right) = (0.0, 0.0);
-        for chunk in order.chunks(config.batch_size) {
-            let rows: Vec<&[u32]> = chunk
-                .iter()
-                .map(|&i| pairs[i].chosen.as_slice())
-                .chain(chunk.iter().map(|&i| pairs[i].rejected.as_slice()))
-                .collect();
-            let scores = net.forward(&FeatureBatch::new(&rows, &autodiff));
-            let n = chunk.len();
-            let margin = scores.clone().slice(0..n) - scores.slice(n..2 * n);
-            let margins = host_values(margin.clone(), "reward margins")?;
-            right += margins.iter().map(|&m| tie_aware_win(m)).sum::<f64>();
-            let mut loss = log_sigmoid(margin).neg().mean();
-            if config.l2 > 0.0 {
-                loss = loss + net.squared_norm().mul_scalar(config.l2);
-            }
-            loss_sum += margins
-                .iter()
-                .map(|&m| f64::from(-m).exp().ln_1p())
-                .sum::<f64>();
-            let grads = GradientsParams::from_grads(loss.backward(), &net);
-            net = optimizer.step(config.learning_rate, net, grads);
-        }
-        on_epoch(EpochReport {
-            epoch,
-            loss: loss_sum / pairs.len() as f64,
-            accuracy: right / pairs.len() as f64,
-        });
-    }
-    LearnedReward::from_net(config.model, &net.valid())
-}
-
-/// 1 for a positive margin, 1/2 for a tie, 0 otherwise.
-fn tie_aware_win(margin: f32) -> f64 {
-    if margin > 0.0 {
-        1.0
-    } else if margin == 0.0 {
-        0.5
-    } else {
-        0.0
     }
 }
 
@@ -665,23 +393,4 @@ impl Reward for LearnedReward {
     fn score(&self, _prompt: &str, response: &str) -> f64 {
         self.score_features(&self.config.features(response))
     }
-}
-
-/// Fold of each pair for `folds`-fold cross-validation: pairs whose prompts open with the same
-/// human turn share a fold (HH repeats openings), so no opening is both trained and tested on.
-pub fn prompt_folds(pairs: &[PreferencePair], folds: usize) -> Vec<usize> {
-    pairs
-        .iter()
-        .map(|pair| {
-            let opening = pair
-                .prompt
-                .split(crate::data::dialogue::ASSISTANT_CUE)
-                .next()
-                .unwrap_or("")
-                .trim();
-            let digest = crate::sha256_hex(opening.as_bytes());
-            let value = u64::from_str_radix(&digest[..15], 16).unwrap_or(0);
-            (value % folds.max(1) as u64) as usize
-        })
-        .collect()
 }

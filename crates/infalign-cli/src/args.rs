@@ -1,0 +1,49 @@
+//! Argument groups that several commands share, declared once (`#[command(flatten)]`), so a
+//! flag means the same and says the same in every command.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use infalign_core::Procedure;
+use infalign_model::backend::ResolvedBackend;
+
+/// `--device`, the same flag in every command that runs a policy (`#[command(flatten)]`).
+#[derive(Debug, Clone, Args)]
+pub struct DeviceArg {
+    /// `cpu`, `wgpu` (a GPU, or fail) or `auto` (a GPU if any, else the CPU).
+    #[arg(long = "device", default_value = "cpu")]
+    pub device: String,
+}
+
+impl DeviceArg {
+    /// The backend it names.
+    pub fn resolve(&self) -> anyhow::Result<ResolvedBackend> {
+        crate::backend::resolve(&self.device)
+    }
+}
+
+/// The base policy and the training prompts, as `calibrate`, `ctrl` and `sweep` take them.
+#[derive(Debug, Clone, Args)]
+pub struct TrainingPrompts {
+    /// The base policy's bundle (pi_ref; CTRL starts from it).
+    #[arg(long, default_value = "static/default-model")]
+    pub bundle: PathBuf,
+    /// Training prompts: `prompts-train.jsonl` of `infalign data fetch`, or an HH-RLHF file.
+    #[arg(long)]
+    pub prompts: PathBuf,
+    /// Use at most this many distinct prompts, the first ones (calibrate and train with the
+    /// same limit).
+    #[arg(long, default_value_t = 256)]
+    pub limit: usize,
+}
+
+/// The inference-time procedure a policy is served with, and its N.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Serving {
+    /// `bon` (Best-of-N) or `won` (Worst-of-N).
+    #[arg(long, default_value = "bon")]
+    pub procedure: Procedure,
+    /// N of the procedure.
+    #[arg(long, default_value_t = 4)]
+    pub n: u32,
+}
