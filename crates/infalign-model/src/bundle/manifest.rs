@@ -297,17 +297,19 @@ impl Manifest {
         });
     }
 
-    /// The reward-model files a manifest older than version 4 expects beside it, unlisted.
+    /// The reward-model files a manifest older than version 4 expects beside it, unlisted: each
+    /// linear model and the licence beside it (`FILE` with the extension `LICENSE`).
     pub fn legacy_reward_files(&self) -> Vec<String> {
         if self.format_version >= 4 {
             return Vec::new();
         }
-        self.reward_specs()
-            .iter()
-            .filter_map(|spec| match spec {
-                RewardSpec::Linear { path } => Some(path.display().to_string()),
-                _ => None,
-            })
-            .collect()
+        let mut files = Vec::new();
+        for spec in self.reward_specs() {
+            if let RewardSpec::Linear { path } = spec {
+                files.push(path.display().to_string());
+                files.push(path.with_extension("LICENSE").display().to_string());
+            }
+        }
+        files
     }
 }
