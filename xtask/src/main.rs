@@ -248,6 +248,22 @@ fn test(native_only: bool) -> Result<()> {
     let native = summary::run_and_count(&mut cargo, summary::Runner::Cargo)?;
     totals.add("native (cargo test)", native);
 
+    // Every figure in results/ that has its per-reply data is recomputed from the definitions
+    // by an independent script (Python's standard library only), after the script's own tests.
+    eprintln!("xtask: == results recomputed from their raw data ==");
+    let mut unit = Command::new("python3");
+    unit.current_dir(&root)
+        .args(["-m", "unittest", "scripts/test_recompute_results.py"]);
+    totals.add(
+        "recompute script (unittest)",
+        summary::run_stage(&mut unit)?,
+    );
+    let mut recompute = Command::new("python3");
+    recompute
+        .current_dir(&root)
+        .args(["scripts/recompute_results.py", "results"]);
+    totals.add("results recomputed", summary::run_stage(&mut recompute)?);
+
     if let Some(web_build) = web_build {
         let (result, elapsed) = web_build
             .join()

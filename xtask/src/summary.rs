@@ -56,6 +56,22 @@ pub fn run_and_count(command: &mut Command, runner: Runner) -> Result<Counts> {
     Ok(counts)
 }
 
+/// Run `command` as one check that passes or fails as a whole (its output passes through).
+pub fn run_stage(command: &mut Command) -> Result<Counts> {
+    eprintln!("xtask: $ {}", crate::describe(command));
+    let status = command
+        .status()
+        .with_context(|| format!("could not start `{}`", crate::describe(command)))?;
+    Ok(if status.success() {
+        Counts {
+            passed: 1,
+            ..Counts::default()
+        }
+    } else {
+        Counts::failed_stage()
+    })
+}
+
 fn number_before(text: &str, word: &str) -> Option<u64> {
     let end = text.find(word)?;
     text[..end].split_whitespace().last()?.parse().ok()

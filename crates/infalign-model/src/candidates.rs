@@ -163,6 +163,28 @@ pub async fn collect_prompt(
     })
 }
 
+/// Replace `values` with the numbers of the array `"field":[...]` of `line` as the standard
+/// library parses them. serde_json's default float parser can land one unit in the last place
+/// away from the nearest double, and rewards one unit apart (VADER's sums in another order) must
+/// stay apart, or ties appear that the writer never had. Left as they are when the array is not
+/// found in the form this module writes or does not parse to the same count.
+fn exact_numbers(line: &str, field: &str, values: &mut [f64]) {
+    let key = format!("\"{field}\":[");
+    let Some(start) = line.find(&key).map(|i| i + key.len()) else {
+        return;
+    };
+    let Some(length) = line[start..].find(']') else {
+        return;
+    };
+    let parsed: Option<Vec<f64>> = line[start..start + length]
+        .split(',')
+        .map(|text| text.trim().parse::<f64>().ok())
+        .collect();
+    if let Some(parsed) = parsed.filter(|p| p.len() == values.len()) {
+        values.copy_from_slice(&parsed);
+    }
+}
+
 /// A collection read back: its header and its complete prompt lines.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Collection {
@@ -215,7 +237,11 @@ impl Collection {
             let complete = line.ends_with('\n');
             let parsed = serde_json::from_str::<CollectedPrompt>(line.trim_end());
             let entry = match parsed {
-                Ok(entry) => entry,
+                Ok(mut entry) => {
+                    exact_numbers(line, "candidates", &mut entry.candidates);
+                    exact_numbers(line, "reference", &mut entry.reference);
+                    entry
+                }
                 Err(_) if !complete => {
                     truncated_tail = true;
                     break;
@@ -288,5 +314,52 @@ impl Collection {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(CandidateSet::new(prompts)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewards_read_back_to_the_bit() {
+        // Two rewards one unit in the last place apart, as a sum in another order gives.
+        let a: f64 = 0.1 + 0.2 + 0.3;
+        let b: f64 = 0.3 + 0.2 + 0.1;
+        assert_ne!(a.to_bits(), b.to_bits());
+        let header = CollectionHeader {
+            format: FORMAT.into(),
+            version: VERSION,
+            base_policy_sha256: "0".repeat(64),
+            reward: "vader".into(),
+            prompts: "p.jsonl".into(),
+            candidates: 2,
+            references: 2,
+            decoding: Decoding::default(),
+            seed: 0,
+        };
+        let entry = CollectedPrompt {
+            index: 0,
+            key: prompt_key("hi"),
+            candidates: vec![a, b],
+            reference: vec![b, 0.7],
+        };
+        let text = format!(
+            "{}\n{}\n",
+            serde_json::to_string(&header).unwrap(),
+            serde_json::to_string(&entry).unwrap()
+        );
+        let collection = Collection::parse(&text, "c.jsonl").unwrap();
+        assert_eq!(collection.prompts[0], entry);
+        assert!(!collection.truncated_tail);
+        assert_eq!(collection.complete_len, text.len());
+        // A cut last line is left out; a bad complete one names the line.
+        let cut = format!("{text}{{\"index\": 1, \"ke");
+        let read = Collection::parse(&cut, "c.jsonl").unwrap();
+        assert!(read.truncated_tail);
+        assert_eq!(read.complete_len, text.len());
+        let bad = text.replace("\"reference\":[", "\"reference\":[NaN,");
+        let message = Collection::parse(&bad, "c.jsonl").unwrap_err().to_string();
+        assert!(message.contains("c.jsonl:2"), "{message}");
     }
 }

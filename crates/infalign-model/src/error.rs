@@ -55,3 +55,45 @@ impl Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The checks of one group of settings (a config struct's `validate`): every failure is an
+/// [`Error::Invalid`] that names the group and the field, in one wording across the crate.
+pub(crate) struct Settings {
+    group: &'static str,
+}
+
+impl Settings {
+    /// Checks of the settings called `group` in messages, e.g. "CTRL setting".
+    pub(crate) fn new(group: &'static str) -> Self {
+        Self { group }
+    }
+
+    /// The error for `field`.
+    pub(crate) fn fail<T>(&self, field: &str, reason: impl Into<String>) -> Result<T> {
+        Err(Error::Invalid {
+            what: format!("{} `{field}`", self.group),
+            reason: reason.into(),
+        })
+    }
+
+    /// Each count at least 1.
+    pub(crate) fn at_least_one(&self, fields: &[(&str, usize)]) -> Result<()> {
+        match fields.iter().find(|(_, value)| *value == 0) {
+            Some((field, _)) => self.fail(field, "must be at least 1"),
+            None => Ok(()),
+        }
+    }
+
+    /// Each value a finite number >= 0.
+    pub(crate) fn finite_non_negative(&self, fields: &[(&str, f64)]) -> Result<()> {
+        match fields
+            .iter()
+            .find(|(_, value)| !(value.is_finite() && *value >= 0.0))
+        {
+            Some((field, value)) => {
+                self.fail(field, format!("{value} is not a finite number >= 0"))
+            }
+            None => Ok(()),
+        }
+    }
+}

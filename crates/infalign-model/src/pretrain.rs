@@ -16,7 +16,7 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::{Dialogue, Role};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Settings};
 use crate::host_values;
 use crate::policy::{Policy, PolicyConfig, TokenBatch};
 use crate::tokenizer::{DialogueTokenizer, END_OF_TURN};
@@ -49,28 +49,18 @@ impl PretrainConfig {
     /// Check the settings; the error names the field.
     pub fn validate(&self) -> Result<()> {
         self.policy.validate()?;
-        let invalid = |field: &str, reason: String| {
-            Err(Error::Invalid {
-                what: format!("pre-training setting `{field}`"),
-                reason,
-            })
-        };
-        if self.batch_size == 0 {
-            return invalid("batch_size", "must be at least 1".into());
-        }
+        let settings = Settings::new("pre-training setting");
+        let invalid = |field: &str, reason: String| settings.fail(field, reason);
+        settings.at_least_one(&[("batch_size", self.batch_size)])?;
         if self.steps == 0 {
             return invalid("steps", "must be at least 1".into());
         }
-        for (field, value) in [
+        settings.finite_non_negative(&[
             ("learning_rate", self.learning_rate),
             ("min_learning_rate", self.min_learning_rate),
             ("weight_decay", self.weight_decay),
             ("grad_clip", self.grad_clip),
-        ] {
-            if !(value.is_finite() && value >= 0.0) {
-                return invalid(field, format!("{value} is not a finite number >= 0"));
-            }
-        }
+        ])?;
         if self.min_learning_rate > self.learning_rate {
             return invalid(
                 "min_learning_rate",

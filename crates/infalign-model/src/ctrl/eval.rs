@@ -18,7 +18,7 @@ use infalign_core::seed::{derive_seed, text_key, Stream};
 use infalign_core::ReferenceTable;
 
 use super::{reference_table, rollout, score, sequence_logprobs, Decoding};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Settings};
 use crate::policy::Policy;
 use crate::reward::Reward;
 use crate::tokenizer::DialogueTokenizer;
@@ -44,12 +44,8 @@ pub struct EvalSettings {
 impl EvalSettings {
     /// Check the settings; the error names the field.
     pub fn validate(&self) -> Result<()> {
-        let invalid = |field: &str, reason: String| {
-            Err(Error::Invalid {
-                what: format!("evaluation setting `{field}`"),
-                reason,
-            })
-        };
+        let settings = Settings::new("evaluation setting");
+        let invalid = |field: &str, reason: String| settings.fail(field, reason);
         if self.samples < 2 {
             return invalid("samples", format!("{}; need at least 2", self.samples));
         }

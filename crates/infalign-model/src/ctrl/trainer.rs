@@ -43,7 +43,7 @@ use infalign_core::{ReferenceTable, Transform};
 use infalign_core::seed::{derive_seed, Stream};
 
 use super::{rollout, score, sequence_logprobs, tensor_1d, Decoding};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Settings};
 use crate::policy::Policy;
 use crate::reward::Reward;
 use crate::tokenizer::DialogueTokenizer;
@@ -232,12 +232,8 @@ impl CtrlConfig {
 
     /// Check the settings; the error names the field.
     pub fn validate(&self) -> Result<()> {
-        let invalid = |field: &str, reason: String| {
-            Err(Error::Invalid {
-                what: format!("CTRL setting `{field}`"),
-                reason,
-            })
-        };
+        let settings = Settings::new("CTRL setting");
+        let invalid = |field: &str, reason: String| settings.fail(field, reason);
         if self.samples_per_prompt < 2 {
             return invalid(
                 "samples_per_prompt",
@@ -258,17 +254,13 @@ impl CtrlConfig {
         if self.steps == 0 {
             return invalid("steps", "must be at least 1".into());
         }
-        for (field, value) in [
+        settings.finite_non_negative(&[
             ("beta", self.beta),
             ("kl_rate", self.kl_rate),
             ("learning_rate", self.learning_rate),
             ("weight_decay", self.weight_decay),
             ("grad_clip", self.grad_clip),
-        ] {
-            if !(value.is_finite() && value >= 0.0) {
-                return invalid(field, format!("{value} is not a finite number >= 0"));
-            }
-        }
+        ])?;
         if !(self.max_kl.is_finite() && self.max_kl > 0.0) {
             return invalid(
                 "max_kl",

@@ -16,7 +16,7 @@ pub(crate) use model::{init_linear, normal_param};
 pub use model::{KvCache, Policy};
 pub use sampling::{generate, sample_token, Generation, Sampler, SamplingConfig};
 
-use crate::error::{Error, Result};
+use crate::error::{Result, Settings};
 
 /// The shape of a [`Policy`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -52,26 +52,17 @@ impl PolicyConfig {
 
     /// Check that the shape is usable; the error names the offending field.
     pub fn validate(&self) -> Result<()> {
-        let invalid = |field: &str, reason: String| {
-            Err(Error::Invalid {
-                what: format!("policy config field `{field}`"),
-                reason,
-            })
-        };
-        for (field, value) in [
+        let settings = Settings::new("policy config field");
+        settings.at_least_one(&[
             ("vocab_size", self.vocab_size),
             ("d_model", self.d_model),
             ("n_layers", self.n_layers),
             ("n_heads", self.n_heads),
             ("d_ff", self.d_ff),
             ("max_seq_len", self.max_seq_len),
-        ] {
-            if value == 0 {
-                return invalid(field, "must be at least 1".into());
-            }
-        }
+        ])?;
         if !self.d_model.is_multiple_of(self.n_heads) {
-            return invalid(
+            return settings.fail(
                 "n_heads",
                 format!(
                     "{} heads do not divide d_model = {}",
@@ -80,7 +71,7 @@ impl PolicyConfig {
             );
         }
         if self.vocab_size > i32::MAX as usize || self.max_seq_len > i32::MAX as usize {
-            return invalid("vocab_size", "too large for 32-bit token ids".into());
+            return settings.fail("vocab_size", "too large for 32-bit token ids");
         }
         Ok(())
     }

@@ -225,6 +225,34 @@ impl Policy {
         tokens: Tensor<2, Int>,
         positions: Tensor<2, Int>,
         pads: &[usize],
+        cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        self.project(self.hidden(tokens, positions, pads, cache))
+    }
+
+    /// [`Policy::forward`] for the last position only: `[batch, vocab]` logits of the next token,
+    /// without projecting the other positions onto the vocabulary (what a sampler needs).
+    pub fn forward_last(
+        &self,
+        tokens: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        pads: &[usize],
+        cache: Option<&mut KvCache>,
+    ) -> Tensor<2> {
+        let hidden = self.hidden(tokens, positions, pads, cache);
+        let [batch, seen, _] = hidden.dims();
+        let logits = self.project(hidden.narrow(1, seen - 1, 1));
+        let [_, _, vocab] = logits.dims();
+        logits.reshape([batch, vocab])
+    }
+
+    /// The transformer's output at every position of `tokens`, before the final norm:
+    /// `[batch, new, d_model]`.
+    fn hidden(
+        &self,
+        tokens: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        pads: &[usize],
         mut cache: Option<&mut KvCache>,
     ) -> Tensor<3> {
         let [_, new] = tokens.dims();
@@ -243,7 +271,11 @@ impl Policy {
         if let Some(cache) = cache {
             cache.len += new;
         }
-        // Tied embeddings: the output projection is the token embedding, transposed.
+        x
+    }
+
+    /// Final norm and the tied output projection (the token embedding, transposed).
+    fn project(&self, x: Tensor<3>) -> Tensor<3> {
         linear(
             self.final_norm.forward(x),
             self.token_embedding.val().transpose(),

@@ -6,7 +6,7 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::model::{KvCache, Policy};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Settings};
 
 /// How to draw tokens.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -40,12 +40,8 @@ impl Default for SamplingConfig {
 impl SamplingConfig {
     /// Check the settings; the error names the field.
     pub fn validate(&self) -> Result<()> {
-        let invalid = |field: &str, reason: String| {
-            Err(Error::Invalid {
-                what: format!("sampling setting `{field}`"),
-                reason,
-            })
-        };
+        let settings = Settings::new("sampling setting");
+        let invalid = |field: &str, reason: String| settings.fail(field, reason);
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
             return invalid(
                 "temperature",
@@ -286,7 +282,7 @@ impl<'a> Sampler<'a> {
                 .iter()
                 .map(|&pad| (columns - 1 - pad) as i32)
                 .collect();
-            self.policy.forward(
+            self.policy.forward_last(
                 int_tensor(self.last_tokens.clone(), 1),
                 int_tensor(positions, 1),
                 &self.pads,
@@ -299,16 +295,15 @@ impl<'a> Sampler<'a> {
                 .flat_map(|&pad| (0..columns).map(move |c| c.saturating_sub(pad) as i32))
                 .collect();
             let cache = self.config.use_cache.then_some(&mut self.cache);
-            self.policy.forward(
+            self.policy.forward_last(
                 int_tensor(self.grid.clone(), columns),
                 int_tensor(positions, columns),
                 &self.pads,
                 cache,
             )
         };
-        let [_, seen, vocab] = logits.dims();
-        let last = logits.narrow(1, seen - 1, 1).reshape([batch, vocab]);
-        let values = crate::host_values_async(last, "policy logits").await?;
+        let [_, vocab] = logits.dims();
+        let values = crate::host_values_async(logits, "policy logits").await?;
         if values.iter().any(|v| !v.is_finite()) {
             return Err(Error::Invalid {
                 what: "policy output".into(),

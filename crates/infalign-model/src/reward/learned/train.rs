@@ -1,16 +1,22 @@
 //! Training a learned reward model Bradley-Terry, and the folds of its cross-validation.
 
+#[cfg(not(target_arch = "wasm32"))]
 use burn::module::Module;
 #[cfg(not(target_arch = "wasm32"))]
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 #[cfg(not(target_arch = "wasm32"))]
 use burn::tensor::activation::log_sigmoid;
+#[cfg(not(target_arch = "wasm32"))]
 use burn::tensor::Device;
 
 use crate::data::PreferencePair;
-use crate::error::{Error, Result};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::error::Error;
+use crate::error::{Result, Settings};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::host_values;
 
+#[cfg(not(target_arch = "wasm32"))]
 use super::model::FeatureBatch;
 use super::*;
 
@@ -39,28 +45,13 @@ impl BradleyTerryConfig {
     /// Check the settings; the error names the field.
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
-        let invalid = |field: &str, reason: String| {
-            Err(Error::Invalid {
-                what: format!("reward training setting `{field}`"),
-                reason,
-            })
-        };
-        if self.epochs == 0 {
-            return invalid("epochs", "must be at least 1".into());
-        }
-        if self.batch_size == 0 {
-            return invalid("batch_size", "must be at least 1".into());
-        }
-        for (field, value) in [
+        let settings = Settings::new("reward training setting");
+        settings.at_least_one(&[("epochs", self.epochs), ("batch_size", self.batch_size)])?;
+        settings.finite_non_negative(&[
             ("learning_rate", self.learning_rate),
             ("weight_decay", self.weight_decay),
             ("l2", self.l2),
-        ] {
-            if !(value.is_finite() && value >= 0.0) {
-                return invalid(field, format!("{value} is not a finite number >= 0"));
-            }
-        }
-        Ok(())
+        ])
     }
 }
 

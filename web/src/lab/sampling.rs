@@ -1,0 +1,464 @@
+//! What the lab computes: answers streamed from a policy, reference tables, rounds against the
+//! base policy, the theory's prediction; the bundle it runs.
+
+use crate::bundle::{self, LoadedBundle};
+use crate::timing::{now, timed};
+use infalign_core::{ReferenceTable, WinRates};
+use infalign_model::backend::BackendKind;
+use infalign_model::bundle::BASE_POLICY;
+use infalign_model::ctrl::rollout::ReferenceProgress;
+use infalign_model::ctrl::{reference_table, RolloutStream, TrainingReward};
+use infalign_model::Policy;
+use infalign_view::lab::{predicted_win_rates, Tally};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use wasm_bindgen_futures::JsFuture;
+
+use super::*;
+
+/// Let the browser paint (and handle input) before going on.
+pub(super) async fn yield_to_browser() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let scheduled = web_sys::window()
+            .map(|window| window.set_timeout_with_callback(&resolve).is_ok())
+            .unwrap_or(false);
+        if !scheduled {
+            let _ = resolve.call0(&wasm_bindgen::JsValue::NULL);
+        }
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
+/// The answers and how long sampling them took.
+pub(super) struct Sampled {
+    texts: Vec<String>,
+    tokens: usize,
+    millis: f64,
+}
+
+/// Sample `n` answers to `message` from `policy` (the one streaming rollout, with the decoding
+/// the bundle's variants were calibrated with), calling `on_step` with the partial texts after
+/// every token when given, and yielding to the browser between tokens.
+pub(super) async fn sample_answers(
+    bundle: &LoadedBundle,
+    policy: &Policy,
+    message: &str,
+    n: usize,
+    seed: u64,
+    on_step: Option<&dyn Fn(Vec<String>)>,
+) -> Result<Sampled, String> {
+    let text = |error: infalign_model::Error| error.to_string();
+    let messages = vec![message; n];
+    let decoding = bundle.bundle.reference_decoding();
+    let start = now();
+    let mut stream =
+        RolloutStream::new(policy, &bundle.bundle.tokenizer, &messages, &decoding, seed)
+            .map_err(text)?;
+    while stream.step().await.map_err(text)? {
+        if let Some(on_step) = on_step {
+            on_step(stream.texts().map_err(text)?);
+        }
+        yield_to_browser().await;
+    }
+    let rollouts = stream.finish().map_err(text)?;
+    Ok(Sampled {
+        tokens: rollouts.tokens(),
+        texts: rollouts.texts,
+        millis: now() - start,
+    })
+}
+
+impl Lab {
+    pub(super) fn loaded(&self) -> Option<Arc<LoadedBundle>> {
+        self.bundle.with_untracked(|state| match state {
+            BundleState::Ready(bundle) => Some(bundle.clone()),
+            _ => None,
+        })
+    }
+
+    pub(super) fn next_seed(&self) -> u64 {
+        let seed = self.seed.get_value();
+        self.seed.set_value(seed + 1);
+        seed
+    }
+
+    /// The policy `name` on `kind`'s device, loaded once per backend.
+    pub(super) fn policy(
+        &self,
+        bundle: &LoadedBundle,
+        name: &str,
+        kind: BackendKind,
+    ) -> Result<Rc<Policy>, String> {
+        let key = (name.to_string(), kind);
+        if let Some(policy) = self.policies.with_value(|cache| cache.get(&key).cloned()) {
+            return Ok(policy);
+        }
+        let device = self
+            .compute
+            .device(kind)
+            .ok_or_else(|| format!("no {} device", kind.name()))?;
+        let policy = Rc::new(
+            timed("load policy", || bundle.bundle.named_policy(name, &device))
+                .map_err(|error| error.to_string())?,
+        );
+        self.policies
+            .update_value(|cache| drop(cache.insert(key, policy.clone())));
+        Ok(policy)
+    }
+
+    pub(super) fn record_speed(&self, sampled: &Sampled) {
+        if sampled.millis > 0.0 {
+            self.compute
+                .tokens_per_second
+                .set(Some(sampled.tokens as f64 / sampled.millis * 1000.0));
+        }
+    }
+
+    /// Score `texts` with the reward `key`.
+    pub(super) fn score(
+        bundle: &LoadedBundle,
+        key: &str,
+        message: &str,
+        texts: &[String],
+    ) -> Result<Vec<f64>, String> {
+        let choice = bundle
+            .reward(key)
+            .ok_or_else(|| format!("the bundle has no reward {key:?}"))?;
+        infalign_model::ctrl::score(choice.reward.as_ref(), &vec![message; texts.len()], texts)
+            .map_err(|error| error.to_string())
+    }
+
+    /// The base policy's reference table for (message, reward, K), sampled here once.
+    pub(super) async fn reference(
+        &self,
+        bundle: &LoadedBundle,
+        kind: BackendKind,
+        message: &str,
+        reward: &str,
+        k: usize,
+    ) -> Result<Rc<ReferenceTable>, String> {
+        let key = (
+            bundle.origin.clone(),
+            message.to_string(),
+            reward.to_string(),
+            k,
+        );
+        if let Some(table) = self.references.with_value(|cache| cache.get(&key).cloned()) {
+            return Ok(table);
+        }
+        let base = self.policy(bundle, BASE_POLICY, kind)?;
+        let choice = bundle
+            .reward(reward)
+            .ok_or_else(|| format!("the bundle has no reward {reward:?}"))?;
+        self.reference_progress.set(Some((0, k)));
+        let progress = self.reference_progress;
+        let table = reference_table(
+            &base,
+            &bundle.bundle.tokenizer,
+            message,
+            choice.reward.as_ref(),
+            k,
+            &bundle.bundle.reference_decoding(),
+            bundle.bundle.calibration_seed(),
+            async |step: ReferenceProgress| {
+                progress.set(Some((step.finished, step.k)));
+                yield_to_browser().await;
+            },
+        )
+        .await
+        .map_err(|error| error.to_string())?;
+        let table = Rc::new(table);
+        self.references
+            .update_value(|cache| drop(cache.insert(key, table.clone())));
+        Ok(table)
+    }
+
+    /// One round shown in full: N streamed answers of the chosen policy, raw rewards and picks,
+    /// then the reference table and calibrated rewards.
+    pub(super) async fn show_round(&self, kind: BackendKind, clicked: f64) -> Result<(), String> {
+        let bundle = self.loaded().ok_or("the bundle is not loaded yet")?;
+        let settings = self.settings.get_untracked();
+        let reward = self.reward_key(&bundle, &settings)?;
+        let message = settings.prompt.message();
+        let policy = self.policy(&bundle, &settings.policy, kind)?;
+        self.answers.set(vec![
+            Answer {
+                text: String::new(),
+                raw: None,
+                calibrated: None
+            };
+            settings.n
+        ]);
+        self.phase.set(Phase::Streaming);
+        let answers = self.answers;
+        let on_step = move |texts: Vec<String>| {
+            answers.set(
+                texts
+                    .into_iter()
+                    .map(|text| Answer {
+                        text,
+                        raw: None,
+                        calibrated: None,
+                    })
+                    .collect(),
+            )
+        };
+        let sampled = sample_answers(
+            &bundle,
+            &policy,
+            &message,
+            settings.n,
+            self.next_seed(),
+            Some(&on_step),
+        )
+        .await?;
+        self.record_speed(&sampled);
+        let raw = Self::score(&bundle, &reward, &message, &sampled.texts)?;
+        self.answers.set(
+            sampled
+                .texts
+                .into_iter()
+                .zip(&raw)
+                .map(|(text, &raw)| Answer {
+                    text,
+                    raw: Some(raw),
+                    calibrated: None,
+                })
+                .collect(),
+        );
+        self.phase.set(Phase::Scored);
+        self.first_result_ms.set(Some(now() - clicked));
+        let table = self
+            .reference(&bundle, kind, &message, &reward, settings.k)
+            .await?;
+        let calibrated = table
+            .calibrate_batch(&raw)
+            .map_err(|error| error.to_string())?;
+        self.reference_rewards.set(Some(table.rewards().to_vec()));
+        self.answers.update(|answers| {
+            for (answer, value) in answers.iter_mut().zip(calibrated) {
+                answer.calibrated = Some(value);
+            }
+        });
+        self.phase.set(Phase::Calibrated);
+        Ok(())
+    }
+
+    /// `count` rounds of the chosen policy against the base policy, added to the tally.
+    pub(super) async fn play_rounds(&self, kind: BackendKind, count: usize) -> Result<(), String> {
+        let bundle = self.loaded().ok_or("the bundle is not loaded yet")?;
+        let settings = self.settings.get_untracked();
+        if settings.policy == BASE_POLICY {
+            return Err("choose an aligned policy to play it against the base policy".into());
+        }
+        let reward = self.reward_key(&bundle, &settings)?;
+        let message = settings.prompt.message();
+        let aligned = self.policy(&bundle, &settings.policy, kind)?;
+        let base = self.policy(&bundle, BASE_POLICY, kind)?;
+        let table = self
+            .reference(&bundle, kind, &message, &reward, settings.k)
+            .await?;
+        for round in 0..count {
+            self.rounds_progress.set(Some((round, count)));
+            let seed = self.next_seed();
+            let mut sides = Vec::with_capacity(2);
+            for (side, policy) in [&aligned, &base].into_iter().enumerate() {
+                let sampled = sample_answers(
+                    &bundle,
+                    policy,
+                    &message,
+                    settings.n,
+                    seed.wrapping_mul(2).wrapping_add(side as u64),
+                    None,
+                )
+                .await?;
+                self.record_speed(&sampled);
+                let raw = Self::score(&bundle, &reward, &message, &sampled.texts)?;
+                sides.push(
+                    table
+                        .calibrate_batch(&raw)
+                        .map_err(|error| error.to_string())?,
+                );
+            }
+            let mut failed = None;
+            self.tally.update(|tally| {
+                failed = tally.record(&sides[0], &sides[1]).err();
+            });
+            if let Some(error) = failed {
+                return Err(error.to_string());
+            }
+        }
+        self.rounds_progress.set(None);
+        Ok(())
+    }
+
+    /// The reward to score with: the chosen one, else the policy's own.
+    pub(super) fn reward_key(
+        &self,
+        bundle: &LoadedBundle,
+        settings: &LabSettings,
+    ) -> Result<String, String> {
+        match &settings.reward {
+            Some(key) if bundle.reward(key).is_some() => Ok(key.clone()),
+            Some(key) => Err(format!(
+                "the bundle has no reward {key:?}; it has {}",
+                bundle
+                    .rewards
+                    .iter()
+                    .map(|r| r.key)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            None => bundle
+                .default_reward(&settings.policy)
+                .map(str::to_string)
+                .ok_or_else(|| "the bundle has no reward".to_string()),
+        }
+    }
+
+    /// Run `job` on the active backend; when it fails on WebGPU, switch to the CPU (saying so)
+    /// and run it once more there.
+    pub(super) fn run<F, Fut>(self, job: F)
+    where
+        F: Fn(Lab, BackendKind) -> Fut + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + 'static,
+    {
+        if self.busy.get_untracked() {
+            return;
+        }
+        self.busy.set(true);
+        self.error.set(None);
+        spawn_local(async move {
+            let kind = self
+                .compute
+                .active
+                .get_untracked()
+                .unwrap_or(BackendKind::Flex);
+            let mut outcome = match kind {
+                // Work on a lost device never finishes: stop waiting when the loss is reported.
+                BackendKind::Wgpu => crate::gpu_watch::unless_lost(job(self, kind))
+                    .await
+                    .unwrap_or_else(|reason| Err(format!("the device was lost: {reason}"))),
+                BackendKind::Flex => job(self, kind).await,
+            };
+            if let (Err(reason), BackendKind::Wgpu) = (&outcome, kind) {
+                self.compute.notice.set(Some(format!(
+                    "WebGPU failed while sampling ({reason}); the lab switched to the CPU."
+                )));
+                self.compute.active.set(Some(BackendKind::Flex));
+                outcome = job(self, BackendKind::Flex).await;
+            }
+            if let Err(reason) = outcome {
+                self.error.set(Some(reason));
+            }
+            self.reference_progress.set(None);
+            self.rounds_progress.set(None);
+            self.busy.set(false);
+        });
+    }
+
+    /// Use `loaded` from now on (keeping the settings that still make sense).
+    pub(super) fn install(&self, loaded: LoadedBundle) {
+        self.policies.update_value(HashMap::clear);
+        self.tally.set(Tally::new());
+        self.answers.set(Vec::new());
+        self.phase.set(Phase::Idle);
+        let names: Vec<String> = loaded
+            .bundle
+            .policy_names()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let rewards: Vec<&str> = loaded.rewards.iter().map(|r| r.key).collect();
+        let mut problems = Vec::new();
+        self.settings.update(|settings| {
+            if !names.contains(&settings.policy) {
+                problems.push(format!(
+                    "policy={:?} is not in the bundle (it has {})",
+                    settings.policy,
+                    names.join(", ")
+                ));
+                settings.policy = BASE_POLICY.to_string();
+            }
+            if let Some(reward) = &settings.reward {
+                if !rewards.contains(&reward.as_str()) {
+                    problems.push(format!(
+                        "reward={reward:?} is not in the bundle (it has {})",
+                        rewards.join(", ")
+                    ));
+                    settings.reward = None;
+                }
+            }
+        });
+        if !problems.is_empty() {
+            self.banner.set(Some(problems.join("; ")));
+        }
+        self.bundle.set(BundleState::Ready(Arc::new(loaded)));
+    }
+
+    /// Read the files of a file-input change or a drop event and load them as a bundle called
+    /// `origin`.
+    pub(super) fn load_files(self, event: wasm_bindgen::JsValue, origin: &'static str) {
+        spawn_local(async move {
+            let result = match bundle::read_event_files(&event).await {
+                Ok(files) => bundle::assemble(origin, &files),
+                Err(reason) => Err(reason),
+            };
+            self.replace_with(result);
+        });
+    }
+
+    /// Load a bundle the user gave (files or a URL): on success it replaces the current one,
+    /// on failure the banner says why and the current one stays.
+    pub(super) fn replace_with(&self, result: Result<LoadedBundle, String>) {
+        match result {
+            Ok(loaded) => {
+                self.banner.set(None);
+                self.install(loaded);
+            }
+            Err(reason) => {
+                let keeping = if self.loaded().is_some() {
+                    " The lab keeps the bundle it had."
+                } else {
+                    ""
+                };
+                self.banner.set(Some(format!(
+                    "That bundle could not be used: {reason}.{keeping}"
+                )));
+            }
+        }
+    }
+}
+
+/// The theory's prediction for the tally of `policy` (aligned with a calibrated transform) with
+/// N per side, at the KL of its calibrated rewards measured at evaluation (what the theory's
+/// tilted policies are about) or, for a bundle without it, at its whole KL (at evaluation, or
+/// failing that in training), an overstatement: most of a trained policy's KL moves what the
+/// reward does not see. `None` for the base policy and policies without a calibrated transform
+/// or a measured KL; `Err` (with the KL) when no tilted policy of that transform has that KL.
+pub(super) fn prediction(bundle: &LoadedBundle, policy: &str, n: usize) -> Option<Prediction> {
+    let variant = bundle
+        .bundle
+        .manifest
+        .variants
+        .iter()
+        .find(|variant| variant.name == policy)?;
+    let alignment = variant.alignment.as_ref()?;
+    let TrainingReward::Calibrated(transform) = &alignment.training.reward else {
+        return None;
+    };
+    let (kl, which) = alignment.evaluation.as_ref()?.theory_kl();
+    // The calibrated KL is bias-corrected and can dip below 0 for a policy close to the base.
+    let kl = kl.max(1e-4);
+    Some(
+        predicted_win_rates(transform, kl, n as u32)
+            .map(|rates| (rates, kl, which))
+            .map_err(|error| (kl, which, error.to_string())),
+    )
+}
+
+/// The theory's win rates at a KL (and which KL it is), or why there are none.
+pub(super) type Prediction = Result<(WinRates, f64, &'static str), (f64, &'static str, String)>;
