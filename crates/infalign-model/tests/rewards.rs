@@ -210,3 +210,158 @@ proptest! {
         prop_assert!((0.0..=1.0).contains(&p));
     }
 }
+
+/// Sentences that exercise VADER's rules: boosters before and between sentiment words (of both
+/// signs, so the order of their sums matters), negations, "but", "least", "kind of", capitals,
+/// punctuation, idioms and emoji; drawn from a fixed stream, the same in every process.
+fn vader_sentences(count: usize) -> Vec<String> {
+    const WORDS: &[&str] = &[
+        "good",
+        "bad",
+        "great",
+        "terrible",
+        "love",
+        "hate",
+        "nice",
+        "awful",
+        "happy",
+        "sad",
+        "very",
+        "so",
+        "really",
+        "extremely",
+        "slightly",
+        "little",
+        "barely",
+        "kind",
+        "of",
+        "sort",
+        "not",
+        "never",
+        "isn't",
+        "without",
+        "doubt",
+        "but",
+        "least",
+        "at",
+        "this",
+        "the",
+        "bomb",
+        "yeah",
+        "right",
+        "bad",
+        "ass",
+        "GREAT",
+        "HATE",
+        "I",
+        "you",
+        "it",
+        "is",
+        "was",
+        "a",
+        "day",
+        "friend",
+        "movie",
+        "more",
+        "most",
+        "less",
+        "kinda",
+        "totally",
+        "fine",
+        "okay",
+        "!",
+        "?",
+        "!!",
+        ":)",
+        "😀",
+        "😢",
+        "to",
+        "die",
+        "for",
+        "kiss",
+        "death",
+    ];
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..count)
+        .map(|_| {
+            let length = 2 + (next() % 10) as usize;
+            (0..length)
+                .map(|_| WORDS[(next() % WORDS.len() as u64) as usize])
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+#[test]
+fn vader_agrees_with_the_crate_it_reads_its_lexicon_from() {
+    use vader_sentiment::SentimentIntensityAnalyzer;
+    let crate_analyzer = SentimentIntensityAnalyzer::new();
+    let ours = VaderReward::new();
+    let mut exact = 0;
+    let sentences = vader_sentences(5000);
+    for sentence in &sentences {
+        let theirs = crate_analyzer.polarity_scores(sentence)["compound"];
+        let mine = ours.score("", sentence);
+        // The crate sums booster weights (and picks among idioms) in a per-process HashMap
+        // order, so where several apply it may differ in its last bits; nowhere by more.
+        assert!(
+            (mine - theirs).abs() <= 1e-12,
+            "{sentence:?}: {mine} against the crate's {theirs}"
+        );
+        exact += usize::from(mine.to_bits() == theirs.to_bits());
+    }
+    assert!(
+        exact * 100 >= sentences.len() * 95,
+        "{exact} of {} bit-equal",
+        sentences.len()
+    );
+}
+
+#[test]
+fn vader_scores_the_same_bits_in_every_process() {
+    // Run this test binary again as a child that prints the bits of every score; a second
+    // process seeds its HashMaps afresh, which is where the crate's scores used to differ.
+    let sentences = vader_sentences(2000);
+    let bits = |scores: Vec<f64>| -> String {
+        scores
+            .iter()
+            .map(|s| format!("{:016x}", s.to_bits()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let vader = VaderReward::new();
+    if std::env::var_os("INFALIGN_VADER_CHILD").is_some() {
+        println!(
+            "BITS {}",
+            bits(sentences.iter().map(|s| vader.score("", s)).collect())
+        );
+        return;
+    }
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "vader_scores_the_same_bits_in_every_process",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("INFALIGN_VADER_CHILD", "1")
+        .output()
+        .unwrap();
+    let output = String::from_utf8_lossy(&child.stdout);
+    let theirs = output
+        .lines()
+        .find_map(|line| line.split_once("BITS ").map(|(_, bits)| bits))
+        .unwrap_or_else(|| panic!("the child printed no scores: {output}"));
+    assert_eq!(
+        bits(sentences.iter().map(|s| vader.score("", s)).collect()),
+        theirs
+    );
+}

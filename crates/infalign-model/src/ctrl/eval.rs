@@ -293,14 +293,10 @@ pub fn paired_difference(
             b.len()
         )));
     }
-    // Equal up to rounding: the same reference responses scored in two processes can differ in
-    // the last bits (the vader_sentiment crate sums booster words in HashMap order, which
-    // changes from process to process), while different prompts or seeds differ for real.
+    // Equal to the bit: every reward scores the same reply the same in every process (VADER
+    // included, `reward::vader`), so the same prompts and seeds give the same references.
     let same = |x: &[f64], y: &[f64]| {
-        x.len() == y.len()
-            && x.iter()
-                .zip(y)
-                .all(|(p, q)| (p - q).abs() <= 1e-9 * p.abs().max(q.abs()).max(1.0))
+        x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits())
     };
     if let Some(index) = a
         .iter()
@@ -501,11 +497,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("prompt 1"), "{message}");
-        // The same references scored in another process may differ in the last bit: still paired.
+        // Rewards are reproducible to the bit, so a last-bit difference is another reference.
         let mut rescored = weak.clone();
         let first = &mut rescored[2].reference_rewards[0];
         *first = f64::from_bits(first.to_bits() + 1);
-        let same = paired_difference(&weak, &rescored, Procedure::BestOfN, 2, &settings(), 0);
-        assert_eq!(same.unwrap().estimate, 0.0);
+        let message = paired_difference(&weak, &rescored, Procedure::BestOfN, 2, &settings(), 0)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("prompt 2"), "{message}");
     }
 }

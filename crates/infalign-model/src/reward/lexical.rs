@@ -2,33 +2,22 @@
 //! (harmlessness). Both score the response alone; the prompt is context they ignore.
 
 use rustrict::{Censor, Type};
-use vader_sentiment::SentimentIntensityAnalyzer;
 
 use super::Reward;
 
 /// Helpfulness: the VADER compound sentiment of the response, in [-1, 1].
 ///
-/// Uses the `vader_sentiment` crate (a port of Python VADER 3.3.2 that differs from it by up to
-/// about 0.1 on some sentences). That crate adds booster-word weights in the iteration order of
-/// a `HashMap`, which is seeded afresh in every process, so the same text can score differently
-/// in the last bits from one process to the next (seen: 0.05396228845529319 against
-/// 0.053962288455293134); comparisons across processes allow for it.
-pub struct VaderReward {
-    analyzer: SentimentIntensityAnalyzer<'static>,
-}
+/// Scored by [`super::vader::compound`]: the rules and lexicon of the `vader_sentiment` crate (a
+/// port of Python VADER 3.3.2 that differs from it by up to about 0.1 on some sentences),
+/// walked in one fixed order, so the same reply gets the same reward to the bit in every
+/// process (the crate sums booster weights in a per-process `HashMap` order).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VaderReward;
 
 impl VaderReward {
-    /// The analyzer with its built-in lexicon.
+    /// The scorer (VADER's lexicon is built in).
     pub fn new() -> Self {
-        Self {
-            analyzer: SentimentIntensityAnalyzer::new(),
-        }
-    }
-}
-
-impl Default for VaderReward {
-    fn default() -> Self {
-        Self::new()
+        Self
     }
 }
 
@@ -38,12 +27,7 @@ impl Reward for VaderReward {
     }
 
     fn score(&self, _prompt: &str, response: &str) -> f64 {
-        let compound = self
-            .analyzer
-            .polarity_scores(response)
-            .get("compound")
-            .copied()
-            .unwrap_or(0.0);
+        let compound = super::vader::compound(response);
         if compound.is_finite() {
             compound
         } else {

@@ -14,6 +14,7 @@
 pub mod learned;
 mod lexical;
 mod linear;
+pub mod vader;
 
 use std::fmt;
 use std::path::PathBuf;

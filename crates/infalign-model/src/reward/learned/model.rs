@@ -18,7 +18,6 @@ use crate::policy::{init_linear, normal_param};
 use crate::provenance::Provenance;
 use crate::reward::Reward;
 
-use super::train::tie_aware_win;
 use super::*;
 
 /// The network (see the module documentation), on a device; trained by
@@ -392,5 +391,16 @@ impl Reward for LearnedReward {
 
     fn score(&self, _prompt: &str, response: &str) -> f64 {
         self.score_features(&self.config.features(response))
+    }
+}
+
+/// 1 for a positive margin, 1/2 for a tie, 0 otherwise.
+pub(super) fn tie_aware_win(margin: f32) -> f64 {
+    if margin > 0.0 {
+        1.0
+    } else if margin == 0.0 {
+        0.5
+    } else {
+        0.0
     }
 }

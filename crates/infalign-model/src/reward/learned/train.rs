@@ -17,6 +17,8 @@ use crate::error::{Result, Settings};
 use crate::host_values;
 
 #[cfg(not(target_arch = "wasm32"))]
+use super::model::tie_aware_win;
+#[cfg(not(target_arch = "wasm32"))]
 use super::model::FeatureBatch;
 use super::*;
 
@@ -120,17 +122,6 @@ pub fn train_bradley_terry(
         });
     }
     LearnedReward::from_net(config.model, &net.valid())
-}
-
-/// 1 for a positive margin, 1/2 for a tie, 0 otherwise.
-pub(super) fn tie_aware_win(margin: f32) -> f64 {
-    if margin > 0.0 {
-        1.0
-    } else if margin == 0.0 {
-        0.5
-    } else {
-        0.0
-    }
 }
 
 /// Fold of each pair for `folds`-fold cross-validation: pairs whose prompts open with the same
