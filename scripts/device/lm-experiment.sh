@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The redesigned language-model experiment (results/lm-redesign) sized for one NVIDIA H200 and
+# ten minutes: a fixed beta per method (raw, identity, normexp tuned for BoN_4 near 0.1 nats),
+# RLOO groups of m = 16 with 32 prompts per step (512 rollouts a step; 200 steps, about 1e5
+# rollouts per run), reference tables of K = 128, evaluation 48 prompts x 64 replies with the
+# per-reply data. Runs on burn wgpu over Vulkan (DEVICE=wgpu), or on the CPU for a dry run
+# (DEVICE=cpu SCALE=dry: the same commands at a toy size). Each stage has a time limit; what
+# finished is packed into $OUT/lm-experiment.tar.gz with the log and the card's name.
+# Packed by scripts/device/pack.sh.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:?set OUT to the folder the results go to}
+DEVICE=${DEVICE:-wgpu}
+SCALE=${SCALE:-full}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/log.txt") 2>&1
+if ls .gl/*.deb >/dev/null 2>&1 && [ "$DEVICE" != cpu ]; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+  icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  [ -e "$icd" ] && export VK_DRIVER_FILES=$icd
+fi
+(nvidia-smi -L 2>/dev/null || echo "no NVIDIA GPU; device $DEVICE") | tee "$OUT/card.txt"
+BIN=/tmp/infalign-device
+xz -dc .device/infalign.xz >"$BIN" && chmod +x "$BIN"
+"$BIN" backend --device "$DEVICE" | tee -a "$OUT/card.txt"
+if [ "$SCALE" = dry ]; then
+  PROMPTS=4; K=8; STEPS=2; PER_STEP=2; M=2; EVAL=3; SAMPLES=4; BETAS=0.1
+else
+  PROMPTS=32; K=128; STEPS=200; PER_STEP=32; M=16; EVAL=48; SAMPLES=64; BETAS=0.05,0.15
+fi
+WORK=/tmp/lm-experiment
+mkdir -p "$WORK"
+stage() {
+  local seconds=$1; shift
+  echo "== $(date +%T) $* (limit ${seconds}s)"
+  timeout "$seconds" "$@" || echo "== stage ended with status $?"
+}
+stage 120 "$BIN" calibrate --prompts .device/data/prompts-train.jsonl --limit "$PROMPTS" --k "$K" \
+  --reward vader --device "$DEVICE" --out "$WORK/calibration.json"
+stage 420 "$BIN" sweep --prompts .device/data/prompts-train.jsonl --limit "$PROMPTS" \
+  --calibration "$WORK/calibration.json" \
+  --eval-prompts .device/data/prompts-test.jsonl --eval-limit "$EVAL" --samples "$SAMPLES" \
+  --methods raw,identity,normexp:9.3 --betas "$BETAS" --procedure bon --n 4 \
+  --m "$M" --prompts-per-step "$PER_STEP" --steps "$STEPS" --device "$DEVICE" --out "$WORK/sweep"
+echo "== $(date +%T) packing"
+tar czf "$OUT/lm-experiment.tar.gz" -C "$WORK" \
+  --exclude='*.bpk' --exclude='checkpoint' --exclude='samples.json' . 2>/dev/null
+ls -la "$OUT"

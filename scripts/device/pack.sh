@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Pack what the GPU machine needs for scripts/device/lm-experiment.sh, into folders git ignores:
+#   .device/infalign.xz   the release binary (x86-64, stripped, xz)
+#   .device/data/         the prompt files (chitchat train and test)
+#   .gl/                  the Vulkan loader packages (the device README's recipe)
+# Then, in a session lent a device machine (one call, carrying .device and .gl):
+#   run: command "bash scripts/device/lm-experiment.sh", carry [".device", ".gl"], timeout_s 600
+# and the results come back in $OUT (lm-experiment.tar.gz, log.txt, card.txt).
+# Test here first: `bash scripts/device/pack.sh && DEVICE=cpu SCALE=dry OUT=/tmp/dry bash
+# scripts/device/lm-experiment.sh` runs the same flow on the CPU at a toy size.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+TARGET=${CARGO_TARGET_DIR:-target}
+cargo build --release -p infalign-cli
+mkdir -p .device/data
+strip -o .device/infalign "$TARGET/release/infalign"
+xz -6 -f -T0 .device/infalign
+[ -e data/prompts-train.jsonl ] || "$TARGET/release/infalign" data fetch --out data
+cp data/prompts-train.jsonl data/prompts-test.jsonl .device/data/
+if ! ls .gl/*.deb >/dev/null 2>&1; then
+  grep -qx '/.gl/' .git/info/exclude 2>/dev/null || echo /.gl/ >>.git/info/exclude
+  mkdir -p .gl /tmp/amd64/partial
+  o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
+  apt-get $o update >/dev/null
+  (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
+fi
+du -sh .device .gl
