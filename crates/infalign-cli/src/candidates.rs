@@ -495,25 +495,12 @@ fn exact(args: ExactArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut curves = Vec::new();
     for method in &methods {
-        for &budget in &args.kls {
-            rows.push(exact_row(
-                &set,
-                method,
-                args.serving.procedure,
-                args.serving.n,
-                budget,
-            )?);
-            progress.inc(1);
-        }
-        for &budget in &curve_budgets {
-            curves.push(exact_row(
-                &set,
-                method,
-                args.serving.procedure,
-                args.serving.n,
-                budget,
-            )?);
-            progress.inc(1);
+        for (budgets, out) in [(&args.kls, &mut rows), (&curve_budgets, &mut curves)] {
+            for &budget in budgets {
+                let (procedure, n) = (args.serving.procedure, args.serving.n);
+                out.push(exact_row(&set, method, procedure, n, budget)?);
+                progress.inc(1);
+            }
         }
     }
     progress.finish_and_clear();

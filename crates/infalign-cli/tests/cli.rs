@@ -1128,8 +1128,9 @@ fn candidates_collect_resume_exact_and_train() {
     .unwrap();
     let bundle = repository().join("static/default-model");
     let collection = path("collection.jsonl");
-    let collect = |limit: &str| {
-        infalign(&[
+    // `collect LIMIT OUT EXTRA...` with the small settings of this test.
+    let collect = |limit: &str, out: &str, extra: &[&str]| {
+        let mut args = vec![
             "candidates",
             "collect",
             "--bundle",
@@ -1147,10 +1148,12 @@ fn candidates_collect_resume_exact_and_train() {
             "--batch",
             "4",
             "--out",
-            &collection,
-        ])
+            out,
+        ];
+        args.extend_from_slice(extra);
+        infalign(&args)
     };
-    let first = collect("2");
+    let first = collect("2", &collection, &[]);
     assert!(
         first.status.success(),
         "{}",
@@ -1161,7 +1164,7 @@ fn candidates_collect_resume_exact_and_train() {
     // A collection killed while writing its third prompt: the cut line is dropped, the rest kept.
     let cut = format!("{two}{{\"index\": 2, \"key\": \"00");
     std::fs::write(&collection, cut).unwrap();
-    let resumed = collect("3");
+    let resumed = collect("3", &collection, &[]);
     assert!(
         resumed.status.success(),
         "{}",
@@ -1181,49 +1184,11 @@ fn candidates_collect_resume_exact_and_train() {
     // The same settings from scratch give the same file: resuming lost nothing and redid
     // nothing differently.
     let fresh = path("fresh.jsonl");
-    let again = infalign(&[
-        "candidates",
-        "collect",
-        "--bundle",
-        bundle.to_str().unwrap(),
-        "--prompts",
-        &prompts,
-        "--limit",
-        "3",
-        "--c",
-        "6",
-        "--k",
-        "4",
-        "--max-new-tokens",
-        "8",
-        "--batch",
-        "4",
-        "--out",
-        &fresh,
-    ]);
+    let again = collect("3", &fresh, &[]);
     assert!(again.status.success());
     assert_eq!(std::fs::read_to_string(&fresh).unwrap(), three);
     // Another reward's collection in the same file is refused, naming the file and the field.
-    let other = infalign(&[
-        "candidates",
-        "collect",
-        "--bundle",
-        bundle.to_str().unwrap(),
-        "--prompts",
-        &prompts,
-        "--limit",
-        "3",
-        "--c",
-        "6",
-        "--k",
-        "4",
-        "--max-new-tokens",
-        "8",
-        "--reward",
-        "rustrict",
-        "--out",
-        &collection,
-    ]);
+    let other = collect("3", &collection, &["--reward", "rustrict"]);
     assert!(!other.status.success());
     let message = String::from_utf8_lossy(&other.stderr);
     assert!(
