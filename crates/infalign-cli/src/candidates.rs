@@ -685,10 +685,7 @@ fn exact_chart(report: &ExactReport, measure: Measure) -> anyhow::Result<Chart> 
     };
     Ok(Chart {
         id: format!("candidates-{name}"),
-        title: format!(
-            "{name} win rate over {} candidates x {} prompts (K = {}): exact optima, theory dashed",
-            report.candidates, report.prompts, report.k
-        ),
+        title: format!("{name} win rate: exact optima (solid), theory (dashed)"),
         x_label: "KL(pi || pi_ref), nats".into(),
         y_label: "win rate".into(),
         x_range: (0.0, largest * 1.02),
