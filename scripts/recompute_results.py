@@ -204,6 +204,19 @@ def field(obj, dotted, path, kind="number"):
     return value
 
 
+def collection_prompts(recorded, path, k, collections):
+    """The collection a result file records (read once per path) and its prompts calibrated
+    with the first k reference rewards."""
+    data = resolve_data(recorded, path)
+    if data is None:
+        raise NotRecomputable("data file %s not found" % recorded)
+    collection = collections.get(data)
+    if k < 1 or k > collection.references:
+        raise BadInput(path, "field k is %d but %s has %d reference rewards per prompt"
+                       % (k, data, collection.references))
+    return collection, collection.at_k(k)
+
+
 def resolve_data(recorded, result_path):
     """The collection `recorded` in `result_path`: relative to the cwd, then to the result
     file's directory; `.jsonl` also as `.jsonl.gz`. None when not found."""
@@ -776,14 +789,7 @@ def check_exact(path, figures, collections):
         raise BadInput(path, "field n is 0; N must be at least 1")
     rows = field(doc, "rows", path, "list")
     curves = field(doc, "curves", path, "list") if "curves" in doc else []
-    data = resolve_data(recorded, path)
-    if data is None:
-        raise NotRecomputable("data file %s not found" % recorded)
-    collection = collections.get(data)
-    if k < 1 or k > collection.references:
-        raise BadInput(path, "field k is %d but %s has %d reference rewards per prompt"
-                       % (k, data, collection.references))
-    prompts = collection.at_k(k)
+    collection, prompts = collection_prompts(recorded, path, k, collections)
     if "prompts" in doc:
         figures.check("prompts", float(field(doc, "prompts", path, "int")), float(len(prompts)))
     if "candidates" in doc:
@@ -879,14 +885,7 @@ def check_train(path, figures, collections):
     policy_path = os.path.join(os.path.dirname(path), POLICY_FILE)
     if not os.path.isfile(policy_path):
         raise NotRecomputable("no %s" % POLICY_FILE)
-    data = resolve_data(recorded, path)
-    if data is None:
-        raise NotRecomputable("data file %s not found" % recorded)
-    collection = collections.get(data)
-    if k < 1 or k > collection.references:
-        raise BadInput(path, "field k is %d but %s has %d reference rewards per prompt"
-                       % (k, data, collection.references))
-    prompts = collection.at_k(k)
+    collection, prompts = collection_prompts(recorded, path, k, collections)
     policy = read_policy(policy_path, prompts)
     results = evaluate_policy(prompts, k, n, policy)
     for name in FIGURE_NAMES:

@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::Args;
-use infalign_core::Procedure;
+use infalign_core::theory::{best_t, optimal_envelope};
+use infalign_core::{ExpFamily, Procedure, Transform};
 use infalign_model::backend::ResolvedBackend;
 
 /// `--device`, the same flag in every command that runs a policy (`#[command(flatten)]`).
@@ -46,4 +48,30 @@ pub struct Serving {
     /// N of the procedure.
     #[arg(long, default_value_t = 4)]
     pub n: u32,
+}
+
+impl Serving {
+    /// What the theory engine picks for a transform named without its parameters, for this
+    /// procedure and N at a KL budget: `exp` / `negexp` with t tuned (`theory::best_t`; the
+    /// normalised form, what training wants) or `optimal` solved; `None` for any other name.
+    pub fn tuned_transform(&self, name: &str, budget: f64) -> anyhow::Result<Option<Transform>> {
+        let family = match name.trim() {
+            "exp" => ExpFamily::Exp,
+            "negexp" => ExpFamily::NegExp,
+            "optimal" => {
+                let solution = optimal_envelope(self.procedure, self.n, &[budget])?
+                    .pop()
+                    .context("the theory engine returned no optimal transform")?;
+                return Ok(Some(solution.transform));
+            }
+            _ => return Ok(None),
+        };
+        let best = best_t(family, self.procedure, self.n, budget)?;
+        Ok(Some(family.transform(best.t)))
+    }
+
+    /// Whether [`Serving::tuned_transform`] resolves `name`.
+    pub fn is_tuned(name: &str) -> bool {
+        matches!(name.trim(), "exp" | "negexp" | "optimal")
+    }
 }

@@ -20,8 +20,8 @@ use infalign_core::candidates::{
 };
 use infalign_core::estimators::{bootstrap_mean, ConfidenceInterval};
 use infalign_core::seed::{derive_seed, Stream};
-use infalign_core::theory::{self, best_t, optimal_envelope};
-use infalign_core::{ExpFamily, KlControl, Procedure, Transform};
+use infalign_core::theory::{self};
+use infalign_core::{KlControl, Procedure};
 use infalign_model::bundle::{Bundle, BASE_POLICY};
 use infalign_model::candidates::{collect_prompt, Collection, CollectionHeader, FORMAT, VERSION};
 use infalign_model::ctrl::prompts::read_prompts;
@@ -235,59 +235,17 @@ fn collect(args: CollectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A method of the comparison: what it trains on, resolved per KL budget.
+/// A method of the comparison: `raw`, a transform spec, or a name the theory engine tunes per
+/// KL budget (`exp`, `negexp`, `optimal`: [`Serving::tuned_transform`]).
 #[derive(Debug, Clone, PartialEq)]
-enum Method {
-    /// The raw reward.
-    Raw,
-    /// A fixed transform of the calibrated reward.
-    Fixed(Transform),
-    /// exp or negexp with t tuned by the theory engine for the budget.
-    Tuned(ExpFamily),
-    /// The solved optimal transform for the budget.
-    Optimal,
-}
-
-impl std::str::FromStr for Method {
-    type Err = anyhow::Error;
-
-    fn from_str(text: &str) -> anyhow::Result<Self> {
-        Ok(match text.trim() {
-            "raw" => Method::Raw,
-            "exp" => Method::Tuned(ExpFamily::Exp),
-            "negexp" => Method::Tuned(ExpFamily::NegExp),
-            "optimal" => Method::Optimal,
-            spec => Method::Fixed(spec.parse()?),
-        })
-    }
-}
-
-impl std::fmt::Display for Method {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Method::Raw => f.write_str("raw"),
-            Method::Fixed(transform) => transform.fmt(f),
-            Method::Tuned(family) => f.write_str(family.as_str()),
-            Method::Optimal => f.write_str("optimal"),
-        }
-    }
-}
+struct Method(String);
 
 impl Method {
-    /// The scoring at `budget`, for `procedure` and `n`.
-    fn scoring(&self, procedure: Procedure, n: u32, budget: f64) -> anyhow::Result<Scoring> {
-        Ok(match self {
-            Method::Raw => Scoring::Raw,
-            Method::Fixed(transform) => Scoring::Calibrated(transform.clone()),
-            Method::Tuned(family) => {
-                Scoring::Calibrated(family.transform(best_t(*family, procedure, n, budget)?.t))
-            }
-            Method::Optimal => Scoring::Calibrated(
-                optimal_envelope(procedure, n, &[budget])?
-                    .pop()
-                    .context("the theory engine returned no optimal transform")?
-                    .transform,
-            ),
+    /// The scoring at `budget` for `serving`.
+    fn scoring(&self, serving: Serving, budget: f64) -> anyhow::Result<Scoring> {
+        Ok(match serving.tuned_transform(&self.0, budget)? {
+            Some(transform) => Scoring::Calibrated(transform),
+            None => self.0.parse()?,
         })
     }
 }
@@ -428,13 +386,13 @@ fn paired_differences(rows: &[ExactRow], versus: &str) -> anyhow::Result<Vec<Pai
 fn exact_row(
     set: &CandidateSet,
     method: &Method,
-    procedure: Procedure,
-    n: u32,
+    serving: Serving,
     budget: f64,
 ) -> anyhow::Result<ExactRow> {
-    let scoring = method.scoring(procedure, n, budget)?;
-    let beta =
-        beta_for_kl(set, &scoring, budget).with_context(|| format!("{method} at {budget} nats"))?;
+    let (procedure, n) = (serving.procedure, serving.n);
+    let scoring = method.scoring(serving, budget)?;
+    let beta = beta_for_kl(set, &scoring, budget)
+        .with_context(|| format!("{} at {budget} nats", method.0))?;
     let policy = exact_policy(set, &scoring, beta)?;
     let evaluation = evaluate(set, &policy, n)?;
     let theory = match &scoring {
@@ -460,7 +418,7 @@ fn exact_row(
     Ok(ExactRow {
         per_prompt,
         score_grid,
-        method: method.to_string(),
+        method: method.0.clone(),
         scoring: scoring.to_string(),
         budget,
         beta,
@@ -485,7 +443,14 @@ fn exact(args: ExactArgs) -> anyhow::Result<()> {
     let methods = args
         .methods
         .iter()
-        .map(|text| text.parse::<Method>())
+        .map(|text| {
+            let method = Method(text.trim().to_string());
+            // A bad spec is refused before any work, not at its first budget.
+            if !Serving::is_tuned(&method.0) {
+                method.0.parse::<Scoring>()?;
+            }
+            Ok(method)
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     anyhow::ensure!(!args.kls.is_empty(), "--kls needs at least one budget");
     let largest = args.kls.iter().copied().fold(0.0, f64::max);
@@ -497,17 +462,15 @@ fn exact(args: ExactArgs) -> anyhow::Result<()> {
     for method in &methods {
         for (budgets, out) in [(&args.kls, &mut rows), (&curve_budgets, &mut curves)] {
             for &budget in budgets {
-                let (procedure, n) = (args.serving.procedure, args.serving.n);
-                out.push(exact_row(&set, method, procedure, n, budget)?);
+                out.push(exact_row(&set, method, args.serving, budget)?);
                 progress.inc(1);
             }
         }
     }
     progress.finish_and_clear();
-    let versus = if methods.contains(&Method::Fixed(Transform::Identity)) {
-        "identity".to_string()
-    } else {
-        methods[0].to_string()
+    let versus = match methods.iter().find(|m| m.0 == "identity") {
+        Some(identity) => identity.0.clone(),
+        None => methods[0].0.clone(),
     };
     let paired = paired_differences(&rows, &versus)?;
     let report = ExactReport {

@@ -15,8 +15,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use infalign_core::theory::{self, best_t, optimal_envelope};
-use infalign_core::ExpFamily;
+use infalign_core::theory::{self};
 use infalign_model::bundle::{Bundle, Provenance};
 use infalign_model::ctrl::prompts::read_prompts;
 use infalign_model::ctrl::{
@@ -109,40 +108,22 @@ pub struct CtrlArgs {
 /// The training reward for `--transform`, resolving `exp`, `negexp` and `optimal` without
 /// parameters with the theory engine.
 fn training_reward(args: &CtrlArgs) -> anyhow::Result<TrainingReward> {
-    let procedure = args.serving.procedure;
-    let budget = || {
-        args.target_kl.context(
-            "--transform exp, negexp or optimal without a parameter needs --target-kl (the KL \
-             budget the theory engine tunes for)",
-        )
-    };
-    let family = match args.transform.trim() {
-        "exp" => ExpFamily::Exp,
-        "negexp" => ExpFamily::NegExp,
-        "optimal" => {
-            let budget = budget()?;
-            let solution = optimal_envelope(procedure, args.serving.n, &[budget])?
-                .pop()
-                .context("the theory engine returned no optimal transform")?;
-            eprintln!(
-                "ctrl: optimal transform for {procedure}_{} at {budget} nats (lambda {:.3})",
-                args.serving.n, solution.lambda
-            );
-            return Ok(TrainingReward::Calibrated(solution.transform));
-        }
-        spec => return Ok(spec.parse()?),
-    };
-    let budget = budget()?;
-    let best = best_t(family, procedure, args.serving.n, budget)?;
+    if !Serving::is_tuned(&args.transform) {
+        return Ok(args.transform.parse()?);
+    }
+    let budget = args.target_kl.context(
+        "--transform exp, negexp or optimal without a parameter needs --target-kl (the KL \
+         budget the theory engine tunes for)",
+    )?;
+    let transform = args
+        .serving
+        .tuned_transform(&args.transform, budget)?
+        .context("the theory engine resolved no transform")?;
     eprintln!(
-        "ctrl: theory picks t = {:.2} for {} under {procedure}_{} at {budget} nats (analytic \
-         win rate {:.3})",
-        best.t,
-        family.as_str(),
-        args.serving.n,
-        best.win_rate
+        "ctrl: theory picks {transform} for {}_{} at {budget} nats",
+        args.serving.procedure, args.serving.n
     );
-    Ok(TrainingReward::Calibrated(family.transform(best.t)))
+    Ok(TrainingReward::Calibrated(transform))
 }
 
 fn checkpoint_dir(out: &Path) -> PathBuf {

@@ -142,7 +142,7 @@ pub fn evaluate(set: &CandidateSet, policy: &[Vec<f64>], n: u32) -> Result<Candi
 }
 
 /// Checks a probability vector and divides it by its sum.
-fn normalised(probabilities: &[f64], prompt: Option<usize>) -> Result<Vec<f64>> {
+pub(super) fn normalised(probabilities: &[f64], prompt: Option<usize>) -> Result<Vec<f64>> {
     let place = prompt.map_or(String::new(), |p| format!("prompt {p}, "));
     if let Some(i) = probabilities
         .iter()

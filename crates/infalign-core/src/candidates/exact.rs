@@ -142,21 +142,10 @@ pub fn kl_from_uniform(probabilities: &[f64]) -> Result<f64> {
             what: "probabilities",
         });
     }
-    if let Some(i) = probabilities
-        .iter()
-        .position(|p| !(p.is_finite() && *p >= 0.0))
-    {
-        return Err(invalid(
-            "probability",
-            probabilities[i],
-            &format!("index {i} must be finite and >= 0"),
-        ));
-    }
-    let total: f64 = probabilities.iter().sum();
-    if (total - 1.0).abs() > 1e-6 {
-        return Err(invalid("probabilities' sum", total, "must be 1"));
-    }
-    Ok(super::evaluate::kl_uniform(probabilities))
+    Ok(super::evaluate::kl_uniform(&super::evaluate::normalised(
+        probabilities,
+        None,
+    )?))
 }
 
 /// The exact optimum at `beta`: every prompt's tilted distribution over its candidates.

@@ -112,11 +112,6 @@ impl<'a> RolloutStream<'a> {
         self.sampler.step().await
     }
 
-    /// Tokens added so far (per response, the longest).
-    pub fn steps(&self) -> usize {
-        self.sampler.steps()
-    }
-
     /// Responses that have reached the end of their turn.
     pub fn finished(&self) -> usize {
         self.sampler.stopped().iter().filter(|&&s| s).count()
@@ -189,10 +184,6 @@ pub fn score(reward: &dyn Reward, messages: &[&str], texts: &[String]) -> Result
 /// Where a reference table's sampling stands, for a progress bar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReferenceProgress {
-    /// Tokens generated so far (per reply, the longest).
-    pub steps: usize,
-    /// The most tokens a reply may take.
-    pub max_steps: usize,
     /// Replies that have finished.
     pub finished: usize,
     /// Replies in all (K).
@@ -237,8 +228,6 @@ pub async fn reference_table(
     )?;
     while stream.step().await? {
         between_steps(ReferenceProgress {
-            steps: stream.steps(),
-            max_steps: decoding.max_new_tokens,
             finished: stream.finished(),
             k,
         })
