@@ -49,6 +49,10 @@ def torch_setup(args):
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.flush_denormals:
+        # Subnormal floats to zero, as our side does then too (on Intel CPUs PyTorch's matmuls
+        # slow down ~10x on the subnormals a training step makes).
+        torch.set_flush_denormal(True)
     torch.manual_seed(0)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench_peer: --device cuda, but this PyTorch sees no CUDA device")
@@ -270,13 +274,14 @@ def ctrl_work(args):
 
 
 def main():
-    from bench_policy_torch import add_shape_arguments, timings
+    from bench_policy_torch import add_shape_arguments, timings_with_cpu
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("work_name", choices=["train", "sample", "ctrl", "curve"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--flush-denormals", action="store_true")
     parser.add_argument("--work", help="ctrl: the directory ctrl_bench --prepare wrote")
     parser.add_argument("--tokenizer", help="ctrl: the bundle's tokenizer.json")
     add_shape_arguments(parser)
@@ -285,7 +290,8 @@ def main():
     make = {"curve": curve_work, "train": policy_work, "sample": policy_work, "ctrl": ctrl_work}
     side, work, units, unit, extra = make[args.work_name](args)
     # NumPy's curve runs on the CPU whatever --device says: nothing to wait for.
-    seconds = timings(args.repeats, work, "cpu" if args.work_name == "curve" else args.device)
+    device = "cpu" if args.work_name == "curve" else args.device
+    seconds, cpu_s = timings_with_cpu(args.repeats, work, device)
     if "mean_reply_tokens" in extra:
         extra["mean_reply_tokens"] = extra["mean_reply_tokens"][1:]  # drop the warm-up step's
     names = {"train": "train step", "sample": "sample (KV cache)", "ctrl": "ctrl step",
@@ -298,6 +304,7 @@ def main():
         "units": units,
         "unit": unit,
         "threads": args.threads,
+        "cpu_s": cpu_s,
         **extra,
     }
     print(json.dumps(record))

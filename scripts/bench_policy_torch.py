@@ -114,6 +114,11 @@ def sample(policy, prompts, new_tokens, use_cache, generator):
 def timings(repeats, work, device="cpu"):
     """Seconds of each of `repeats` runs of `work`, after one warm-up run (on a GPU, each run
     waits for the device)."""
+    return timings_with_cpu(repeats, work, device)[0]
+
+
+def timings_with_cpu(repeats, work, device="cpu"):
+    """`timings`, and the CPU seconds this process spent over the timed runs (all threads)."""
 
     def run():
         work()
@@ -122,11 +127,12 @@ def timings(repeats, work, device="cpu"):
 
     run()
     seconds = []
+    cpu_start = time.process_time()
     for _ in range(repeats):
         start = time.perf_counter()
         run()
         seconds.append(time.perf_counter() - start)
-    return seconds
+    return seconds, time.process_time() - cpu_start
 
 
 def timed(repeats, work):

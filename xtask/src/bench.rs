@@ -12,7 +12,9 @@
 //! Every side is a fresh process that runs one warm-up and then `--repeats` timed runs, and
 //! prints its times as one JSON line. The harness runs `--rounds` rounds; in each, every work
 //! runs on both sides back to back, the order flipping from round to round, so slow phases of
-//! the machine fall on both. Medians and spreads are over all timed runs of all rounds.
+//! the machine fall on both. Medians and spreads are over all timed runs of all rounds. Each side
+//! also reports its process's CPU time over its timed runs; CPU time over wall time is how many
+//! cores the side kept busy.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -71,6 +73,12 @@ pub struct BenchArgs {
     /// cpu (burn flex vs PyTorch CPU) or gpu (burn wgpu vs PyTorch CUDA).
     #[arg(long, value_enum, default_value = "cpu")]
     device: BenchDevice,
+    /// Keep subnormal floats (each side's default) instead of flushing them to zero on both
+    /// sides. By default both flush: on Intel CPUs PyTorch's matmuls run ~10x slower on the
+    /// subnormals a training step makes (flex's do not), which is not a comparison of the
+    /// two implementations.
+    #[arg(long)]
+    keep_denormals: bool,
     /// Which works to run (comma-separated).
     #[arg(
         long,
@@ -99,6 +107,17 @@ struct Side {
     units: f64,
     unit: String,
     extra: serde_json::Map<String, Value>,
+    /// CPU seconds the side's processes spent over their timed runs, all threads.
+    cpu_seconds: f64,
+    /// The wall-clock seconds of the timed runs that reported their CPU time.
+    cpu_wall_seconds: f64,
+}
+
+impl Side {
+    /// How many cores the timed runs kept busy on average (CPU time over wall time).
+    fn cores_busy(&self) -> Option<f64> {
+        (self.cpu_wall_seconds > 0.0).then(|| self.cpu_seconds / self.cpu_wall_seconds)
+    }
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -172,6 +191,10 @@ fn add_record(side: &mut Side, record: &Value) -> Result<()> {
         .iter()
         .map(|v| v.as_f64().context("a non-numeric time"))
         .collect::<Result<Vec<_>>>()?;
+    if let Some(cpu) = record.get("cpu_s").and_then(Value::as_f64) {
+        side.cpu_seconds += cpu;
+        side.cpu_wall_seconds += seconds.iter().sum::<f64>();
+    }
     side.seconds.extend(seconds);
     side.units = record["units"]
         .as_f64()
@@ -274,6 +297,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchDevice::Gpu => ("wgpu", "cuda"),
     };
     let repeats = args.repeats.to_string();
+    let flush = !args.keep_denormals;
     let peer = |work: WorkKind| -> Vec<String> {
         let mut command = vec![
             python.display().to_string(),
@@ -286,6 +310,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "--device".into(),
             torch_device.into(),
         ];
+        if flush {
+            command.push("--flush-denormals".into());
+        }
         if work == WorkKind::Ctrl {
             command.extend([
                 "--work".into(),
@@ -296,19 +323,27 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         command
     };
+    let flush_flag = |mut command: Vec<String>| {
+        if flush {
+            command.push("--flush-denormals".into());
+        }
+        command
+    };
     let policy_bench = |only: &str| -> Vec<String> {
-        [
-            &example("policy_bench"),
-            "--device",
-            burn_device,
-            "--work",
-            only,
-            "--repeats",
-            &repeats,
-            "--json",
-        ]
-        .map(String::from)
-        .to_vec()
+        flush_flag(
+            [
+                &example("policy_bench"),
+                "--device",
+                burn_device,
+                "--work",
+                only,
+                "--repeats",
+                &repeats,
+                "--json",
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
     };
     let works: Vec<Work> = args
         .works
@@ -326,7 +361,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             },
             WorkKind::Ctrl => Work {
                 name: "ctrl step",
-                ours: vec![
+                ours: flush_flag(vec![
                     example("ctrl_bench"),
                     "--bundle".into(),
                     bundle.display().to_string(),
@@ -337,7 +372,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     "--repeats".into(),
                     repeats.clone(),
                     "--json".into(),
-                ],
+                ]),
                 peer: peer(kind),
             },
             WorkKind::Curve => Work {
@@ -373,8 +408,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
 
     let machine = format!(
-        "{} ({threads} threads){}",
+        "{} ({threads} threads, subnormals {}){}",
         cpu_name(),
+        if flush { "flushed to zero" } else { "kept" },
         gpu.as_ref()
             .map(|g| format!(", GPU {g}"))
             .unwrap_or_default()
@@ -384,8 +420,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "machine: {machine}; {} rounds x {} runs per side",
         args.rounds, args.repeats
     );
-    println!("| work | ours | median (spread) | peer | median (spread) | ours / peer throughput |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| work | ours | median (spread) | peer | median (spread) | ours / peer throughput \
+         | cores busy, ours / peer |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     let mut rows = Vec::new();
     for (work, (ours, theirs)) in works.iter().zip(&results) {
         let (m_ours, m_peer) = (median(&ours.seconds), median(&theirs.seconds));
@@ -401,13 +440,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 side.unit
             )
         };
+        let cores = |side: &Side| {
+            side.cores_busy()
+                .map_or("-".to_string(), |cores| format!("{cores:.2}"))
+        };
         println!(
-            "| {} | {} | {} | {} | {} | **{ratio:.2}x** |",
+            "| {} | {} | {} | {} | {} | **{ratio:.2}x** | {} / {} |",
             work.name,
             ours.label,
             cell(ours, m_ours),
             theirs.label,
-            cell(theirs, m_peer)
+            cell(theirs, m_peer),
+            cores(ours),
+            cores(theirs)
         );
         let side_json = |side: &Side, m: f64| {
             let (lo, hi) = spread(&side.seconds);
@@ -415,6 +460,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 "side": side.label, "median_s": m, "min_s": lo, "max_s": hi,
                 "seconds": side.seconds, "units": side.units, "unit": side.unit,
                 "per_second": side.units / m, "extra": side.extra,
+                "cores_busy": side.cores_busy(),
             })
         };
         rows.push(json!({
@@ -439,6 +485,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let report = json!({
         "machine": machine,
         "threads": threads,
+        "flush_denormals": flush,
         "device": burn_device,
         "rounds": args.rounds,
         "repeats": args.repeats,

@@ -34,7 +34,7 @@ use infalign_model::tokenizer::chat_prompt;
 use infalign_view::lab::BUILT_IN_PROMPTS;
 use serde::{Deserialize, Serialize};
 
-use common::median;
+use common::{cpu_seconds, median};
 
 type Failure = Box<dyn std::error::Error>;
 
@@ -95,6 +95,9 @@ struct Options {
     /// One JSON line instead of a sentence.
     #[arg(long)]
     json: bool,
+    /// Flush subnormal floats to zero (as the benchmark's PyTorch side does then too).
+    #[arg(long)]
+    flush_denormals: bool,
 }
 
 fn prepare(options: &Options, dir: &PathBuf) -> Result<(), Failure> {
@@ -204,8 +207,10 @@ fn run(options: &Options, dir: &Path) -> Result<(), Failure> {
     let reward = VaderReward::new();
     let mut seconds = Vec::new();
     let mut lengths = Vec::new();
+    let mut cpu_s = 0.0;
     for step in 0..=options.repeats {
         let start = Instant::now();
+        let cpu_start = cpu_seconds();
         let metrics = pollster::block_on(trainer.train_step(
             &work.prompts,
             Some(table_refs.as_slice()),
@@ -215,6 +220,7 @@ fn run(options: &Options, dir: &Path) -> Result<(), Failure> {
         // The step ends with the loss read back, so the time covers the device's work.
         if step > 0 {
             seconds.push(start.elapsed().as_secs_f64());
+            cpu_s += cpu_seconds() - cpu_start;
             lengths.push(metrics.response_length);
         }
     }
@@ -226,6 +232,7 @@ fn run(options: &Options, dir: &Path) -> Result<(), Failure> {
             serde_json::json!({
                 "work": "ctrl step", "side": side, "seconds": seconds, "median_s": median_s,
                 "units": rows, "unit": "replies", "mean_reply_tokens": lengths,
+                "cpu_s": cpu_s,
             })
         );
     } else {
@@ -241,6 +248,9 @@ fn run(options: &Options, dir: &Path) -> Result<(), Failure> {
 
 fn main() -> Result<(), Failure> {
     let options = Options::parse();
+    if options.flush_denormals {
+        infalign_model::backend::flush_denormals();
+    }
     match (&options.prepare, &options.work) {
         (Some(dir), _) => prepare(&options, dir),
         (_, Some(dir)) => run(&options, dir),

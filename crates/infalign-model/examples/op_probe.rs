@@ -13,6 +13,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use clap::Parser;
 use infalign_model::backend::cpu_device;
+use infalign_model::policy::{gelu as fused_gelu, target_logprobs};
 
 use common::{median, time};
 
@@ -48,6 +49,10 @@ fn main() {
     let column = Tensor::<3>::random([b, l, 1], normal, &device);
     let targets: Vec<i32> = (0..rows).map(|i| (i * 131 % v) as i32).collect();
     let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [b, l, 1]), &device);
+    let (logits_rows, targets_rows) = (
+        logits.clone().reshape([rows, v]),
+        targets.clone().reshape([rows]),
+    );
     let options = AttentionModuleOptions {
         scale: Some(1.0 / ((d / h) as f64).sqrt()),
         softcap: None,
@@ -106,6 +111,13 @@ fn main() {
             }),
         ),
         (
+            "gelu, ours (fused, exact) [16,128,512]",
+            0.0,
+            Box::new(|| {
+                let _ = fused_gelu(hidden3.clone());
+            }),
+        ),
+        (
             "log_softmax [16,128,4096]",
             0.0,
             Box::new(|| {
@@ -126,6 +138,13 @@ fn main() {
                 let max = logits.clone().max_dim(2);
                 let lse = (logits.clone() - max.clone()).exp().sum_dim(2).log() + max;
                 let _ = logits.clone().gather(2, targets.clone()) - lse;
+            }),
+        ),
+        (
+            "log p(target), ours (fused) [2048 x 4096]",
+            0.0,
+            Box::new(|| {
+                let _ = target_logprobs(logits_rows.clone(), targets_rows.clone());
             }),
         ),
         (

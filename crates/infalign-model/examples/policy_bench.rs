@@ -20,7 +20,7 @@ use clap::Parser;
 use infalign_model::backend::{cpu_device, gpu_device};
 use infalign_model::policy::{generate, Policy, PolicyConfig, SamplingConfig, TokenBatch};
 
-use common::{median, time};
+use common::{median, time_with_cpu};
 
 #[derive(Parser)]
 struct Options {
@@ -47,6 +47,9 @@ struct Options {
     /// JSON lines instead of a table.
     #[arg(long)]
     json: bool,
+    /// Flush subnormal floats to zero (as the benchmark's PyTorch side does then too).
+    #[arg(long)]
+    flush_denormals: bool,
 }
 
 fn bench(options: &Options, device: &Device, name: &str) -> Result<(), Box<dyn std::error::Error>> {
@@ -73,7 +76,7 @@ fn bench(options: &Options, device: &Device, name: &str) -> Result<(), Box<dyn s
             use_cache,
             ..SamplingConfig::default()
         };
-        let seconds = time(options.repeats, || {
+        let (seconds, cpu_s) = time_with_cpu(options.repeats, || {
             pollster::block_on(generate(&policy, &prompts, None, &sampling, 1)).expect("sampling");
         });
         let work = if use_cache {
@@ -81,7 +84,7 @@ fn bench(options: &Options, device: &Device, name: &str) -> Result<(), Box<dyn s
         } else {
             "sample (no cache)"
         };
-        report(options, name, work, &seconds, new_tokens);
+        report(options, name, work, &seconds, cpu_s, new_tokens);
     }
 
     if !["all", "train", "phases"].contains(&options.work.as_str()) {
@@ -102,7 +105,7 @@ fn bench(options: &Options, device: &Device, name: &str) -> Result<(), Box<dyn s
     // Each phase's seconds; flex runs every op eagerly, so on the CPU the split is exact (on a
     // GPU only the sum is: the backward and the update are queued, not waited for).
     let mut phases: [Vec<f64>; 3] = Default::default();
-    let seconds = time(options.repeats, || {
+    let (seconds, cpu_s) = time_with_cpu(options.repeats, || {
         let policy = model.take().expect("the model");
         let start = Instant::now();
         let loss = policy.loss(&batch);
@@ -127,14 +130,22 @@ fn bench(options: &Options, device: &Device, name: &str) -> Result<(), Box<dyn s
                 .iter()
                 .zip(["train: forward + loss", "train: backward", "train: AdamW"])
         {
-            report(options, name, work, &phase[1..], batch.target_count());
+            report(options, name, work, &phase[1..], 0.0, batch.target_count());
         }
     }
-    report(options, name, "train step", &seconds, batch.target_count());
+    report(
+        options,
+        name,
+        "train step",
+        &seconds,
+        cpu_s,
+        batch.target_count(),
+    );
     Ok(())
 }
 
-fn report(options: &Options, device: &str, work: &str, times: &[f64], tokens: usize) {
+/// `cpu_s`: the process's CPU seconds over the timed runs (0 when not measured).
+fn report(options: &Options, device: &str, work: &str, times: &[f64], cpu_s: f64, tokens: usize) {
     let seconds = median(times);
     let rate = tokens as f64 / seconds;
     if options.json {
@@ -143,7 +154,7 @@ fn report(options: &Options, device: &str, work: &str, times: &[f64], tokens: us
             serde_json::json!({
                 "device": device, "side": format!("burn {device}"), "work": work,
                 "median_s": seconds, "seconds": times, "units": tokens, "unit": "tokens",
-                "tokens": tokens,
+                "tokens": tokens, "cpu_s": cpu_s,
                 "tokens_per_s": rate, "d_model": options.d_model, "layers": options.layers,
                 "vocab": options.vocab, "context": options.context, "batch": options.batch,
                 "repeats": options.repeats,
@@ -156,6 +167,9 @@ fn report(options: &Options, device: &str, work: &str, times: &[f64], tokens: us
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = Options::parse();
+    if options.flush_denormals {
+        infalign_model::backend::flush_denormals();
+    }
     if !options.json {
         println!(
             "policy d_model {} x {} layers, vocab {}, context {}, batch {}, {} new tokens, \

@@ -15,8 +15,9 @@ pub struct TokenBatch {
     pub positions: Tensor<2, Int>,
     /// The next token after each input, `[batch, len]`.
     pub targets: Tensor<2, Int>,
-    /// 1 where a target is scored, 0 elsewhere, `[batch, len]`.
-    pub target_mask: Tensor<2>,
+    /// Where the scored targets are, as indices into the flattened `[batch * len]` positions,
+    /// in order (padding and prompt tokens are not scored).
+    pub scored: Tensor<1, Int>,
     /// Left-padding positions per row.
     pub pads: Vec<usize>,
     target_count: usize,
@@ -65,9 +66,8 @@ impl TokenBatch {
         let mut inputs = vec![0i32; rows * len];
         let mut positions = vec![0i32; rows * len];
         let mut targets = vec![0i32; rows * len];
-        let mut mask = vec![0f32; rows * len];
+        let mut scored = Vec::new();
         let mut pads = Vec::with_capacity(rows);
-        let mut target_count = 0;
         for (row, (sequence, &first)) in sequences.iter().zip(first_target).enumerate() {
             let pad = len - (sequence.len() - 1);
             pads.push(pad);
@@ -77,19 +77,19 @@ impl TokenBatch {
                 positions[at] = j as i32;
                 targets[at] = sequence[j + 1] as i32;
                 if j + 1 >= first {
-                    mask[at] = 1.0;
-                    target_count += 1;
+                    scored.push(at as i32);
                 }
             }
         }
         let int = |values: Vec<i32>| {
             Tensor::<2, Int>::from_data(TensorData::new(values, [rows, len]), device)
         };
+        let target_count = scored.len();
         Ok(Self {
             inputs: int(inputs),
             positions: int(positions),
             targets: int(targets),
-            target_mask: Tensor::from_data(TensorData::new(mask, [rows, len]), device),
+            scored: Tensor::from_data(TensorData::new(scored, [target_count]), device),
             pads,
             target_count,
         })

@@ -8,10 +8,12 @@
 //! backend (up to float ties).
 
 mod batch;
+mod fused;
 mod model;
 mod sampling;
 
 pub use batch::TokenBatch;
+pub use fused::{gelu, target_logprobs, target_logprobs_plain};
 pub(crate) use model::{init_linear, normal_param};
 pub use model::{KvCache, Policy};
 pub use sampling::{generate, sample_token, Generation, Sampler, SamplingConfig};

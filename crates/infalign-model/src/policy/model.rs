@@ -2,7 +2,6 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::activation::{gelu, log_softmax};
 use burn::tensor::module::{embedding, linear};
 // In the browser, burn's decomposed attention (matmul, mask, softmax, matmul) on both backends:
 // WebGPU runs it anyway, and leaving the fused kernels (flex's CPU kernel, cubecl's flash
@@ -12,11 +11,12 @@ use burn::tensor::module::attention;
 #[cfg(target_arch = "wasm32")]
 use burn::tensor::module::attention_fallback as attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, IndexingUpdateOp, Int, Tensor, TensorData};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::batch::TokenBatch;
+use super::fused::{gelu, target_logprobs};
 use super::PolicyConfig;
 use crate::error::Result;
 
@@ -275,7 +275,7 @@ impl Policy {
     }
 
     /// Final norm and the tied output projection (the token embedding, transposed).
-    fn project(&self, x: Tensor<3>) -> Tensor<3> {
+    fn project<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         linear(
             self.final_norm.forward(x),
             self.token_embedding.val().transpose(),
@@ -284,18 +284,43 @@ impl Policy {
     }
 
     /// `log p(target | prefix)` for every position of `batch`, `[batch, len]`, zero where the
-    /// batch's target mask is zero (padding, prompt tokens).
+    /// target is not scored (padding, prompt tokens).
+    ///
+    /// Only the scored positions are projected onto the vocabulary (a prompt's positions cost the
+    /// transformer, not the `[.., vocab]` logits), and their log-probabilities come from the fused
+    /// [`target_logprobs`].
     pub fn token_logprobs(&self, batch: &TokenBatch) -> Tensor<2> {
-        let logits = self.forward(
+        let hidden = self.hidden(
             batch.inputs.clone(),
             batch.positions.clone(),
             &batch.pads,
             None,
         );
-        let picked = log_softmax(logits, 2)
-            .gather(2, batch.targets.clone().unsqueeze_dim::<3>(2))
-            .squeeze_dim::<2>(2);
-        picked * batch.target_mask.clone()
+        let [rows, len, d_model] = hidden.dims();
+        let device = hidden.device();
+        let flat = rows * len;
+        if batch.target_count() == 0 {
+            // Nothing scored: zeros that still depend on the weights, so a loss built on them
+            // has a (zero) gradient like any other.
+            return self.project(hidden).sum_dim(2).squeeze_dim::<2>(2) * 0.0;
+        }
+        let targets = batch.targets.clone().reshape([flat]);
+        let hidden = hidden.reshape([flat, d_model]);
+        let logprobs = if batch.target_count() == flat {
+            target_logprobs(self.project(hidden), targets)
+        } else {
+            let picked = target_logprobs(
+                self.project(hidden.select(0, batch.scored.clone())),
+                targets.select(0, batch.scored.clone()),
+            );
+            Tensor::<1>::zeros([flat], &device).select_assign(
+                0,
+                batch.scored.clone(),
+                picked,
+                IndexingUpdateOp::Add,
+            )
+        };
+        logprobs.reshape([rows, len])
     }
 
     /// Total log-probability of each row's targets, `[batch]`.

@@ -1,0 +1,222 @@
+//! The fused operations as a burn backend extension: flex runs [`super::kernel`], and autodiff
+//! over flex records one node per operation whose backward is the kernel's backward.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::Autodiff;
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{backend_extension, Backend, Dispatch, Flex};
+use burn::tensor::{Int, Tensor, TensorData};
+
+use super::kernel;
+
+/// Backends that compute `log p(target)` of `[rows, vocab]` logits, and the exact GELU, in one
+/// fused operation each.
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedBackend: Backend {
+    /// `[rows]`: `logits[i, targets[i]] - logsumexp(logits[i, ..])`.
+    fn target_logprobs(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self>;
+
+    /// `[rows, vocab]`: the gradient of `sum_i grads[i] * logprobs[i]` with respect to `logits`,
+    /// given the forward's output `logprobs`.
+    fn target_logprobs_backward(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        logprobs: FloatTensor<Self>,
+        grads: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// The exact GELU, `x Phi(x)`, element by element.
+    fn exact_gelu(input: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `grads * GELU'(input)`, element by element.
+    fn exact_gelu_backward(input: FloatTensor<Self>, grads: FloatTensor<Self>)
+        -> FloatTensor<Self>;
+}
+
+/// The values of a flex tensor as f32, row-major (borrowed when they already are).
+fn with_f32<R>(tensor: &FlexTensor, read: impl FnOnce(&[f32]) -> R) -> R {
+    match tensor.as_slice::<f32>() {
+        Some(values) => read(values),
+        None => {
+            let values = tensor.clone().into_data().convert::<f32>();
+            read(values.as_slice::<f32>().unwrap_or_default())
+        }
+    }
+}
+
+/// Token ids as indices; a negative id becomes one no vocabulary has (the kernel answers NaN).
+fn indices(tensor: &FlexTensor) -> Vec<usize> {
+    let values = tensor.clone().into_data().convert::<i64>();
+    values
+        .as_slice::<i64>()
+        .unwrap_or_default()
+        .iter()
+        .map(|&id| usize::try_from(id).unwrap_or(usize::MAX))
+        .collect()
+}
+
+fn rows_and_vocab(logits: &FlexTensor) -> (usize, usize) {
+    match logits.layout().shape().as_slice() {
+        [rows, vocab] => (*rows, *vocab),
+        _ => (0, 0),
+    }
+}
+
+impl FusedBackend for Flex {
+    fn target_logprobs(logits: FlexTensor, targets: FlexTensor) -> FlexTensor {
+        let (_, vocab) = rows_and_vocab(&logits);
+        let targets = indices(&targets);
+        let out = with_f32(&logits, |values| {
+            kernel::target_logprobs(values, vocab, &targets)
+        });
+        let rows = out.len();
+        FlexTensor::from_data(TensorData::new(out, [rows]))
+    }
+
+    fn target_logprobs_backward(
+        logits: FlexTensor,
+        targets: FlexTensor,
+        logprobs: FlexTensor,
+        grads: FlexTensor,
+    ) -> FlexTensor {
+        let (rows, vocab) = rows_and_vocab(&logits);
+        let targets = indices(&targets);
+        let out = with_f32(&logits, |values| {
+            with_f32(&logprobs, |logprobs| {
+                with_f32(&grads, |grads| {
+                    kernel::target_logprobs_backward(values, vocab, &targets, logprobs, grads)
+                })
+            })
+        });
+        FlexTensor::from_data(TensorData::new(out, [rows, vocab]))
+    }
+
+    fn exact_gelu(input: FlexTensor) -> FlexTensor {
+        let shape = input.layout().shape().clone();
+        let out = with_f32(&input, kernel::gelu);
+        FlexTensor::from_data(TensorData::new(out, shape))
+    }
+
+    fn exact_gelu_backward(input: FlexTensor, grads: FlexTensor) -> FlexTensor {
+        let shape = input.layout().shape().clone();
+        let out = with_f32(&input, |input| {
+            with_f32(&grads, |grads| kernel::gelu_backward(input, grads))
+        });
+        FlexTensor::from_data(TensorData::new(out, shape))
+    }
+}
+
+/// The autodiff node: its state is what the backward needs (the logits, the targets, the
+/// forward's output), and its backward is the inner backend's fused backward.
+#[derive(Debug)]
+struct TargetLogprobNode;
+
+impl<B: FusedBackend> Backward<B, 1> for TargetLogprobNode {
+    type State = (FloatTensor<B>, IntTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        if let Some(parent) = parent {
+            let (logits, targets, logprobs) = ops.state;
+            let grad_logits = B::target_logprobs_backward(logits, targets, logprobs, grad);
+            grads.register::<B>(parent.id, grad_logits);
+        }
+    }
+}
+
+/// GELU's node: the input is its state.
+#[derive(Debug)]
+struct GeluNode;
+
+impl<B: FusedBackend> Backward<B, 1> for GeluNode {
+    type State = FloatTensor<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        if let Some(parent) = parent {
+            grads.register::<B>(parent.id, B::exact_gelu_backward(ops.state, grad));
+        }
+    }
+}
+
+impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
+    fn target_logprobs(logits: FloatTensor<Self>, targets: IntTensor<B>) -> FloatTensor<Self> {
+        match TargetLogprobNode
+            .prepare::<C>([logits.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let logits = logits.into_primitive();
+                let output = B::target_logprobs(logits.clone(), targets.clone());
+                prep.finish((logits, targets, output.clone()), output)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::target_logprobs(logits.into_primitive(), targets))
+            }
+        }
+    }
+
+    /// Not differentiated again (nothing takes a second derivative): the inner backend's
+    /// gradient, as a constant.
+    fn target_logprobs_backward(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<B>,
+        logprobs: FloatTensor<Self>,
+        grads: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let inner = B::target_logprobs_backward(
+            logits.into_primitive(),
+            targets,
+            logprobs.into_primitive(),
+            grads.into_primitive(),
+        );
+        FloatTensor::<Self>::new(inner)
+    }
+
+    fn exact_gelu(input: FloatTensor<Self>) -> FloatTensor<Self> {
+        match GeluNode
+            .prepare::<C>([input.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let input = input.into_primitive();
+                let output = B::exact_gelu(input.clone());
+                prep.finish(input, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::exact_gelu(input.into_primitive())),
+        }
+    }
+
+    /// Not differentiated again: the inner backend's gradient, as a constant.
+    fn exact_gelu_backward(
+        input: FloatTensor<Self>,
+        grads: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let inner = B::exact_gelu_backward(input.into_primitive(), grads.into_primitive());
+        FloatTensor::<Self>::new(inner)
+    }
+}
+
+/// The fused log-probability of `[rows, vocab]` logits (flex, with or without autodiff).
+pub(super) fn target_logprobs(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    let output = <Dispatch as FusedBackend>::target_logprobs(
+        logits.into_dispatch(),
+        targets.into_dispatch(),
+    );
+    Tensor::from_dispatch(output)
+}
+
+/// The fused GELU (flex, with or without autodiff).
+pub(super) fn gelu<const D: usize>(input: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedBackend>::exact_gelu(
+        input.into_dispatch(),
+    ))
+}
