@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Pack what the GPU machine needs for scripts/device/lm-experiment.sh, into folders git ignores:
+# Pack what the GPU machine needs for scripts/device/lm-experiment.sh and
+# scripts/device/gpu-bench.sh, into folders git ignores:
 #   .device/infalign.xz   the release binary (x86-64, stripped, xz)
+#   .device/bench/        the benchmark's binaries (policy_bench, ctrl_bench, xtask; stripped, xz)
+#   .device/wheels/       the peer's one Python package that machine lacks (vaderSentiment)
 #   .device/data/         the prompt files (chitchat train and test)
 #   .gl/                  the Vulkan loader packages (the device README's recipe)
 # Then, in a session lent a device machine (one call, carrying .device and .gl):
@@ -12,9 +15,19 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 TARGET=${CARGO_TARGET_DIR:-target}
 cargo build --release -p infalign-cli
-mkdir -p .device/data
+cargo build --release -p infalign-model --example policy_bench --example ctrl_bench
+cargo build --release -p xtask
+mkdir -p .device/data .device/bench .device/wheels
 strip -o .device/infalign "$TARGET/release/infalign"
 xz -6 -f -T0 .device/infalign
+for name in policy_bench ctrl_bench; do
+  strip -o ".device/bench/$name" "$TARGET/release/examples/$name"
+  xz -6 -f -T0 ".device/bench/$name"
+done
+strip -o .device/bench/xtask "$TARGET/release/xtask"
+xz -6 -f -T0 .device/bench/xtask
+ls .device/wheels/vaderSentiment-*.whl >/dev/null 2>&1 ||
+  python3 -m pip download -q --no-deps --only-binary=:all: -d .device/wheels vaderSentiment==3.3.2
 [ -e data/prompts-train.jsonl ] || "$TARGET/release/infalign" data fetch --out data
 cp data/prompts-train.jsonl data/prompts-test.jsonl .device/data/
 if ! ls .gl/*.deb >/dev/null 2>&1; then

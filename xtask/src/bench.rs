@@ -90,6 +90,15 @@ pub struct BenchArgs {
     /// Where to write the results as JSON.
     #[arg(long, default_value = "target/bench/bench.json")]
     out: PathBuf,
+    /// Run the benchmark binaries (`policy_bench`, `ctrl_bench`, `curve`) found in this folder
+    /// instead of building them: for a machine without Rust (the GPU machine; see
+    /// `scripts/device/pack.sh`).
+    #[arg(long)]
+    prebuilt: Option<PathBuf>,
+    /// The Python that runs the peer side, with its packages already installed, instead of the
+    /// project's virtual environment.
+    #[arg(long)]
+    python: Option<PathBuf>,
 }
 
 /// One work: how to run each side.
@@ -258,25 +267,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchDevice::Cpu => None,
     };
 
-    eprintln!("xtask: == the peer side: Python packages ==");
-    let python = setup::python_with(&root, PEER_PACKAGES)?;
+    let python = match &args.python {
+        Some(python) => python.clone(),
+        None => {
+            eprintln!("xtask: == the peer side: Python packages ==");
+            setup::python_with(&root, PEER_PACKAGES)?
+        }
+    };
 
-    eprintln!("xtask: == our side: release builds of the benchmark examples ==");
-    run_command(Command::new(env!("CARGO")).current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "infalign-model",
-        "--example",
-        "policy_bench",
-        "--example",
-        "ctrl_bench",
-        "-p",
-        "infalign-core",
-        "--example",
-        "curve",
-    ]))?;
-    let examples = target_dir(&root).join("release/examples");
+    let examples = match &args.prebuilt {
+        Some(folder) => folder.clone(),
+        None => {
+            build_examples(&root)?;
+            target_dir(&root).join("release/examples")
+        }
+    };
     let example = |name: &str| examples.join(name).display().to_string();
     let bundle = root.join("static/default-model");
     let work_dir = target_dir(&root).join("bench/ctrl");
@@ -495,6 +500,25 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .with_context(|| format!("writing {}", out.display()))?;
     eprintln!("xtask: wrote {}", out.display());
     Ok(())
+}
+
+/// Release builds of the benchmark binaries (ours: the policy, CTRL and curve examples).
+fn build_examples(root: &Path) -> Result<()> {
+    eprintln!("xtask: == our side: release builds of the benchmark examples ==");
+    run_command(Command::new(env!("CARGO")).current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "infalign-model",
+        "--example",
+        "policy_bench",
+        "--example",
+        "ctrl_bench",
+        "-p",
+        "infalign-core",
+        "--example",
+        "curve",
+    ]))
 }
 
 fn format_seconds(seconds: f64) -> String {

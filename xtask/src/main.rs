@@ -102,13 +102,14 @@ fn main() {
 pub fn repo_root() -> PathBuf {
     // `cargo run` sets CARGO_MANIFEST_DIR for the process it starts. Prefer that to the path
     // compiled in: a shared target directory can hold an xtask binary built from another clone.
+    // A binary carried to another machine (the GPU one) runs from the repository's root.
     let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    Path::new(&manifest_dir)
-        .parent()
-        .expect("xtask lives one level below the repository root")
-        .to_path_buf()
+    match Path::new(&manifest_dir).parent() {
+        Some(root) if root.join("Cargo.toml").is_file() => root.to_path_buf(),
+        _ => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    }
 }
 
 /// Print a command the way a person would type it, then run it; fail on a non-zero exit.
