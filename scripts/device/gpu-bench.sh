@@ -23,12 +23,9 @@ if ls .gl/*.deb >/dev/null 2>&1 && [ "$DEVICE" != cpu ]; then
   icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
   [ -e "$icd" ] && export VK_DRIVER_FILES=$icd
 fi
-BIN=/tmp/infalign-bin
-mkdir -p "$BIN/examples"
-xz -dc .device/infalign.xz >"$BIN/infalign"
-for name in policy_bench ctrl_bench; do xz -dc ".device/bench/$name.xz" >"$BIN/examples/$name"; done
-xz -dc .device/bench/xtask.xz >"$BIN/xtask"
-chmod +x "$BIN/infalign" "$BIN/xtask" "$BIN"/examples/*
+BIN=/tmp/infalign-device
+rm -rf "$BIN" && mkdir -p "$BIN" && tar xJf .device/bin.tar.xz -C "$BIN" ||
+  { echo "unpacking failed"; exit 1; }
 # The peer's Python: the machine's own (PyTorch, tokenizers, NumPy), plus the carried VADER wheel.
 PYTHON=${PYTHON:-python3}
 if [ -d .device/wheels ]; then
@@ -49,7 +46,7 @@ stage() {
   echo "== $(date +%T) $* (limit ${seconds}s)"
   timeout "$seconds" "$@" || echo "== stage ended with status $?"
 }
-stage 330 "$BIN/xtask" bench --device "$BENCH_DEVICE" --prebuilt "$BIN/examples" --python "$PYTHON" \
+stage 330 "$BIN/xtask" bench --device "$BENCH_DEVICE" --prebuilt "$BIN" --python "$PYTHON" \
   --works train,sample,ctrl --rounds "$ROUNDS" --repeats "$REPEATS" --out "$OUT/bench.json" \
   | tee "$OUT/bench.md"
 WORK=/tmp/gpu-ctrl

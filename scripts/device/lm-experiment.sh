@@ -21,8 +21,9 @@ if ls .gl/*.deb >/dev/null 2>&1 && [ "$DEVICE" != cpu ]; then
   [ -e "$icd" ] && export VK_DRIVER_FILES=$icd
 fi
 (nvidia-smi -L 2>/dev/null || echo "no NVIDIA GPU; device $DEVICE") | tee "$OUT/card.txt"
-BIN=/tmp/infalign-device
-xz -dc .device/infalign.xz >"$BIN" && chmod +x "$BIN"
+rm -rf /tmp/infalign-device && mkdir -p /tmp/infalign-device &&
+  tar xJf .device/bin.tar.xz -C /tmp/infalign-device || { echo "unpacking failed"; exit 1; }
+BIN=/tmp/infalign-device/infalign
 "$BIN" backend --device "$DEVICE" | tee -a "$OUT/card.txt"
 if [ "$SCALE" = dry ]; then
   PROMPTS=4; K=8; STEPS=2; PER_STEP=2; M=2; EVAL=3; SAMPLES=4; BETAS=0.1
