@@ -10,30 +10,15 @@
 #   run: command "bash scripts/device/gpu-bench.sh", carry [".device", ".gl"], timeout_s 600
 # Dry run here (same flow on the CPU, toy sizes):
 #   bash scripts/device/pack.sh && DEVICE=cpu SCALE=dry OUT=/tmp/gpu-dry bash scripts/device/gpu-bench.sh
-set -uo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:?set OUT to the folder the results go to}
-DEVICE=${DEVICE:-wgpu}
-SCALE=${SCALE:-full}
-mkdir -p "$OUT"
-exec > >(tee "$OUT/log.txt") 2>&1
-if ls .gl/*.deb >/dev/null 2>&1 && [ "$DEVICE" != cpu ]; then
-  for f in .gl/*.deb; do dpkg -x "$f" /; done
-  ldconfig
-  icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-  [ -e "$icd" ] && export VK_DRIVER_FILES=$icd
-fi
-BIN=/tmp/infalign-device
-rm -rf "$BIN" && mkdir -p "$BIN" && tar xJf .device/bin.tar.xz -C "$BIN" ||
-  { echo "unpacking failed"; exit 1; }
+source scripts/device/common.sh
+BIN=$BIN_DIR
 # The peer's Python: the machine's own (PyTorch, tokenizers, NumPy), plus the carried VADER wheel.
 PYTHON=${PYTHON:-python3}
 if [ -d .device/wheels ]; then
   "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .device/wheels/*.whl && export PYTHONPATH=/tmp/site
 fi
-(nvidia-smi -L 2>/dev/null || echo "no NVIDIA GPU; device $DEVICE") | tee "$OUT/card.txt"
-"$BIN/infalign" backend --device "$DEVICE" | tee -a "$OUT/card.txt"
 if [ "$SCALE" = dry ]; then
   ROUNDS=1; REPEATS=1; PROMPTS=2; K=4; STEPS=2; PER_STEP=2; M=2
 else
@@ -41,11 +26,6 @@ else
 fi
 BENCH_DEVICE=gpu
 [ "$DEVICE" = cpu ] && BENCH_DEVICE=cpu
-stage() {
-  local seconds=$1; shift
-  echo "== $(date +%T) $* (limit ${seconds}s)"
-  timeout "$seconds" "$@" || echo "== stage ended with status $?"
-}
 stage 330 "$BIN/xtask" bench --device "$BENCH_DEVICE" --prebuilt "$BIN" --python "$PYTHON" \
   --works train,sample,ctrl --rounds "$ROUNDS" --repeats "$REPEATS" --out "$OUT/bench.json" \
   | tee "$OUT/bench.md"

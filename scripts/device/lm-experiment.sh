@@ -7,24 +7,9 @@
 # (DEVICE=cpu SCALE=dry: the same commands at a toy size). Each stage has a time limit; what
 # finished is packed into $OUT/lm-experiment.tar.gz with the log and the card's name.
 # Packed by scripts/device/pack.sh.
-set -uo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:?set OUT to the folder the results go to}
-DEVICE=${DEVICE:-wgpu}
-SCALE=${SCALE:-full}
-mkdir -p "$OUT"
-exec > >(tee "$OUT/log.txt") 2>&1
-if ls .gl/*.deb >/dev/null 2>&1 && [ "$DEVICE" != cpu ]; then
-  for f in .gl/*.deb; do dpkg -x "$f" /; done
-  ldconfig
-  icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-  [ -e "$icd" ] && export VK_DRIVER_FILES=$icd
-fi
-(nvidia-smi -L 2>/dev/null || echo "no NVIDIA GPU; device $DEVICE") | tee "$OUT/card.txt"
-rm -rf /tmp/infalign-device && mkdir -p /tmp/infalign-device &&
-  tar xJf .device/bin.tar.xz -C /tmp/infalign-device || { echo "unpacking failed"; exit 1; }
-BIN=/tmp/infalign-device/infalign
-"$BIN" backend --device "$DEVICE" | tee -a "$OUT/card.txt"
+source scripts/device/common.sh
+BIN=$BIN_DIR/infalign
 if [ "$SCALE" = dry ]; then
   PROMPTS=4; K=8; STEPS=2; PER_STEP=2; M=2; EVAL=3; SAMPLES=4; BETAS=0.1
 else
@@ -32,11 +17,6 @@ else
 fi
 WORK=/tmp/lm-experiment
 mkdir -p "$WORK"
-stage() {
-  local seconds=$1; shift
-  echo "== $(date +%T) $* (limit ${seconds}s)"
-  timeout "$seconds" "$@" || echo "== stage ended with status $?"
-}
 stage 120 "$BIN" calibrate --prompts .device/data/prompts-train.jsonl --limit "$PROMPTS" --k "$K" \
   --reward vader --device "$DEVICE" --out "$WORK/calibration.json"
 stage 420 "$BIN" sweep --prompts .device/data/prompts-train.jsonl --limit "$PROMPTS" \
