@@ -198,6 +198,47 @@ fn build_web_logged(profile: WebProfile, log: Option<&Path>) -> Result<()> {
 }
 
 /// The README's test command.
+/// Build and install `crates/infalign-py` into the project's virtual environment, then run its
+/// tests against the `infalign` binary of the native build.
+fn python_package(root: &Path) -> Result<summary::Counts> {
+    let python = setup::python_with(root, PYTHON_PACKAGE_TOOLS)?;
+    let bin_dir = python
+        .parent()
+        .context("the virtual environment's python has no folder")?
+        .to_path_buf();
+    let path = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let mut install = Command::new(&python);
+    install
+        .current_dir(root)
+        .env("PATH", &path)
+        .env("CARGO_TARGET_DIR", &target)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-build-isolation",
+            "./crates/infalign-py",
+        ]);
+    if !summary::run_stage(&mut install)?.ok() {
+        return Ok(summary::Counts::failed_stage());
+    }
+    let mut pytest = Command::new(&python);
+    pytest
+        .current_dir(root)
+        .env("INFALIGN_BIN", target.join("debug/infalign"))
+        .args(["-m", "pytest", "-q", "crates/infalign-py/tests"]);
+    summary::run_and_count(&mut pytest, summary::Runner::Pytest)
+}
+
+/// What building and testing the Python package needs in the virtual environment (pinned).
+const PYTHON_PACKAGE_TOOLS: &[&str] = &["maturin==1.16.0", "pytest==9.2.0", "numpy==2.2.6"];
+
 fn test(native_only: bool) -> Result<()> {
     setup::run_base()?;
     let root = repo_root();
@@ -264,6 +305,12 @@ fn test(native_only: bool) -> Result<()> {
         .current_dir(&root)
         .args(["scripts/recompute_results.py", "results"]);
     totals.add("results recomputed", summary::run_stage(&mut recompute)?);
+
+    // The Python package (crates/infalign-py, its own workspace): built and installed into the
+    // virtual environment by maturin, then its tests, which compare it with the command the
+    // native stage built.
+    eprintln!("xtask: == the Python package: build, install, pytest ==");
+    totals.add("python package (pytest)", python_package(&root)?);
 
     if let Some(web_build) = web_build {
         let (result, elapsed) = web_build

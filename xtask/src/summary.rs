@@ -12,6 +12,8 @@ pub enum Runner {
     Cargo,
     /// Node's spec reporter: `ℹ pass 2` / `ℹ fail 0`.
     Node,
+    /// pytest's last line: `2 failed, 15 passed in 0.19s` (with `-q`, undecorated).
+    Pytest,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -23,6 +25,11 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// Whether nothing failed.
+    pub fn ok(&self) -> bool {
+        self.failed == 0
+    }
+
     /// A stage that could not run at all counts as one failure.
     pub fn failed_stage() -> Self {
         Self {
@@ -93,6 +100,14 @@ fn parse_line(line: &str, runner: Runner, counts: &mut Counts) {
                 counts.failed += n.trim().parse().unwrap_or(0);
             }
         }
+        Runner::Pytest => {
+            let line = line.trim().trim_matches('=').trim();
+            if line.contains(" in ") && (line.contains(" passed") || line.contains(" failed")) {
+                counts.passed += number_before(line, " passed").unwrap_or(0);
+                counts.failed += number_before(line, " failed").unwrap_or(0);
+                counts.failed += number_before(line, " error").unwrap_or(0);
+            }
+        }
     }
 }
 
@@ -151,6 +166,23 @@ mod tests {
         );
         parse_line("running 12 tests", Runner::Cargo, &mut counts);
         assert_eq!((counts.passed, counts.failed), (13, 3));
+    }
+
+    #[test]
+    fn reads_pytest_summaries() {
+        let mut counts = Counts::default();
+        for line in [
+            "....F",
+            "2 failed, 15 passed in 0.19s",
+            "tests/test_core.py::x PASSED",
+        ] {
+            parse_line(line, Runner::Pytest, &mut counts);
+        }
+        assert_eq!((counts.passed, counts.failed), (15, 2));
+        let mut counts = Counts::default();
+        parse_line("==== 17 passed in 0.20s ====", Runner::Pytest, &mut counts);
+        parse_line("1 passed, 1 error in 0.3s", Runner::Pytest, &mut counts);
+        assert_eq!((counts.passed, counts.failed), (18, 1));
     }
 
     #[test]

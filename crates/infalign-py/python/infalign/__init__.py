@@ -1,0 +1,29 @@
+"""InfAlign's core for Python: calibrate rewards against reference samples, transform them for
+Best-of-N or Worst-of-N, and the theory and estimators to check the result against.
+
+The functions run in Rust (infalign-core), the same code as the `infalign` command; the spec
+strings of transforms are the command's (`identity`, `log`, `exp:T`, `negexp:T`, `normexp:T`,
+`normnegexp:T`, ...). Bad input raises ValueError with the core's message.
+"""
+
+from ._core import (
+    __version__,
+    best_t,
+    calibrate,
+    lambda_for_kl,
+    theory_at_kl,
+    theory_point,
+    transform,
+    win_rate,
+)
+
+__all__ = [
+    "__version__",
+    "best_t",
+    "calibrate",
+    "lambda_for_kl",
+    "theory_at_kl",
+    "theory_point",
+    "transform",
+    "win_rate",
+]
