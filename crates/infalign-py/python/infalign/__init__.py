@@ -4,6 +4,9 @@ Best-of-N or Worst-of-N, and the theory and estimators to check the result again
 The functions run in Rust (infalign-core), the same code as the `infalign` command; the spec
 strings of transforms are the command's (`identity`, `log`, `exp:T`, `negexp:T`, `normexp:T`,
 `normnegexp:T`, ...). Bad input raises ValueError with the core's message.
+
+Adapters for the engines people train with: `infalign.trl.reward_function` (TRL's reward
+functions) and `infalign.verl.compute_score_function` (verl's custom reward).
 """
 
 from ._core import (
