@@ -67,3 +67,44 @@ def test_adapters_name_what_is_missing(call, message):
     with pytest.raises(ValueError) as raised:
         call()
     assert message in str(raised.value), str(raised.value)
+
+
+import json
+import urllib.error
+import urllib.request
+
+import infalign.openrlhf
+
+
+def test_openrlhf_reward_func_strips_the_prompt_and_reads_the_labels():
+    f = infalign.openrlhf.reward_function(length_reward, "exp:2")
+    out = f(["Q: hi A: abcd", "xy"], ["Q: hi A: ", "other prompt"],
+            [json.dumps(REFERENCES[0]), REFERENCES[1]])
+    want_u = [mid_rank(REFERENCES[0], 4.0), mid_rank(REFERENCES[1], 2.0)]
+    assert list(out["scores"]) == pytest.approx(want_u, abs=1e-7)
+    assert list(out["rewards"]) == pytest.approx([math.exp(2 * u) for u in want_u], rel=1e-6)
+    assert list(out["extra_logs"]["raw_reward"]) == [4.0, 2.0]
+
+
+def post(url, body):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_openrlhf_server_answers_the_remote_format():
+    f = infalign.openrlhf.reward_function(length_reward, "identity")
+    server = infalign.openrlhf.serve(f, port=0, block=False)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/get_reward"
+        status, body = post(url, {"query": ["P abc"], "prompts": ["P "], "labels": [[1, 2, 3, 4]]})
+        assert status == 200
+        assert body["rewards"] == pytest.approx([mid_rank([1, 2, 3, 4], 3.0)])
+        status, body = post(url, {"query": ["P abc"], "prompts": ["P "], "labels": [[]]})
+        assert status == 400 and "label 0" in body["error"]
+    finally:
+        server.shutdown()

@@ -6,7 +6,8 @@ strings of transforms are the command's (`identity`, `log`, `exp:T`, `negexp:T`,
 `normnegexp:T`, ...). Bad input raises ValueError with the core's message.
 
 Adapters for the engines people train with: `infalign.trl.reward_function` (TRL's reward
-functions) and `infalign.verl.compute_score_function` (verl's custom reward).
+functions), `infalign.verl.compute_score_function` (verl's custom reward) and
+`infalign.openrlhf.reward_function` / `serve` (OpenRLHF's reward file or remote endpoint).
 """
 
 from ._core import (
