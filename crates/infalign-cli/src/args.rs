@@ -1,7 +1,7 @@
 //! Argument groups that several commands share, declared once (`#[command(flatten)]`), so a
 //! flag means the same and says the same in every command.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -30,13 +30,23 @@ pub struct TrainingPrompts {
     /// The base policy's bundle (pi_ref; CTRL starts from it).
     #[arg(long, default_value = "static/default-model")]
     pub bundle: PathBuf,
-    /// Training prompts: `prompts-train.jsonl` of `infalign data fetch`, or an HH-RLHF file.
+    /// Training prompts: `prompts-train.jsonl` of `infalign data fetch`, or an HH-RLHF file
+    /// (required; `calibrate --from-rewards` goes without).
     #[arg(long)]
-    pub prompts: PathBuf,
+    prompts: Option<PathBuf>,
     /// Use at most this many distinct prompts, the first ones (calibrate and train with the
     /// same limit).
     #[arg(long, default_value_t = 256)]
     pub limit: usize,
+}
+
+impl TrainingPrompts {
+    /// The training prompts' file; an error when `--prompts` was not given.
+    pub fn prompts(&self) -> anyhow::Result<&Path> {
+        self.prompts
+            .as_deref()
+            .context("--prompts is required: the file of training prompts")
+    }
 }
 
 /// The inference-time procedure a policy is served with, and its N.

@@ -1,14 +1,20 @@
 //! `infalign calibrate`: K reference replies per training prompt from the base policy pi_ref,
 //! scored and kept sorted (the one reference table of `infalign_model::ctrl::reference_table`),
 //! then what K buys: distinct rewards per prompt, ties, and how far two half tables disagree.
+//! With `--from-rewards`, the reference rewards were computed elsewhere (another model, another
+//! engine): they are checked, sorted and summarised the same way, for the Python adapters.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use anyhow::Context;
 use clap::Args;
 use infalign_model::bundle::Bundle;
 use infalign_model::ctrl::prompts::read_prompts;
-use infalign_model::ctrl::{calibrate, CalibrationSettings, Decoding};
+use infalign_model::ctrl::{
+    calibrate, parse_reference_rewards, reference_rewards_jsonl, summarize, CalibrationSettings,
+    CalibrationSummary, Decoding,
+};
 use infalign_model::reward::RewardSpec;
 
 use crate::args::{DeviceArg, TrainingPrompts};
@@ -17,6 +23,8 @@ use crate::progress::items_bar;
 
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
+    /// The base policy and the prompts to sample reference replies for (not with
+    /// `--from-rewards`).
     #[command(flatten)]
     training: TrainingPrompts,
     /// Reference responses per prompt.
@@ -34,17 +42,25 @@ pub struct CalibrateArgs {
     /// Where to write the calibration set.
     #[arg(long, default_value = "runs/calibration.json")]
     out: PathBuf,
+    /// Reference rewards computed elsewhere, JSON Lines of `{"prompt": ..., "reference_rewards":
+    /// [...]}`: check, sort and summarise them into `--out` (the same format, for the Python
+    /// adapters' `reference_rewards` column) instead of sampling from a bundle.
+    #[arg(long, value_name = "FILE")]
+    from_rewards: Option<PathBuf>,
     #[command(flatten)]
     device: DeviceArg,
 }
 
 pub fn calibrate_command(args: CalibrateArgs) -> anyhow::Result<()> {
+    if let Some(from) = &args.from_rewards {
+        return calibrate_external(from, &args.out);
+    }
     let bundle = Bundle::read_dir(&args.training.bundle)?;
     let backend = args.device.resolve()?;
     let base = bundle.policy(&backend.device)?;
     let spec: RewardSpec = args.reward.parse()?;
     let reward = spec.load()?;
-    let prompts = read_prompts(&args.training.prompts, args.training.limit)?;
+    let prompts = read_prompts(args.training.prompts()?, args.training.limit)?;
     let settings = CalibrationSettings {
         k: args.k,
         reward: spec,
@@ -74,12 +90,16 @@ pub fn calibrate_command(args: CalibrateArgs) -> anyhow::Result<()> {
     ))?;
     progress.finish_and_clear();
     set.write(&args.out)?;
-    let summary = set.summary()?;
+    report(&args.out, started, &set.summary()?)
+}
+
+/// Print what K buys and write it beside `out` (`*.summary.json`).
+fn report(out: &Path, started: Instant, summary: &CalibrationSummary) -> anyhow::Result<()> {
     eprintln!(
         "calibrate: wrote {} in {:.1} s; K = {}: {:.1} distinct rewards per prompt, {:.1}% of \
          reference pairs tie, split-half difference of calibrated rewards {:.3} (a K table's \
          standard error is at most {:.3})",
-        args.out.display(),
+        out.display(),
         started.elapsed().as_secs_f64(),
         summary.k,
         summary.mean_distinct,
@@ -88,7 +108,22 @@ pub fn calibrate_command(args: CalibrateArgs) -> anyhow::Result<()> {
         summary.standard_error_bound
     );
     write_atomic(
-        &args.out.with_extension("summary.json"),
-        serde_json::to_string_pretty(&summary)?,
+        &out.with_extension("summary.json"),
+        serde_json::to_string_pretty(summary)?,
     )
+}
+
+/// `--from-rewards`: reference rewards scored elsewhere, checked, sorted and summarised.
+fn calibrate_external(from: &Path, out: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let text = std::fs::read_to_string(from)
+        .with_context(|| format!("reading reference rewards from {}", from.display()))?;
+    let tables = parse_reference_rewards(&text, &from.display().to_string())?;
+    eprintln!(
+        "calibrate: {} prompts of reference rewards from {}",
+        tables.len(),
+        from.display()
+    );
+    write_atomic(out, reference_rewards_jsonl(&tables)?)?;
+    report(out, started, &summarize(&tables)?)
 }

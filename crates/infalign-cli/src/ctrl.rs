@@ -234,12 +234,13 @@ pub fn ctrl_command(args: CtrlArgs) -> anyhow::Result<()> {
         );
     }
     let reward = spec.load()?;
-    let prompts = read_prompts(&args.training.prompts, args.training.limit)?;
+    let prompts_file = args.training.prompts()?;
+    let prompts = read_prompts(prompts_file, args.training.limit)?;
     let tables = match (&calibration, config.reward.needs_calibration()) {
         (Some(set), true) => Some(set.tables_for(&prompts).with_context(|| {
             format!(
                 "{} against {}",
-                args.training.prompts.display(),
+                prompts_file.display(),
                 args.calibration.as_ref().expect("set").display()
             )
         })?),
@@ -343,7 +344,7 @@ pub fn ctrl_command(args: CtrlArgs) -> anyhow::Result<()> {
     let provenance = Provenance {
         created_by: format!("infalign {}", env!("CARGO_PKG_VERSION")),
         command: format!("infalign ctrl --transform {}", config.reward),
-        data: args.training.prompts.display().to_string(),
+        data: args.training.prompts()?.display().to_string(),
         seed: config.seed,
         steps: trainer.step,
         tokens: trainer.episodes,

@@ -308,7 +308,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
                     "--bundle".into(),
                     path_arg(&args.training.bundle),
                     "--prompts".into(),
-                    path_arg(&args.training.prompts),
+                    path_arg(args.training.prompts()?),
                     "--limit".into(),
                     args.training.limit.to_string(),
                     "--calibration".into(),

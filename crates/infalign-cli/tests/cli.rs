@@ -1283,3 +1283,73 @@ fn candidates_collect_resume_exact_and_train() {
     assert!(result(&whole)["kl"].as_f64().unwrap() > 0.0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn reference_rewards_from_elsewhere_are_checked_sorted_and_summarised() {
+    let dir = scratch_dir("from-rewards");
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("scored.jsonl");
+    std::fs::write(
+        &input,
+        concat!(
+            "{\"prompt\": \"first\", \"reference_rewards\": [0.5, -1, 0.5, 2], \"model\": \"x\"}\n",
+            "\n",
+            "{\"prompt\": \"second\", \"reference_rewards\": [3, 1, 2, 0]}\n",
+        ),
+    )
+    .unwrap();
+    let out = dir.join("calibration.jsonl");
+    let run = infalign(&[
+        "calibrate",
+        "--from-rewards",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    stdout_of(&run);
+    let lines: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["prompt"], "first");
+    assert_eq!(
+        lines[0]["reference_rewards"],
+        serde_json::json!([-1.0, 0.5, 0.5, 2.0])
+    );
+    assert_eq!(
+        lines[1]["reference_rewards"],
+        serde_json::json!([0.0, 1.0, 2.0, 3.0])
+    );
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(out.with_extension("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["prompts"], 2);
+    assert_eq!(summary["k"], 4);
+    // One tied pair among the 2 x 6 pairs of the two prompts.
+    assert!((summary["tie_fraction"].as_f64().unwrap() - 1.0 / 12.0).abs() < 1e-12);
+
+    // A bad line is named, and nothing is written.
+    std::fs::write(
+        &input,
+        "{\"prompt\": \"a\", \"reference_rewards\": [1]}\n{\"prompt\": \"b\", \"reference_rewards\": []}\n",
+    )
+    .unwrap();
+    let bad_out = dir.join("bad.jsonl");
+    let run = infalign(&[
+        "calibrate",
+        "--from-rewards",
+        input.to_str().unwrap(),
+        "--out",
+        bad_out.to_str().unwrap(),
+    ]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("line 2") && stderr.contains("reference_rewards"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!bad_out.exists());
+}

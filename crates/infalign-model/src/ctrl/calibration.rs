@@ -165,54 +165,7 @@ impl CalibrationSet {
 
     /// How noisy and how tied the set's calibrated rewards are (see [`CalibrationSummary`]).
     pub fn summary(&self) -> Result<CalibrationSummary> {
-        let k = self.settings.k;
-        let (mut distinct, mut ties, mut pairs) = (0.0, 0.0, 0.0);
-        let (mut difference, mut compared) = (0.0, 0usize);
-        for entry in &self.prompts {
-            let sorted = entry.reference.rewards();
-            let mut run = 1usize;
-            let mut values = 1usize;
-            for i in 1..=sorted.len() {
-                if i < sorted.len() && sorted[i] == sorted[i - 1] {
-                    run += 1;
-                } else {
-                    ties += (run * (run - 1) / 2) as f64;
-                    run = 1;
-                    if i < sorted.len() {
-                        values += 1;
-                    }
-                }
-            }
-            distinct += values as f64;
-            pairs += (k * (k - 1) / 2) as f64;
-            if k >= 2 {
-                // The references are i.i.d., so a random partition gives two independent halves
-                // (an alternating split of the sorted table would give two near-copies and hide
-                // the noise).
-                let mut order: Vec<usize> = (0..sorted.len()).collect();
-                crate::shuffle(&mut order, infalign_core::seed::text_key(&entry.prompt));
-                let (left, right) = order.split_at(sorted.len() / 2);
-                let first: Vec<f64> = left.iter().map(|&i| sorted[i]).collect();
-                let second: Vec<f64> = right.iter().map(|&i| sorted[i]).collect();
-                let first = ReferenceTable::new(first)?;
-                let second = ReferenceTable::new(second)?;
-                for &reward in sorted {
-                    difference += (first.calibrated_reward(reward)?
-                        - second.calibrated_reward(reward)?)
-                    .abs();
-                    compared += 1;
-                }
-            }
-        }
-        let prompts = self.prompts.len();
-        Ok(CalibrationSummary {
-            prompts,
-            k,
-            mean_distinct: distinct / prompts.max(1) as f64,
-            tie_fraction: if pairs > 0.0 { ties / pairs } else { 0.0 },
-            split_half_difference: difference / compared.max(1) as f64,
-            standard_error_bound: 0.5 / (k as f64).sqrt(),
-        })
+        summarize(&self.prompts)
     }
 
     /// Read a calibration file.
@@ -285,4 +238,128 @@ pub async fn calibrate(
         settings,
         prompts: entries,
     })
+}
+
+/// [`CalibrationSet::summary`] of any tables; `k` is the smallest table's size (they may differ
+/// when the rewards came from elsewhere), and the standard-error bound is that table's.
+pub fn summarize(tables: &[CalibratedPrompt]) -> Result<CalibrationSummary> {
+    let k = tables
+        .iter()
+        .map(|entry| entry.reference.len())
+        .min()
+        .unwrap_or(0);
+    let (mut distinct, mut ties, mut pairs) = (0.0, 0.0, 0.0);
+    let (mut difference, mut compared) = (0.0, 0usize);
+    for entry in tables {
+        let sorted = entry.reference.rewards();
+        let mut run = 1usize;
+        let mut values = 1usize;
+        for i in 1..=sorted.len() {
+            if i < sorted.len() && sorted[i] == sorted[i - 1] {
+                run += 1;
+            } else {
+                ties += (run * (run - 1) / 2) as f64;
+                run = 1;
+                if i < sorted.len() {
+                    values += 1;
+                }
+            }
+        }
+        distinct += values as f64;
+        let size = sorted.len();
+        pairs += (size * size.saturating_sub(1) / 2) as f64;
+        if size >= 2 {
+            // The references are i.i.d., so a random partition gives two independent halves
+            // (an alternating split of the sorted table would give two near-copies and hide
+            // the noise).
+            let mut order: Vec<usize> = (0..sorted.len()).collect();
+            crate::shuffle(&mut order, infalign_core::seed::text_key(&entry.prompt));
+            let (left, right) = order.split_at(sorted.len() / 2);
+            let first: Vec<f64> = left.iter().map(|&i| sorted[i]).collect();
+            let second: Vec<f64> = right.iter().map(|&i| sorted[i]).collect();
+            let first = ReferenceTable::new(first)?;
+            let second = ReferenceTable::new(second)?;
+            for &reward in sorted {
+                difference +=
+                    (first.calibrated_reward(reward)? - second.calibrated_reward(reward)?).abs();
+                compared += 1;
+            }
+        }
+    }
+    let prompts = tables.len();
+    Ok(CalibrationSummary {
+        prompts,
+        k,
+        mean_distinct: distinct / prompts.max(1) as f64,
+        tie_fraction: if pairs > 0.0 { ties / pairs } else { 0.0 },
+        split_half_difference: difference / compared.max(1) as f64,
+        standard_error_bound: 0.5 / (k.max(1) as f64).sqrt(),
+    })
+}
+
+/// The reference rewards of prompts whose replies were scored elsewhere: JSON Lines, one prompt
+/// per line, `{"prompt": "...", "reference_rewards": [r1, ..., rK]}` (other fields are ignored).
+/// `infalign calibrate --from-rewards` reads it and writes it back checked, with each prompt's
+/// rewards sorted: the column the Python adapters (`infalign.trl`, `.verl`, `.openrlhf`) read.
+pub const REFERENCE_REWARDS_FORMAT: &str = "infalign reference rewards (JSON Lines), version 1";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ReferenceRewardsLine {
+    prompt: String,
+    reference_rewards: Vec<f64>,
+}
+
+/// Parse reference rewards in the [`REFERENCE_REWARDS_FORMAT`]; an error names `origin` and the
+/// line (a missing field, a non-number, an empty list, a repeated prompt).
+pub fn parse_reference_rewards(text: &str, origin: &str) -> Result<Vec<CalibratedPrompt>> {
+    let mut tables = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fail = |reason: String| Error::Parse {
+            origin: format!("{origin}, line {number}"),
+            reason,
+        };
+        let parsed: ReferenceRewardsLine = serde_json::from_str(line).map_err(|error| {
+            fail(format!(
+                "{error} (expected {{\"prompt\": ..., \"reference_rewards\": [...]}})"
+            ))
+        })?;
+        if let Some(first) = seen.insert(parsed.prompt.clone(), number) {
+            return Err(fail(format!("repeats the prompt of line {first}")));
+        }
+        let reference = ReferenceTable::new(parsed.reference_rewards)
+            .map_err(|error| fail(format!("reference_rewards: {error}")))?;
+        tables.push(CalibratedPrompt {
+            prompt: parsed.prompt,
+            reference,
+        });
+    }
+    if tables.is_empty() {
+        return Err(Error::Parse {
+            origin: origin.to_string(),
+            reason: "no prompts".into(),
+        });
+    }
+    Ok(tables)
+}
+
+/// The tables in the [`REFERENCE_REWARDS_FORMAT`], rewards sorted, one line per prompt.
+pub fn reference_rewards_jsonl(tables: &[CalibratedPrompt]) -> Result<String> {
+    let mut out = String::new();
+    for entry in tables {
+        let line = ReferenceRewardsLine {
+            prompt: entry.prompt.clone(),
+            reference_rewards: entry.reference.rewards().to_vec(),
+        };
+        out += &serde_json::to_string(&line).map_err(|error| Error::Invalid {
+            what: "reference rewards".into(),
+            reason: error.to_string(),
+        })?;
+        out.push('\n');
+    }
+    Ok(out)
 }

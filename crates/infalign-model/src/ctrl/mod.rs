@@ -20,7 +20,10 @@ pub mod prompts;
 pub mod rollout;
 pub mod trainer;
 
-pub use calibration::{calibrate, CalibrationSet, CalibrationSettings, CalibrationSummary};
+pub use calibration::{
+    calibrate, parse_reference_rewards, reference_rewards_jsonl, summarize, CalibrationSet,
+    CalibrationSettings, CalibrationSummary, REFERENCE_REWARDS_FORMAT,
+};
 pub use eval::{
     calibrated_kl_of, paired_difference, per_prompt_win_rates, replies_csv, sample_prompts,
     summarise, EvalReport, EvalSettings, Evaluation, PromptSamples, REPLIES_FILE,
