@@ -1,6 +1,8 @@
 //! `infalign eval`: a policy against the base policy on held-out prompts: standard, BoN_N and
 //! WoN_N win rates (exact U-statistics), the KL and the calibrated rewards' KL, with bootstrap
-//! intervals, in `eval.json` / `eval.md`, and every reply's rewards in `replies.csv.gz`.
+//! intervals, in `eval.json` / `eval.md`, and every reply's rewards in `replies.csv.gz`. With
+//! `--scored`, the rollouts were sampled and scored elsewhere (another engine) and only summarised
+//! here, into the same files.
 
 use std::path::{Path, PathBuf};
 
@@ -9,8 +11,8 @@ use clap::Args;
 use infalign_model::bundle::Bundle;
 use infalign_model::ctrl::prompts::read_prompts;
 use infalign_model::ctrl::{
-    calibrated_kl_of, replies_csv, sample_prompts, summarise, Decoding, EvalReport, EvalSettings,
-    Evaluation, PromptSamples, REPLIES_FILE,
+    calibrated_kl_of, parse_scored, replies_csv, sample_prompts, summarise, Decoding, EvalReport,
+    EvalSettings, Evaluation, PromptSamples, REPLIES_FILE,
 };
 
 use crate::args::DeviceArg;
@@ -22,15 +24,20 @@ use crate::ctrl::TRAINED_POLICY;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// A bundle (a CTRL run's `bundle/`, or any bundle: its base policy is pi_ref).
+    /// A bundle (a CTRL run's `bundle/`, or any bundle: its base policy is pi_ref); required
+    /// unless `--scored`.
     #[arg(long)]
-    bundle: PathBuf,
+    bundle: Option<PathBuf>,
+    /// Rollouts sampled and scored elsewhere, JSON Lines of `{"prompt", "policy_rewards",
+    /// "reference_rewards", "log_ratios"}`: summarise them instead of sampling from a bundle.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["bundle", "prompts"])]
+    scored: Option<PathBuf>,
     /// The policy evaluated against the bundle's base policy.
     #[arg(long, default_value = TRAINED_POLICY)]
     policy: String,
-    /// Held-out prompts (`prompts-test.jsonl`, or an HH-RLHF file).
+    /// Held-out prompts (`prompts-test.jsonl`, or an HH-RLHF file); required unless `--scored`.
     #[arg(long)]
-    prompts: PathBuf,
+    prompts: Option<PathBuf>,
     /// Use at most this many distinct prompts.
     #[arg(long, default_value_t = 64)]
     limit: usize,
@@ -64,22 +71,33 @@ pub struct EvalArgs {
 }
 
 pub fn eval_command(args: EvalArgs) -> anyhow::Result<()> {
-    let bundle = Bundle::read_dir(&args.bundle)?;
+    if let Some(scored) = &args.scored {
+        return eval_scored(&args, scored);
+    }
+    let bundle_dir = args
+        .bundle
+        .as_ref()
+        .context("--bundle is required (or --scored FILE, for rollouts scored elsewhere)")?;
+    let prompts_file = args
+        .prompts
+        .as_ref()
+        .context("--prompts is required: the held-out prompts")?;
+    let bundle = Bundle::read_dir(bundle_dir)?;
     let backend = args.device.resolve()?;
     let reference = bundle.policy(&backend.device)?;
     let policy = bundle
         .named_policy(&args.policy, &backend.device)
-        .with_context(|| format!("{}: policy {:?}", args.bundle.display(), args.policy))?;
+        .with_context(|| format!("{}: policy {:?}", bundle_dir.display(), args.policy))?;
     let spec = spec_or(args.reward.as_deref(), bundle.manifest.reward.clone())?;
     let reward = spec.load()?;
-    let prompts = read_prompts(&args.prompts, args.limit)?;
+    let prompts = read_prompts(prompts_file, args.limit)?;
     let settings = EvalSettings {
         samples: args.samples,
         ns: args.n.clone(),
-        decoding: Decoding {
+        decoding: Some(Decoding {
             max_new_tokens: args.max_new_tokens,
             ..Decoding::default()
-        },
+        }),
         seed: args.seed,
         resamples: args.resamples,
         level: 0.95,
@@ -105,30 +123,76 @@ pub fn eval_command(args: EvalArgs) -> anyhow::Result<()> {
     let report = summarise(&samples, &settings)?;
     let label = args.label.clone().unwrap_or_else(|| args.policy.clone());
     let document = Evaluation {
-        prompts: args.prompts.display().to_string(),
+        prompts: prompts_file.display().to_string(),
         settings,
-        report: report.clone(),
+        report,
         policy: Some(args.policy.clone()),
-        bundle: Some(args.bundle.display().to_string()),
-        label: Some(label.clone()),
+        bundle: Some(bundle_dir.display().to_string()),
+        label: Some(label),
         reward: Some(spec.clone()),
     };
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    write_evaluation(&args.out, &document, &samples)
+}
+
+/// `--scored`: rollouts from elsewhere, summarised like our own (M is each side's smallest count
+/// over the prompts).
+fn eval_scored(args: &EvalArgs, scored: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(scored)
+        .with_context(|| format!("reading scored rollouts from {}", scored.display()))?;
+    let (prompts, samples) = parse_scored(&text, &scored.display().to_string())?;
+    let samples_per_side = samples
+        .iter()
+        .map(|s| s.policy_rewards.len().min(s.reference_rewards.len()))
+        .min()
+        .unwrap_or(0);
+    let settings = EvalSettings {
+        samples: samples_per_side,
+        ns: args.n.clone(),
+        decoding: None,
+        seed: args.seed,
+        resamples: args.resamples,
+        level: 0.95,
+    };
+    settings
+        .validate()
+        .with_context(|| format!("{}: the smallest side of a prompt", scored.display()))?;
+    eprintln!(
+        "eval: {} prompts of rollouts scored elsewhere, at least {samples_per_side} replies per \
+         side",
+        prompts.len()
+    );
+    let report = summarise(&samples, &settings)?;
+    let document = Evaluation {
+        prompts: scored.display().to_string(),
+        settings,
+        report,
+        policy: None,
+        bundle: None,
+        label: Some(args.label.clone().unwrap_or_else(|| "scored".into())),
+        reward: None,
+    };
+    write_evaluation(&args.out, &document, &samples)
+}
+
+/// `eval.json`, `samples.json`, the per-reply file and `eval.md` (also printed).
+fn write_evaluation(
+    out: &Path,
+    document: &Evaluation,
+    samples: &[PromptSamples],
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     write_atomic(
-        &args.out.join("eval.json"),
-        serde_json::to_string_pretty(&document)?,
+        &out.join("eval.json"),
+        serde_json::to_string_pretty(document)?,
     )?;
+    write_atomic(&out.join("samples.json"), serde_json::to_string(samples)?)?;
     write_atomic(
-        &args.out.join("samples.json"),
-        serde_json::to_string(&samples)?,
+        &out.join(REPLIES_FILE),
+        crate::candidates::gzip(replies_csv(samples)?.as_bytes())?,
     )?;
-    write_atomic(
-        &args.out.join(REPLIES_FILE),
-        crate::candidates::gzip(replies_csv(&samples)?.as_bytes())?,
-    )?;
-    let table = markdown_report(&label, &report);
-    write_atomic(&args.out.join("eval.md"), &table)?;
+    let label = document.label.as_deref().unwrap_or("policy");
+    let table = markdown_report(label, &document.report);
+    write_atomic(&out.join("eval.md"), &table)?;
     print_stdout(&table)
 }
 

@@ -1353,3 +1353,109 @@ fn reference_rewards_from_elsewhere_are_checked_sorted_and_summarised() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!bad_out.exists());
 }
+
+/// W(best of n of `a` beats best of n of `b`) by enumerating every n-subset (ties count half).
+fn brute_force_bon(a: &[f64], b: &[f64], n: usize) -> f64 {
+    fn subsets(values: &[f64], n: usize) -> Vec<f64> {
+        if n == 0 {
+            return vec![f64::NEG_INFINITY];
+        }
+        (0..values.len())
+            .flat_map(|i| {
+                subsets(&values[i + 1..], n - 1)
+                    .into_iter()
+                    .map(move |rest| rest.max(values[i]))
+            })
+            .collect()
+    }
+    let (sa, sb) = (subsets(a, n), subsets(b, n));
+    let mut total = 0.0;
+    for x in &sa {
+        for y in &sb {
+            total += if x > y {
+                1.0
+            } else if x == y {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    total / (sa.len() * sb.len()) as f64
+}
+
+#[test]
+fn rollouts_scored_elsewhere_evaluate_into_the_same_files() {
+    let dir = scratch_dir("scored");
+    std::fs::create_dir_all(&dir).unwrap();
+    let rows = [
+        (
+            [0.9, 0.1, 0.5, 0.7],
+            [0.2, 0.4, 0.5, 0.0],
+            [0.3, -0.1, 0.2, 0.0],
+        ),
+        (
+            [0.0, 0.3, 0.3, 1.0],
+            [0.6, 0.1, 0.3, 0.8],
+            [0.1, 0.1, -0.2, 0.4],
+        ),
+    ];
+    let text: String = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (p, r, l))| {
+            serde_json::json!({"prompt": format!("prompt {i}"), "policy_rewards": p,
+                "reference_rewards": r, "log_ratios": l, "engine": "elsewhere"})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let input = dir.join("scored.jsonl");
+    std::fs::write(&input, text).unwrap();
+    let out = dir.join("eval");
+    let scored = ["eval", "--scored", input.to_str().unwrap(), "--n", "2"];
+    let args = [
+        &scored[..],
+        &["--resamples", "200", "--out", out.to_str().unwrap()],
+    ]
+    .concat();
+    stdout_of(&infalign(&args));
+    let eval: Value =
+        serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap();
+    let report = &eval["report"];
+    let mean = |f: &dyn Fn(&Row) -> f64| rows.iter().map(f).sum::<f64>() / rows.len() as f64;
+    let standard = mean(&|(p, r, _)| brute_force_bon(p, r, 1));
+    let bon2 = mean(&|(p, r, _)| brute_force_bon(p, r, 2));
+    let kl = mean(&|(_, _, l)| l.iter().sum::<f64>() / 4.0);
+    let close = |value: &Value, want: f64| (value.as_f64().unwrap() - want).abs() < 1e-12;
+    assert!(close(&report["standard"]["estimate"], standard), "{report}");
+    assert!(close(&report["kl"]["estimate"], kl), "{report}");
+    let bon = report["procedures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["procedure"] == "bon" && p["n"] == 2)
+        .unwrap();
+    assert!(close(&bon["win_rate"]["estimate"], bon2), "{bon}");
+    assert!(eval["settings"].get("decoding").is_none(), "{eval}");
+    assert_eq!(eval["report"]["samples"], 4);
+    for file in ["eval.md", "samples.json", "replies.csv.gz"] {
+        assert!(out.join(file).exists(), "{file}");
+    }
+
+    // A line whose counts disagree is named; nothing is written.
+    std::fs::write(
+        &input,
+        "{\"prompt\": \"a\", \"policy_rewards\": [1, 2], \"reference_rewards\": [1, 2], \"log_ratios\": [0]}\n",
+    )
+    .unwrap();
+    let bad = dir.join("bad");
+    let run = infalign(&[&scored[..], &["--out", bad.to_str().unwrap()]].concat());
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("line 1") && stderr.contains("log_ratios"),
+        "{stderr}"
+    );
+    assert!(!bad.exists());
+}

@@ -31,8 +31,10 @@ pub struct EvalSettings {
     pub samples: usize,
     /// The N of the BoN_N and WoN_N win rates.
     pub ns: Vec<u32>,
-    /// How both sides sample.
-    pub decoding: Decoding,
+    /// How both sides sample; absent when the replies were sampled and scored elsewhere
+    /// (`infalign eval --scored`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoding: Option<Decoding>,
     /// Seed of the samplers and of the bootstrap.
     pub seed: u64,
     /// Bootstrap resamples over prompts.
@@ -68,7 +70,10 @@ impl EvalSettings {
         if !(self.level > 0.0 && self.level < 1.0) {
             return invalid("level", format!("{} is not in (0, 1)", self.level));
         }
-        self.decoding.validate(true)
+        match &self.decoding {
+            Some(decoding) => decoding.validate(true),
+            None => Ok(()),
+        }
     }
 }
 
@@ -133,6 +138,10 @@ pub async fn sample_prompts(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<PromptSamples>> {
     settings.validate()?;
+    let decoding = settings.decoding.as_ref().ok_or_else(|| Error::Invalid {
+        what: "evaluation setting `decoding`".into(),
+        reason: "missing: sampling needs to know how to decode".into(),
+    })?;
     let m = settings.samples;
     let mut out = Vec::with_capacity(prompts.len());
     for (index, prompt) in prompts.iter().enumerate() {
@@ -142,7 +151,7 @@ pub async fn sample_prompts(
             policy,
             tokenizer,
             &messages,
-            &settings.decoding,
+            decoding,
             derive_seed(settings.seed, Stream::EvalPolicy, key),
         )
         .await?;
@@ -154,7 +163,7 @@ pub async fn sample_prompts(
             prompt,
             reward,
             m,
-            &settings.decoding,
+            decoding,
             settings.seed,
             async |_| {},
         )
@@ -169,6 +178,78 @@ pub async fn sample_prompts(
         progress(index + 1, prompts.len());
     }
     Ok(out)
+}
+
+/// Rollouts sampled and scored elsewhere, what `infalign eval --scored` reads: JSON Lines, one
+/// prompt per line, `{"prompt": "...", "policy_rewards": [...], "reference_rewards": [...],
+/// "log_ratios": [...]}`, where `log_ratios[i]` is `log pi(y_i|x) - log pi_ref(y_i|x)` of the
+/// policy's reply i (other fields are ignored).
+pub const SCORED_FORMAT: &str = "infalign scored rollouts (JSON Lines), version 1";
+
+#[derive(Debug, Deserialize)]
+struct ScoredLine {
+    prompt: String,
+    policy_rewards: Vec<f64>,
+    reference_rewards: Vec<f64>,
+    log_ratios: Vec<f64>,
+}
+
+/// Parse rollouts in the [`SCORED_FORMAT`]: the prompts and their samples, in order. An error
+/// names `origin` and the line (a missing field, a non-finite number, a count that does not
+/// match, a repeated prompt).
+pub fn parse_scored(text: &str, origin: &str) -> Result<(Vec<String>, Vec<PromptSamples>)> {
+    let (mut prompts, mut samples) = (Vec::new(), Vec::new());
+    let mut seen = std::collections::HashMap::new();
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fail = |reason: String| Error::Parse {
+            origin: format!("{origin}, line {number}"),
+            reason,
+        };
+        let parsed: ScoredLine =
+            serde_json::from_str(line).map_err(|error| fail(error.to_string()))?;
+        if let Some(first) = seen.insert(parsed.prompt.clone(), number) {
+            return Err(fail(format!("repeats the prompt of line {first}")));
+        }
+        for (field, values) in [
+            ("policy_rewards", &parsed.policy_rewards),
+            ("reference_rewards", &parsed.reference_rewards),
+            ("log_ratios", &parsed.log_ratios),
+        ] {
+            if values.len() < 2 {
+                return Err(fail(format!(
+                    "{field} has {} values; need at least 2",
+                    values.len()
+                )));
+            }
+            if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+                return Err(fail(format!("{field} holds {bad}")));
+            }
+        }
+        if parsed.log_ratios.len() != parsed.policy_rewards.len() {
+            return Err(fail(format!(
+                "{} log_ratios for {} policy_rewards (one per policy reply)",
+                parsed.log_ratios.len(),
+                parsed.policy_rewards.len()
+            )));
+        }
+        prompts.push(parsed.prompt);
+        samples.push(PromptSamples {
+            policy_rewards: parsed.policy_rewards,
+            reference_rewards: parsed.reference_rewards,
+            log_ratios: parsed.log_ratios,
+        });
+    }
+    if samples.is_empty() {
+        return Err(Error::Parse {
+            origin: origin.to_string(),
+            reason: "no prompts".into(),
+        });
+    }
+    Ok((prompts, samples))
 }
 
 /// The per-reply file every evaluation writes beside `eval.json`, so that anyone can recompute
@@ -422,7 +503,7 @@ mod tests {
         EvalSettings {
             samples: 4,
             ns: vec![2],
-            decoding: Decoding::default(),
+            decoding: Some(Decoding::default()),
             seed: 3,
             resamples: 500,
             level: 0.95,
