@@ -1388,7 +1388,9 @@ fn brute_force_bon(a: &[f64], b: &[f64], n: usize) -> f64 {
 fn rollouts_scored_elsewhere_evaluate_into_the_same_files() {
     let dir = scratch_dir("scored");
     std::fs::create_dir_all(&dir).unwrap();
-    let rows = [
+    // Per prompt: the policy's rewards, the reference's, the policy replies' log ratios.
+    type Row = ([f64; 4], [f64; 4], [f64; 4]);
+    let rows: [Row; 2] = [
         (
             [0.9, 0.1, 0.5, 0.7],
             [0.2, 0.4, 0.5, 0.0],
