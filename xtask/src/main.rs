@@ -65,6 +65,18 @@ enum Task {
     Ci,
     /// Benchmarks against PyTorch and NumPy, run side by side (a table, and JSON).
     Bench(bench::BenchArgs),
+    /// CTRL inside a training engine: installs PyTorch, transformers and TRL in `.venv` (PyTorch
+    /// is gigabytes, so not part of CI), then runs `scripts/engines/trl_run.py` (a few RLOO steps
+    /// with the calibrated, transformed reward, evaluated back by `infalign eval --scored`) and
+    /// `scripts/hf_export_check.py`.
+    Engines {
+        /// Where the run writes (its log, the TRL run, the evaluation).
+        #[arg(long, default_value = "target/engines")]
+        out: PathBuf,
+        /// RLOO steps.
+        #[arg(long, default_value_t = 4)]
+        steps: usize,
+    },
 }
 
 fn main() {
@@ -91,6 +103,7 @@ fn main() {
         Task::Test { native_only } => test(native_only),
         Task::Ci => ci(),
         Task::Bench(args) => bench::run(args),
+        Task::Engines { out, steps } => engines(&out, steps),
     };
     if let Err(error) = result {
         eprintln!("xtask: error: {error:#}");
@@ -234,6 +247,61 @@ fn python_package(root: &Path) -> Result<summary::Counts> {
         .env("INFALIGN_BIN", target.join("debug/infalign"))
         .args(["-m", "pytest", "-q", "crates/infalign-py/tests"]);
     summary::run_and_count(&mut pytest, summary::Runner::Pytest)
+}
+
+/// The engines `cargo xtask engines` runs in (pinned; PyPI's torch wheel).
+const ENGINE_PACKAGES: &[&str] = &[
+    "torch==2.9.1",
+    "transformers==5.25.0",
+    "trl==1.16.0",
+    "datasets==5.2.0",
+    "accelerate==1.16.0",
+    "vaderSentiment==3.3.2",
+];
+
+/// `cargo xtask engines`: the package, the engines, the TRL run and the export check.
+fn engines(out: &Path, steps: usize) -> Result<()> {
+    let root = repo_root();
+    let out = if out.is_absolute() {
+        out.to_path_buf()
+    } else {
+        root.join(out)
+    };
+    setup::run_base()?;
+    let python = setup::python_with(&root, ENGINE_PACKAGES)?;
+    if !python_package(&root)?.ok() {
+        bail!("the Python package's build or tests failed");
+    }
+    run_command(Command::new(env!("CARGO")).current_dir(&root).args([
+        "build",
+        "--workspace",
+        "--exclude",
+        "infalign-web",
+        "--bin",
+        "infalign",
+    ]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let infalign = target.join("debug/infalign");
+    run_command(
+        Command::new(&python)
+            .current_dir(&root)
+            .arg("scripts/engines/trl_run.py")
+            .arg("--infalign")
+            .arg(&infalign)
+            .arg("--out")
+            .arg(&out)
+            .args(["--steps", &steps.to_string()]),
+    )?;
+    let policy = out.join("base.safetensors");
+    run_command(
+        Command::new(&python)
+            .current_dir(&root)
+            .arg("scripts/hf_export_check.py")
+            .arg(&policy)
+            .arg("static/default-model/tokenizer.json"),
+    )
 }
 
 /// What building and testing the Python package needs in the virtual environment (pinned).
