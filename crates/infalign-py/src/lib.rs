@@ -147,6 +147,85 @@ fn win_rate(procedure: &str, policy: Floats<'_>, reference: Floats<'_>, n: usize
     estimators::procedure_win_rate(procedure, n, &policy, &reference).map_err(value_error)
 }
 
+fn interval_dict<'py>(
+    py: Python<'py>,
+    interval: &estimators::ConfidenceInterval,
+) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("estimate", interval.estimate)?;
+    dict.set_item("lower", interval.lower)?;
+    dict.set_item("upper", interval.upper)?;
+    dict.set_item("level", interval.level)?;
+    dict.set_item("std_error", interval.std_error)?;
+    Ok(dict)
+}
+
+/// The mean of per-prompt values with a bootstrap interval over prompts (seeded, so the same
+/// call gives the same interval): `{"estimate", "lower", "upper", "level", "std_error"}`.
+#[pyfunction]
+#[pyo3(signature = (per_prompt, level=0.95, resamples=2000, seed=0))]
+fn bootstrap_mean<'py>(
+    py: Python<'py>,
+    per_prompt: Floats<'py>,
+    level: f64,
+    resamples: usize,
+    seed: u64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let interval = estimators::bootstrap_mean(&to_vec(&per_prompt), level, resamples, seed)
+        .map_err(value_error)?;
+    interval_dict(py, &interval)
+}
+
+/// The KL of the policy's calibrated rewards from uniform (what the theory's curves are drawn
+/// against), bias-corrected, with its interval; `policy[i]` and `reference[i]` are prompt i's
+/// rewards (every prompt with the same number K of reference rewards).
+#[pyfunction]
+#[pyo3(signature = (policy, reference, level=0.95, resamples=2000, seed=0))]
+fn calibrated_kl<'py>(
+    py: Python<'py>,
+    policy: Vec<Vec<f64>>,
+    reference: Vec<Vec<f64>>,
+    level: f64,
+    resamples: usize,
+    seed: u64,
+) -> PyResult<Bound<'py, PyDict>> {
+    if policy.len() != reference.len() {
+        return Err(PyValueError::new_err(format!(
+            "{} prompts of policy rewards but {} of reference rewards",
+            policy.len(),
+            reference.len()
+        )));
+    }
+    let prompts: Vec<(&[f64], &[f64])> = policy
+        .iter()
+        .zip(&reference)
+        .map(|(p, r)| (p.as_slice(), r.as_slice()))
+        .collect();
+    let interval =
+        estimators::calibrated_kl(&prompts, level, resamples, seed).map_err(value_error)?;
+    interval_dict(py, &interval)
+}
+
+/// The optimal transform for `procedure` (`bon` or `won`) at N and lambda (the paper's fixed
+/// point): `{"kl", "expected_u", "win_rate", "lambda", "n"}`.
+#[pyfunction]
+fn optimal_transform<'py>(
+    py: Python<'py>,
+    procedure: &str,
+    n: u32,
+    lam: f64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let procedure = procedure.parse::<Procedure>().map_err(value_error)?;
+    let solution = theory::optimal_transform(procedure, n, lam).map_err(value_error)?;
+    let dict = PyDict::new(py);
+    dict.set_item("lambda", solution.lambda)?;
+    dict.set_item("n", solution.n)?;
+    dict.set_item("kl", solution.kl)?;
+    dict.set_item("expected_u", solution.expected_u)?;
+    dict.set_item("win_rate", solution.win_rate)?;
+    Ok(dict)
+}
+
 #[pymodule]
 fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -157,5 +236,8 @@ fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(lambda_for_kl, module)?)?;
     module.add_function(wrap_pyfunction!(best_t, module)?)?;
     module.add_function(wrap_pyfunction!(win_rate, module)?)?;
+    module.add_function(wrap_pyfunction!(bootstrap_mean, module)?)?;
+    module.add_function(wrap_pyfunction!(calibrated_kl, module)?)?;
+    module.add_function(wrap_pyfunction!(optimal_transform, module)?)?;
     Ok(())
 }

@@ -128,3 +128,61 @@ def test_bad_input_raises_a_value_error_that_names_it(call, message):
     with pytest.raises(ValueError, match=None) as raised:
         call()
     assert message in str(raised.value), str(raised.value)
+
+
+def eval_scored(tmp_path, policy, reference, n):
+    """`infalign eval --scored` of one prompt's rewards; its eval.json and per-reply rows."""
+    import gzip
+
+    scored = tmp_path / "scored.jsonl"
+    scored.write_text(json.dumps({"prompt": "p", "policy_rewards": list(policy),
+                                  "reference_rewards": list(reference),
+                                  "log_ratios": [0.0] * len(policy)}) + "\n")
+    out = tmp_path / "eval"
+    subprocess.run([cli(), "eval", "--scored", str(scored), "--n", str(n), "--resamples", "50",
+                    "--out", str(out)], check=True, capture_output=True)
+    report = json.loads((out / "eval.json").read_text())["report"]
+    rows = gzip.decompress((out / "replies.csv.gz").read_bytes()).decode().splitlines()
+    return report, [row.split(",") for row in rows[1:]]
+
+
+def test_calibration_and_win_rates_are_the_commands(tmp_path):
+    rng = np.random.default_rng(11)
+    policy = np.round(rng.normal(0.4, 1.0, 12), 1)
+    reference = np.round(rng.normal(0.0, 1.0, 10), 1)
+    report, rows = eval_scored(tmp_path, policy, reference, 3)
+    # The per-reply file's calibrated reward of each policy reply is the binding's.
+    cli_calibrated = [float(r[4]) for r in rows if r[1] == "policy"]
+    ours = infalign.calibrate(reference, policy)
+    assert max(abs(a - b) for a, b in zip(cli_calibrated, ours)) <= 1e-12
+    # One prompt: the report's estimates are that prompt's exact win rates.
+    assert abs(report["standard"]["estimate"] - infalign.win_rate("standard", policy, reference)) <= 1e-12
+    for entry in report["procedures"]:
+        got = infalign.win_rate(entry["procedure"], policy, reference, entry["n"])
+        assert abs(entry["win_rate"]["estimate"] - got) <= 1e-12, entry
+
+
+def test_bootstrap_and_calibrated_kl():
+    values = [0.2, 0.4, 0.9, 0.1, 0.5]
+    interval = infalign.bootstrap_mean(values, seed=3)
+    assert abs(interval["estimate"] - np.mean(values)) <= 1e-12
+    assert interval["lower"] <= interval["estimate"] <= interval["upper"]
+    assert infalign.bootstrap_mean(values, seed=3) == interval  # seeded
+    rng = np.random.default_rng(5)
+    reference = [list(rng.normal(0, 1, 16)) for _ in range(40)]
+    same = [list(rng.normal(0, 1, 8)) for _ in range(40)]
+    shifted = [list(rng.normal(1.5, 1, 8)) for _ in range(40)]
+    near_zero = infalign.calibrated_kl(same, reference)["estimate"]
+    moved = infalign.calibrated_kl(shifted, reference)["estimate"]
+    assert abs(near_zero) < 0.1 and moved > 0.5, (near_zero, moved)
+    with pytest.raises(ValueError):
+        infalign.calibrated_kl(same, reference[:3])
+
+
+def test_the_optimal_transform_beats_the_tuned_exponential():
+    optimal = infalign.optimal_transform("bon", 4, 5.0)
+    assert optimal["kl"] > 0
+    tuned = infalign.best_t("exp", "bon", 4, optimal["kl"])
+    assert optimal["win_rate"] >= tuned["win_rate"] - 1e-6
+    with pytest.raises(ValueError, match="median"):
+        infalign.optimal_transform("median", 4, 5.0)

@@ -13,8 +13,11 @@ functions), `infalign.verl.compute_score_function` (verl's custom reward) and
 from ._core import (
     __version__,
     best_t,
+    bootstrap_mean,
     calibrate,
+    calibrated_kl,
     lambda_for_kl,
+    optimal_transform,
     theory_at_kl,
     theory_point,
     transform,
@@ -24,8 +27,11 @@ from ._core import (
 __all__ = [
     "__version__",
     "best_t",
+    "bootstrap_mean",
     "calibrate",
+    "calibrated_kl",
     "lambda_for_kl",
+    "optimal_transform",
     "theory_at_kl",
     "theory_point",
     "transform",

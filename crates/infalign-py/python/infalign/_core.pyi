@@ -49,3 +49,31 @@ def win_rate(
 ) -> float:
     """The win rate of the policy's rewards against the reference's by the exact U-statistic:
     "standard", or "bon" / "won" (the best or worst of n replies on each side)."""
+
+class Interval(TypedDict):
+    """A mean with its bootstrap interval over prompts."""
+
+    estimate: float
+    lower: float
+    upper: float
+    level: float
+    std_error: float
+
+def bootstrap_mean(
+    per_prompt: npt.ArrayLike, level: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> Interval:
+    """The mean of per-prompt values with a seeded bootstrap interval over prompts."""
+
+def calibrated_kl(
+    policy: list[list[float]],
+    reference: list[list[float]],
+    level: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> Interval:
+    """KL(calibrated policy rewards || uniform), bias-corrected, with its interval; one list of
+    rewards per prompt on each side, the same K reference rewards per prompt."""
+
+def optimal_transform(procedure: str, n: int, lam: float) -> dict[str, float]:
+    """The optimal transform's tilted policy for `bon` or `won` at N and lambda:
+    {"kl", "expected_u", "win_rate", "lambda", "n"}."""
