@@ -312,39 +312,20 @@ struct ReferenceRewardsLine {
 /// Parse reference rewards in the [`REFERENCE_REWARDS_FORMAT`]; an error names `origin` and the
 /// line (a missing field, a non-number, an empty list, a repeated prompt).
 pub fn parse_reference_rewards(text: &str, origin: &str) -> Result<Vec<CalibratedPrompt>> {
-    let mut tables = Vec::new();
-    let mut seen = std::collections::HashMap::new();
-    for (index, line) in text.lines().enumerate() {
-        let number = index + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let fail = |reason: String| Error::Parse {
-            origin: format!("{origin}, line {number}"),
-            reason,
-        };
-        let parsed: ReferenceRewardsLine = serde_json::from_str(line).map_err(|error| {
-            fail(format!(
-                "{error} (expected {{\"prompt\": ..., \"reference_rewards\": [...]}})"
-            ))
-        })?;
-        if let Some(first) = seen.insert(parsed.prompt.clone(), number) {
-            return Err(fail(format!("repeats the prompt of line {first}")));
-        }
-        let reference = ReferenceTable::new(parsed.reference_rewards)
-            .map_err(|error| fail(format!("reference_rewards: {error}")))?;
-        tables.push(CalibratedPrompt {
-            prompt: parsed.prompt,
-            reference,
-        });
-    }
-    if tables.is_empty() {
-        return Err(Error::Parse {
-            origin: origin.to_string(),
-            reason: "no prompts".into(),
-        });
-    }
-    Ok(tables)
+    super::prompts::parse_per_prompt_lines(
+        text,
+        origin,
+        r#"{"prompt": ..., "reference_rewards": [...]}"#,
+        |line: &ReferenceRewardsLine| &line.prompt,
+        |line, fail| {
+            let reference = ReferenceTable::new(line.reference_rewards)
+                .map_err(|error| fail(format!("reference_rewards: {error}")))?;
+            Ok(CalibratedPrompt {
+                prompt: line.prompt,
+                reference,
+            })
+        },
+    )
 }
 
 /// The tables in the [`REFERENCE_REWARDS_FORMAT`], rewards sorted, one line per prompt.

@@ -198,58 +198,43 @@ struct ScoredLine {
 /// names `origin` and the line (a missing field, a non-finite number, a count that does not
 /// match, a repeated prompt).
 pub fn parse_scored(text: &str, origin: &str) -> Result<(Vec<String>, Vec<PromptSamples>)> {
-    let (mut prompts, mut samples) = (Vec::new(), Vec::new());
-    let mut seen = std::collections::HashMap::new();
-    for (index, line) in text.lines().enumerate() {
-        let number = index + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let fail = |reason: String| Error::Parse {
-            origin: format!("{origin}, line {number}"),
-            reason,
-        };
-        let parsed: ScoredLine =
-            serde_json::from_str(line).map_err(|error| fail(error.to_string()))?;
-        if let Some(first) = seen.insert(parsed.prompt.clone(), number) {
-            return Err(fail(format!("repeats the prompt of line {first}")));
-        }
-        for (field, values) in [
-            ("policy_rewards", &parsed.policy_rewards),
-            ("reference_rewards", &parsed.reference_rewards),
-            ("log_ratios", &parsed.log_ratios),
-        ] {
-            if values.len() < 2 {
+    let parsed = super::prompts::parse_per_prompt_lines(
+        text,
+        origin,
+        r#"{"prompt", "policy_rewards", "reference_rewards", "log_ratios"}"#,
+        |line: &ScoredLine| &line.prompt,
+        |line, fail| {
+            for (field, values) in [
+                ("policy_rewards", &line.policy_rewards),
+                ("reference_rewards", &line.reference_rewards),
+                ("log_ratios", &line.log_ratios),
+            ] {
+                if values.len() < 2 {
+                    return Err(fail(format!(
+                        "{field} has {} values; need at least 2",
+                        values.len()
+                    )));
+                }
+                if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+                    return Err(fail(format!("{field} holds {bad}")));
+                }
+            }
+            if line.log_ratios.len() != line.policy_rewards.len() {
                 return Err(fail(format!(
-                    "{field} has {} values; need at least 2",
-                    values.len()
+                    "{} log_ratios for {} policy_rewards (one per policy reply)",
+                    line.log_ratios.len(),
+                    line.policy_rewards.len()
                 )));
             }
-            if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
-                return Err(fail(format!("{field} holds {bad}")));
-            }
-        }
-        if parsed.log_ratios.len() != parsed.policy_rewards.len() {
-            return Err(fail(format!(
-                "{} log_ratios for {} policy_rewards (one per policy reply)",
-                parsed.log_ratios.len(),
-                parsed.policy_rewards.len()
-            )));
-        }
-        prompts.push(parsed.prompt);
-        samples.push(PromptSamples {
-            policy_rewards: parsed.policy_rewards,
-            reference_rewards: parsed.reference_rewards,
-            log_ratios: parsed.log_ratios,
-        });
-    }
-    if samples.is_empty() {
-        return Err(Error::Parse {
-            origin: origin.to_string(),
-            reason: "no prompts".into(),
-        });
-    }
-    Ok((prompts, samples))
+            let samples = PromptSamples {
+                policy_rewards: line.policy_rewards,
+                reference_rewards: line.reference_rewards,
+                log_ratios: line.log_ratios,
+            };
+            Ok((line.prompt, samples))
+        },
+    )?;
+    Ok(parsed.into_iter().unzip())
 }
 
 /// The per-reply file every evaluation writes beside `eval.json`, so that anyone can recompute

@@ -93,6 +93,46 @@ pub fn read_prompts(path: &std::path::Path, limit: usize) -> Result<Vec<String>>
     Ok(messages)
 }
 
+/// A per-prompt file of JSON Lines (what `calibrate --from-rewards` and `eval --scored` read):
+/// each non-blank line parsed as `T`, whose prompt `prompt_of` names, then turned into the
+/// caller's value by `convert` (given a way to fail naming the line). Errors name `origin` and
+/// the line: bad JSON or a missing field (with `expected`, the line's shape), a repeated prompt,
+/// what `convert` refuses; a file with no prompts is an error too.
+pub(crate) fn parse_per_prompt_lines<T: serde::de::DeserializeOwned, U>(
+    text: &str,
+    origin: &str,
+    expected: &str,
+    prompt_of: fn(&T) -> &str,
+    mut convert: impl FnMut(T, &dyn Fn(String) -> Error) -> Result<U>,
+) -> Result<Vec<U>> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fail = |reason: String| Error::Record {
+            origin: origin.to_string(),
+            line: number,
+            reason,
+        };
+        let parsed: T = serde_json::from_str(line)
+            .map_err(|error| fail(format!("{error} (expected {expected})")))?;
+        if let Some(first) = seen.insert(prompt_of(&parsed).to_string(), number) {
+            return Err(fail(format!("repeats the prompt of line {first}")));
+        }
+        out.push(convert(parsed, &fail)?);
+    }
+    if out.is_empty() {
+        return Err(Error::Parse {
+            origin: origin.to_string(),
+            reason: "no prompts".into(),
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
