@@ -179,6 +179,21 @@ test("explorer: a link reproduces its view, and a bad one says what it ignored",
     assert.ok(Math.abs(table.identity.lambda - 20) < 1e-9);
     assert.match(await page.locator('[data-chart="densities"] text').first().textContent(), /negexp \(t = 3\)/);
     assert.equal(await page.locator("#explorer-link-notice").count(), 0);
+    // Every control has an accessible name (its own label, not the label's <output>), and the
+    // log-scaled sliders announce values, not positions.
+    const unnamed = await page.$$eval("input, select, textarea", (controls) =>
+      controls
+        .filter((c) => c.type !== "hidden" && c.type !== "file")
+        .filter((c) => !(c.labels && c.labels.length) && !c.getAttribute("aria-label"))
+        .map((c) => c.id || c.outerHTML.slice(0, 60)),
+    );
+    assert.deepEqual(unnamed, []);
+    for (const id of ["n", "t-exp", "t-negexp", "beta"]) {
+      const control = await page.$eval(`label[for="${id}"]`, (label) => label.control?.id);
+      assert.equal(control, id, `the label for #${id} names it`);
+    }
+    assert.equal(await page.locator("#t-exp").getAttribute("aria-valuetext"), "t = 20");
+    assert.equal(await page.locator("#beta").getAttribute("aria-valuetext"), "β = 0.05");
     assert.deepEqual(shared.errors, []);
   } finally {
     await shared.browser.close();

@@ -528,7 +528,7 @@ fn Controls(
     };
     view! {
         <div class="controls">
-            <label>
+            <label for="n">
                 <span>"N " <output id="n-value">{move || settings.with(|s| s.n)}</output></span>
                 <input id="n" type="range" min="1" max=N_MAX step="1"
                     prop:value=move || settings.with(|s| s.n.to_string())
@@ -536,17 +536,19 @@ fn Controls(
                         settings.update(|s| s.n = (v as u32).clamp(1, N_MAX));
                     } />
             </label>
-            <label>
+            <label for="t-exp">
                 <span>"exp t " <output id="t-exp-value">{move || short(settings.with(|s| s.t_exp))}</output></span>
                 <input id="t-exp" type="range" min="0" max="1000" step="1"
+                    aria-valuetext=move || format!("t = {}", short(settings.with(|s| s.t_exp)))
                     prop:value=move || to_slider(settings.with(|s| s.t_exp), T_RANGE).to_string()
                     on:input=move |ev| if let Some(v) = number(&ev) {
                         settings.update(|s| s.t_exp = from_slider(v, T_RANGE));
                     } />
             </label>
-            <label>
+            <label for="t-negexp">
                 <span>"negexp t " <output id="t-negexp-value">{move || short(settings.with(|s| s.t_negexp))}</output></span>
                 <input id="t-negexp" type="range" min="0" max="1000" step="1"
+                    aria-valuetext=move || format!("t = {}", short(settings.with(|s| s.t_negexp)))
                     prop:value=move || to_slider(settings.with(|s| s.t_negexp), T_RANGE).to_string()
                     on:input=move |ev| if let Some(v) = number(&ev) {
                         settings.update(|s| s.t_negexp = from_slider(v, T_RANGE));
@@ -575,9 +577,10 @@ fn Controls(
                 </label>
                 {move || if is_kl.get() {
                     view! {
-                        <label>
+                        <label for="kl">
                             <span>"KL budget " <output id="kl-value">{move || short(kl())}</output> " nats"</span>
                             <input id="kl" type="range" min=KL_RANGE.0 max=KL_RANGE.1 step="0.01"
+                                aria-valuetext=move || format!("{} nats", short(kl()))
                                 prop:value=move || kl().to_string()
                                 on:input=move |ev| if let Some(v) = number(&ev) {
                                     settings.update(|s| s.regularisation =
@@ -587,9 +590,10 @@ fn Controls(
                     }.into_any()
                 } else {
                     view! {
-                        <label>
+                        <label for="beta">
                             <span>"β " <output id="beta-value">{move || short(beta())}</output></span>
                             <input id="beta" type="range" min="0" max="1000" step="1"
+                                aria-valuetext=move || format!("β = {}", short(beta()))
                                 prop:value=move || to_slider(beta(), BETA_RANGE).to_string()
                                 on:input=move |ev| if let Some(v) = number(&ev) {
                                     settings.update(|s| s.regularisation =

@@ -128,6 +128,7 @@ pub fn App() -> impl IntoView {
                     <select
                         id="backend-switch"
                         title="Switch the compute backend"
+                        aria-label="Compute backend"
                         prop:disabled=move || compute.active.get().is_none()
                         on:change=move |event| {
                             let kind = if event_target_value(&event) == "webgpu" {

@@ -99,6 +99,7 @@ pub fn TokenizerCard() -> impl IntoView {
             <textarea
                 id="tokenizer-input"
                 rows="2"
+                aria-label="Text to split into tokens"
                 prop:value=move || text.get()
                 on:input=move |event| set_text.set(event_target_value(&event))
             ></textarea>

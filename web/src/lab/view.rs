@@ -160,7 +160,7 @@ pub(super) fn LabControls(lab: Lab, loaded: Arc<LoadedBundle>) -> impl IntoView 
                     }).collect_view()}
                 </select>
             </label>
-            <label>
+            <label for="lab-n">
                 <span>"N answers " <output id="lab-n-value">{move || settings.with(|s| s.n)}</output></span>
                 <input
                     id="lab-n"
@@ -175,7 +175,7 @@ pub(super) fn LabControls(lab: Lab, loaded: Arc<LoadedBundle>) -> impl IntoView 
                     }
                 />
             </label>
-            <label>
+            <label for="lab-k">
                 <span>"K reference answers " <output>{move || settings.with(|s| s.k)}</output></span>
                 <input
                     id="lab-k"
