@@ -48,6 +48,15 @@ pub struct LoadedBundle {
 }
 
 impl LoadedBundle {
+    /// The names of the bundle's policies, owned.
+    pub fn policy_names(&self) -> Vec<String> {
+        self.bundle
+            .policy_names()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
     /// The reward with `key`.
     pub fn reward(&self, key: &str) -> Option<&RewardChoice> {
         self.rewards.iter().find(|choice| choice.key == key)

@@ -22,7 +22,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::{describe, repo_root, run_command, setup};
+use crate::{describe, repo_root, run_command, setup, target_dir};
 
 /// Where the work runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -157,12 +157,6 @@ const PEER_PACKAGES: &[&str] = &[
     "tokenizers==0.22.1",
     "vaderSentiment==3.3.2",
 ];
-
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-}
 
 /// Run one side once; its last stdout line is its JSON record.
 fn run_side(command: &[String], threads: usize, root: &Path) -> Result<Value> {
@@ -303,6 +297,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let repeats = args.repeats.to_string();
     let flush = !args.keep_denormals;
+    let flush_flag = |mut command: Vec<String>| {
+        if flush {
+            command.push("--flush-denormals".into());
+        }
+        command
+    };
     let peer = |work: WorkKind| -> Vec<String> {
         let mut command = vec![
             python.display().to_string(),
@@ -315,9 +315,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "--device".into(),
             torch_device.into(),
         ];
-        if flush {
-            command.push("--flush-denormals".into());
-        }
         if work == WorkKind::Ctrl {
             command.extend([
                 "--work".into(),
@@ -326,13 +323,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 bundle.join("tokenizer.json").display().to_string(),
             ]);
         }
-        command
-    };
-    let flush_flag = |mut command: Vec<String>| {
-        if flush {
-            command.push("--flush-denormals".into());
-        }
-        command
+        flush_flag(command)
     };
     let policy_bench = |only: &str| -> Vec<String> {
         flush_flag(

@@ -112,6 +112,13 @@ fn main() {
 }
 
 /// The repository root (the parent of this crate's folder).
+/// Cargo's target directory: `CARGO_TARGET_DIR`, else `target/` in the repository.
+pub fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
 pub fn repo_root() -> PathBuf {
     // `cargo run` sets CARGO_MANIFEST_DIR for the process it starts. Prefer that to the path
     // compiled in: a shared target directory can hold an xtask binary built from another clone.
@@ -222,9 +229,7 @@ fn python_package(root: &Path) -> Result<summary::Counts> {
     let path = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),
     )))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target = target_dir(root);
     let mut install = Command::new(&python);
     install
         .current_dir(root)
@@ -280,9 +285,7 @@ fn engines(out: &Path, steps: usize) -> Result<()> {
         "--bin",
         "infalign",
     ]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target = target_dir(&root);
     let infalign = target.join("debug/infalign");
     run_command(
         Command::new(&python)

@@ -100,7 +100,7 @@ fn the_fused_operation_agrees_with_the_plain_one_forward_and_backward() {
 }
 
 #[test]
-fn only_the_logits_reach_the_gradient_and_a_frozen_input_has_none() {
+fn an_untracked_input_under_autodiff_gives_the_plain_values() {
     // Untracked logits (no require_grad) under autodiff: the operation still answers, and the
     // graph it builds has nothing to differentiate.
     let case = case(4, 10, 99);

@@ -366,12 +366,7 @@ impl Lab {
         self.tally.set(Tally::new());
         self.answers.set(Vec::new());
         self.phase.set(Phase::Idle);
-        let names: Vec<String> = loaded
-            .bundle
-            .policy_names()
-            .into_iter()
-            .map(str::to_string)
-            .collect();
+        let names = loaded.policy_names();
         let rewards: Vec<&str> = loaded.rewards.iter().map(|r| r.key).collect();
         let mut problems = Vec::new();
         self.settings.update(|settings| {

@@ -66,12 +66,7 @@ pub(super) fn BundleStatus(
 #[component]
 pub(super) fn LabControls(lab: Lab, loaded: Arc<LoadedBundle>) -> impl IntoView {
     let settings = lab.settings;
-    let names: Vec<String> = loaded
-        .bundle
-        .policy_names()
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let names = loaded.policy_names();
     let rewards: Vec<(&'static str, &'static str)> =
         loaded.rewards.iter().map(|r| (r.key, r.label)).collect();
     let own = move || settings.with(|s| matches!(s.prompt, PromptChoice::Own(_)));

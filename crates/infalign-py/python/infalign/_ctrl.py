@@ -2,6 +2,7 @@
 against its prompt's reference rewards, transform the calibrated value, and keep (and log) the
 raw and calibrated values of the last batch."""
 
+import json
 import logging
 import math
 from typing import Callable, List, Sequence
@@ -62,8 +63,6 @@ def reference_list(value, where: str) -> List[float]:
     """One prompt's reference rewards from a dataset column or an extra-info field: a list of
     numbers (or a JSON string of one)."""
     if isinstance(value, str):
-        import json
-
         value = json.loads(value)
     try:
         rewards = [float(v) for v in value]
