@@ -30,8 +30,9 @@ What is recomputed:
   report.procedures[*].win_rate.estimate (BoN_N / WoN_N by the exact U-statistic over all
   N-subsets), report.kl.estimate (k1), report.kl_k3.estimate (k3), report.policy_reward.estimate,
   report.reference_reward.estimate, report.prompts, report.samples, and every row's
-  calibrated_reward (mid-rank among the prompt's reference rewards). Not recomputable from the
-  data alone: the bootstrap intervals and report.calibrated_kl (bootstrap bias-corrected).
+  calibrated_reward (mid-rank among the prompt's reference rewards), and
+  report.calibrated_kl_per_prompt.estimate where present. Not recomputable from the data alone:
+  the bootstrap intervals and report.calibrated_kl (bootstrap bias-corrected).
 * exact.json (`infalign candidates exact`) + its collection (`data`): for every row of `rows`
   and `curves`: kl, win_rate.standard / .bon / .won, calibrated_kl_mean, calibrated_kl_pooled
   of the tilt pi ∝ exp(score / beta) over the candidates, and score_grid against its
@@ -376,6 +377,40 @@ def mean_of_means(per_prompt):
     return math.fsum(per_prompt) / len(per_prompt)
 
 
+# Groups of consecutive ranks per prompt in the per-prompt calibrated KL (the README's
+# "per prompt" calibrated KL; infalign's PER_PROMPT_KL_CELLS).
+PER_PROMPT_KL_GROUPS = 8
+
+
+def per_prompt_calibrated_kl(policy, reference):
+    """Mean over prompts of KL(histogram of the policy rewards' ranks || pi_ref's), ranks
+    0..K among the prompt's K reference rewards (a reward tied with t references shares 1/(t+1)
+    with each of the ranks it spans) counted in G = min(8, K + 1) groups of consecutive ranks
+    (rank r in group floor(r G / (K + 1))), minus the Miller-Madow term (occupied - 1) / (2 n).
+    Prompts without policy rewards are left out."""
+    values = []
+    for rewards, refs in zip(policy, reference):
+        if not rewards:
+            continue
+        ranks = len(refs) + 1
+        groups = min(PER_PROMPT_KL_GROUPS, ranks)
+        mass = [0.0] * groups
+        for rank in range(ranks):
+            mass[rank * groups // ranks] += 1.0 / ranks
+        counts = [0.0] * groups
+        ordered = sorted(refs)
+        for reward in rewards:
+            below = bisect.bisect_left(ordered, reward)
+            ties = bisect.bisect_right(ordered, reward) - below
+            for rank in range(below, below + ties + 1):
+                counts[rank * groups // ranks] += 1.0 / (ties + 1)
+        n = math.fsum(counts)
+        occupied = sum(1 for c in counts if c > 0)
+        kl = math.fsum(c / n * math.log(c / n / q) for c, q in zip(counts, mass) if c > 0)
+        values.append(kl - (occupied - 1) / (2 * n))
+    return mean_of_means(values) if values else math.nan
+
+
 def check_eval(path, figures):
     replies_path = os.path.join(os.path.dirname(path), REPLIES_FILE)
     doc = read_json(path)
@@ -445,6 +480,10 @@ def check_eval(path, figures):
         # k3 = (q - 1) - log q, q = pi_ref / pi = exp(-log_ratio).
         figures.check("report.kl_k3.estimate", field(doc, "report.kl_k3.estimate", path),
                       log_ratio_mean(lambda r: math.expm1(-r) + r))
+    if "calibrated_kl_per_prompt" in report:
+        figures.check("report.calibrated_kl_per_prompt.estimate",
+                      field(doc, "report.calibrated_kl_per_prompt.estimate", path),
+                      per_prompt_calibrated_kl(policy, reference))
     if "policy_reward" in report:
         figures.check("report.policy_reward.estimate",
                       field(doc, "report.policy_reward.estimate", path),

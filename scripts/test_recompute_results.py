@@ -219,6 +219,23 @@ class FormulaTests(unittest.TestCase):
         self.assertEqual(rr.mid_rank(3.0, [1.0, 3.0]), 0.75)
         self.assertEqual(rr.mid_rank(-0.0, [0.0]), 0.5)
 
+    def test_per_prompt_calibrated_kl_by_hand(self):
+        # A reward tied with both references spreads over all three ranks (one group each):
+        # the uniform, so only the Miller-Madow term is left, -(3 - 1) / (2 * 10).
+        self.assertAlmostEqual(rr.per_prompt_calibrated_kl([[0.5] * 10], [[0.5, 0.5]]), -0.1,
+                               places=14)
+        # Above every reference: one rank of five, ln 5, in both prompts.
+        refs = [0.1, 0.4, 0.5, 0.9]
+        self.assertAlmostEqual(rr.per_prompt_calibrated_kl([[2.0, 3.0], [1.0]], [refs, refs]),
+                               math.log(5), places=14)
+        # 15 references: 16 ranks in 8 groups of two. Two rewards in rank 0 and two in rank 15:
+        # groups 0 and 7 at 1/2 each against 1/8, KL ln 4, less (2 - 1) / 8; a prompt without
+        # policy rewards is left out.
+        refs = [float(i) for i in range(15)]
+        self.assertAlmostEqual(
+            rr.per_prompt_calibrated_kl([[-1.0, -2.0, 20.0, 30.0], []], [refs, refs]),
+            math.log(4) - 1 / 8, places=14)
+
     def test_served_pmf_against_enumeration_c3_n2(self):
         raw = [1.0, 1.0, 2.5]
         pi = [0.2, 0.5, 0.3]

@@ -11,8 +11,8 @@ use clap::Args;
 use infalign_model::bundle::Bundle;
 use infalign_model::ctrl::prompts::read_prompts;
 use infalign_model::ctrl::{
-    calibrated_kl_of, parse_scored, replies_csv, sample_prompts, summarise, Decoding, EvalReport,
-    EvalSettings, Evaluation, PromptSamples, REPLIES_FILE,
+    calibrated_kl_of, parse_scored, per_prompt_calibrated_kl_of, replies_csv, sample_prompts,
+    summarise, Decoding, EvalReport, EvalSettings, Evaluation, PromptSamples, REPLIES_FILE,
 };
 
 use crate::args::DeviceArg;
@@ -197,17 +197,26 @@ fn write_evaluation(
 }
 
 /// Reads `DIR/eval.json`. An evaluation written before reports had the calibrated rewards'
-/// KL gets it from `DIR/samples.json`, when that is there.
+/// KLs (pooled, per prompt) gets them from `DIR/samples.json`, when that is there.
 pub fn read_eval(dir: &Path) -> anyhow::Result<Evaluation> {
     let path = dir.join("eval.json");
     let mut document: Evaluation = read_json(&path)?;
     let samples = dir.join("samples.json");
-    if document.report.calibrated_kl.is_none() && samples.exists() {
+    let report = &mut document.report;
+    if (report.calibrated_kl.is_none() || report.calibrated_kl_per_prompt.is_none())
+        && samples.exists()
+    {
         let samples: Vec<PromptSamples> = read_json(&samples)?;
-        document.report.calibrated_kl = Some(
-            calibrated_kl_of(&samples, &document.settings)
-                .with_context(|| format!("the calibrated KL of {}", path.display()))?,
-        );
+        let context = || format!("the calibrated KL of {}", path.display());
+        if report.calibrated_kl.is_none() {
+            report.calibrated_kl =
+                Some(calibrated_kl_of(&samples, &document.settings).with_context(context)?);
+        }
+        if report.calibrated_kl_per_prompt.is_none() {
+            report.calibrated_kl_per_prompt = Some(
+                per_prompt_calibrated_kl_of(&samples, &document.settings).with_context(context)?,
+            );
+        }
     }
     Ok(document)
 }
@@ -229,7 +238,13 @@ pub fn markdown_report(label: &str, report: &EvalReport) -> String {
     out.push_str(&row("KL (k3, nats)".into(), &report.kl_k3));
     if let Some(calibrated) = &report.calibrated_kl {
         out.push_str(&row(
-            "KL of the calibrated rewards (nats)".into(),
+            "KL of the calibrated rewards, pooled (nats)".into(),
+            calibrated,
+        ));
+    }
+    if let Some(calibrated) = &report.calibrated_kl_per_prompt {
+        out.push_str(&row(
+            "KL of the calibrated rewards, per prompt (nats)".into(),
             calibrated,
         ));
     }

@@ -1,9 +1,13 @@
 //! `infalign sweep`: CTRL runs for several methods and betas (or KL budgets), each evaluated on
 //! held-out prompts, then the methods compared at matched KL: each method's measured points (KL,
 //! win rate) are joined by straight lines and read off at common KL values inside every method's
-//! range (no extrapolation). With KL budgets, runs of different methods at the same budget are
-//! also compared directly, by paired bootstrap over prompts. Writes `comparison.md`, `comparison.json` and one SVG per measure with the
-//! measured points, their intervals and the theory engine's curves.
+//! range (no extrapolation). Every evaluation meets the same prompts and reference replies, so
+//! two methods are also compared paired: at each matched KL, each prompt's win rate is read off
+//! the same straight lines and the per-prompt differences bootstrapped over prompts, with the
+//! smallest difference the comparison could have detected; with KL budgets, runs of different
+//! methods at the same budget are compared directly the same way. Writes `comparison.md`,
+//! `comparison.json` and one SVG per measure and KL axis with the measured points, their
+//! intervals and the theory engine's curves.
 //!
 //! Each run is a subprocess (`infalign ctrl`, then `infalign eval`) in `OUT/runs/NAME/`; a
 //! finished run or evaluation is reused and an interrupted one resumes, so rerunning the same
@@ -17,7 +21,8 @@ use clap::Args;
 use infalign_core::estimators::ConfidenceInterval;
 use infalign_core::{Procedure, Transform};
 use infalign_model::ctrl::{
-    paired_difference, EvalReport, EvalSettings, KlControl, PromptSamples, TrainingReward,
+    check_paired, paired_difference, paired_mean, per_prompt_win_rates, EvalReport, EvalSettings,
+    KlControl, PromptSamples, TrainingReward,
 };
 use serde::Serialize;
 
@@ -170,7 +175,8 @@ struct Point {
     /// The KL of its calibrated rewards (the report's, repeated at the top of each run in
     /// `comparison.json`).
     calibrated_kl: Option<ConfidenceInterval>,
-    /// The evaluation's per-prompt samples (for paired comparisons).
+    /// The evaluation's per-prompt samples (for paired comparisons; empty where an evaluation
+    /// kept none).
     #[serde(skip)]
     samples: Vec<PromptSamples>,
     #[serde(skip)]
@@ -189,6 +195,14 @@ impl Measure {
         match self {
             Measure::Standard => "standard".into(),
             Measure::Procedure(procedure, n) => format!("{procedure}_{n}"),
+        }
+    }
+
+    /// The procedure and N the measure's win rate is of (plain sampling: BoN_1).
+    fn procedure(self) -> (Procedure, u32) {
+        match self {
+            Measure::Standard => (Procedure::BestOfN, 1),
+            Measure::Procedure(procedure, n) => (procedure, n),
         }
     }
 
@@ -375,12 +389,15 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
                 ])?;
             }
             let evaluation = read_eval(&eval_dir)?;
-            // Per-prompt samples are needed only to pair runs at the same KL budget.
-            let samples: Vec<PromptSamples> = if args.target_kls.is_empty() {
-                Vec::new()
-            } else {
-                read_json(&eval_dir.join("samples.json"))?
-            };
+            // Per-prompt samples pair the runs: required to compare runs at the same KL
+            // budget, used at matched KL where every evaluation kept them.
+            let samples_file = eval_dir.join("samples.json");
+            let samples: Vec<PromptSamples> =
+                if args.target_kls.is_empty() && !samples_file.exists() {
+                    Vec::new()
+                } else {
+                    read_json(&samples_file)?
+                };
             points.push(Point {
                 method: method.clone(),
                 knob,
@@ -392,9 +409,15 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
         }
     }
 
+    let other = match procedure {
+        Procedure::BestOfN => Procedure::WorstOfN,
+        Procedure::WorstOfN => Procedure::BestOfN,
+    };
+    // The served procedure first; the other one is reported beside it.
     let measures = [
         Measure::Standard,
         Measure::Procedure(procedure, args.serving.n),
+        Measure::Procedure(other, args.serving.n),
     ];
     let matched = matched_values(&points, &args.methods, &args.matched_kl);
     let mut markdown = format!(
@@ -437,6 +460,15 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
         }
         markdown.push('\n');
     }
+    if !matched.is_empty() && points.iter().all(|p| !p.samples.is_empty()) {
+        markdown.push_str(&matched_paired_table(
+            &points,
+            &args.methods,
+            &matched,
+            &measures,
+            &mut comparison,
+        )?);
+    }
     if !args.target_kls.is_empty() {
         markdown.push_str(&paired_table(
             &points,
@@ -446,34 +478,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
             &mut comparison,
         )?);
     }
-    markdown.push_str(
-        "## Runs\n\nKL (k1): the policy's KL from pi_ref over whole responses. Calibrated KL: the \
-         KL of its calibrated rewards' distribution from the uniform one pi_ref gives (their \
-         ranks among the reference responses, bias-corrected), i.e. the part of the KL that \
-         moved what the reward sees; the theory engine's curves are drawn against this one.\n\n\
-         | method | run | KL (k1) | calibrated KL | standard | ",
-    );
-    markdown.push_str(&format!(
-        "{} | reward |\n|---|---|---|---|---|---|---|\n",
-        measures[1].name()
-    ));
-    for point in &points {
-        let r = &point.report;
-        let rate = measures[1].of(r).map(|c| c.estimate).unwrap_or(f64::NAN);
-        let calibrated = point.calibrated_kl.map_or("-".to_string(), |ci| {
-            format!("{:.3} [{:.3}, {:.3}]", ci.estimate, ci.lower, ci.upper)
-        });
-        markdown.push_str(&format!(
-            "| {} | {} | {:.3} [{:.3}, {:.3}] | {calibrated} | {:.3} | {rate:.3} | {:.3} |\n",
-            point.method,
-            point.knob,
-            r.kl.estimate,
-            r.kl.lower,
-            r.kl.upper,
-            r.standard.estimate,
-            r.policy_reward.estimate
-        ));
-    }
+    markdown.push_str(&runs_table(&points, &measures));
     std::fs::create_dir_all(&args.out)?;
     write_atomic(&args.out.join("comparison.md"), &markdown)?;
     write_atomic(
@@ -483,8 +488,9 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
             "matched_kl": matched, "comparison": comparison, "runs": points,
         }))?,
     )?;
-    for measure in measures {
-        for axis in [KlAxis::Policy, KlAxis::Calibrated] {
+    for measure in &measures[..2] {
+        let measure = *measure;
+        for axis in KlAxis::ALL {
             let svg = render_svg(&[comparison_chart(&points, &args.methods, measure, axis)?]);
             write_atomic(
                 &args
@@ -495,6 +501,144 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
         }
     }
     print_stdout(&markdown)
+}
+
+/// The table of every run: its KLs, signal share, win rates and reward.
+fn runs_table(points: &[Point], measures: &[Measure]) -> String {
+    let interval =
+        |ci: &ConfidenceInterval| format!("{:.3} [{:.3}, {:.3}]", ci.estimate, ci.lower, ci.upper);
+    let mut out = String::from(
+        "## Runs\n\nKL (k1): the policy's KL from pi_ref over whole responses. Calibrated KL: \
+         the KL of its calibrated rewards' distribution from the uniform one pi_ref gives \
+         (their ranks among the reference responses), i.e. the part of the KL that moved what \
+         the reward sees; pooled over prompts (bias-corrected by the bootstrap) and per prompt \
+         (each prompt's ranks in 8 groups, Miller-Madow corrected, averaged: the theory's axis; \
+         pooling understates it). Signal share: the per-prompt calibrated KL over the KL (k1). \
+         Intervals: 95 % bootstrap over prompts.\n\n| method | run | KL (k1) | calibrated \
+         KL, pooled | calibrated KL, per prompt | signal share |",
+    );
+    for measure in measures {
+        out.push_str(&format!(" {} |", measure.name()));
+    }
+    out.push_str(" reward |\n|");
+    out.push_str(&"---|".repeat(7 + measures.len()));
+    out.push('\n');
+    for point in points {
+        let r = &point.report;
+        let optional = |ci: Option<ConfidenceInterval>| ci.as_ref().map_or("-".into(), interval);
+        let share = r.calibrated_kl_per_prompt.map_or("-".into(), |c| {
+            format!("{:.0} %", 100.0 * c.estimate / r.kl.estimate)
+        });
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {share} |",
+            point.method,
+            point.knob,
+            interval(&r.kl),
+            optional(r.calibrated_kl),
+            optional(r.calibrated_kl_per_prompt),
+        ));
+        for measure in measures {
+            out.push_str(&format!(" {} |", optional(measure.of(r))));
+        }
+        out.push_str(&format!(" {:.3} |\n", r.policy_reward.estimate));
+    }
+    out
+}
+
+/// The smallest difference a comparison with standard error `se` detects with 80 % power in a
+/// two-sided test at 5 % (z = 1.96 + 0.84).
+pub const DETECTABLE_Z: f64 = 2.8;
+
+/// Each prompt's win rate under `measure` at policy KL `kl`, read off the straight line through
+/// `method`'s runs (sorted by KL) like the unpaired table; `None` outside their range.
+fn interpolated_rates(
+    points: &[Point],
+    method: &str,
+    measure: Measure,
+    kl: f64,
+) -> anyhow::Result<Option<Vec<f64>>> {
+    let (procedure, n) = measure.procedure();
+    let mut runs: Vec<&Point> = points.iter().filter(|p| p.method == method).collect();
+    runs.sort_by(|a, b| a.report.kl.estimate.total_cmp(&b.report.kl.estimate));
+    let (Some(first), Some(last)) = (runs.first(), runs.last()) else {
+        return Ok(None);
+    };
+    if kl < first.report.kl.estimate || kl > last.report.kl.estimate {
+        return Ok(None);
+    }
+    let (a, b) = match runs.windows(2).find(|w| kl <= w[1].report.kl.estimate) {
+        Some(window) => (window[0], window[1]),
+        None => (*first, *first),
+    };
+    let (xa, xb) = (a.report.kl.estimate, b.report.kl.estimate);
+    let f = if xb > xa { (kl - xa) / (xb - xa) } else { 0.0 };
+    let ra = per_prompt_win_rates(&a.samples, procedure, n as usize)?;
+    let rb = per_prompt_win_rates(&b.samples, procedure, n as usize)?;
+    Ok(Some(
+        ra.iter().zip(&rb).map(|(x, y)| x + f * (y - x)).collect(),
+    ))
+}
+
+/// Pairwise differences between methods at each matched KL: per prompt, each method's win rate
+/// read off its line, the differences bootstrapped over prompts; with the smallest difference
+/// detectable (80 % power, 5 % two-sided). Each row is also appended to `comparison`.
+fn matched_paired_table(
+    points: &[Point],
+    methods: &[String],
+    matched: &[f64],
+    measures: &[Measure],
+    comparison: &mut Vec<serde_json::Value>,
+) -> anyhow::Result<String> {
+    for pair in points.windows(2) {
+        check_paired(&pair[0].samples, &pair[1].samples).with_context(|| {
+            format!(
+                "pairing {} {} with {} {}",
+                pair[0].method, pair[0].knob, pair[1].method, pair[1].knob
+            )
+        })?;
+    }
+    let mut out = format!(
+        "## Paired differences at matched KL\n\nWin rate of the first method minus the \
+         second's at the same policy KL: each prompt's win rate read off the method's line \
+         through its runs, the per-prompt differences averaged [95% paired bootstrap interval \
+         over prompts]. Detectable: the smallest difference this evaluation finds with 80 % \
+         power at 5 % two-sided ({DETECTABLE_Z} standard errors).\n\n"
+    );
+    for (m, &measure) in measures.iter().enumerate() {
+        out.push_str(&format!(
+            "### {} win rate\n\n| KL (nats) | A - B | difference | detectable |\n|---|---|---|---|\n",
+            measure.name()
+        ));
+        for (k, &kl) in matched.iter().enumerate() {
+            for (i, a) in methods.iter().enumerate() {
+                for (j, b) in methods.iter().enumerate().skip(i + 1) {
+                    let (Some(rates_a), Some(rates_b)) = (
+                        interpolated_rates(points, a, measure, kl)?,
+                        interpolated_rates(points, b, measure, kl)?,
+                    ) else {
+                        continue;
+                    };
+                    let differences: Vec<f64> =
+                        rates_a.iter().zip(&rates_b).map(|(x, y)| x - y).collect();
+                    let stream = 1 << 32 | (((m * 64 + k) * 64 + i) * 64 + j) as u64;
+                    let difference = paired_mean(&differences, &points[0].settings, stream)?;
+                    let detectable = DETECTABLE_Z * difference.std_error;
+                    out.push_str(&format!(
+                        "| {kl:.3} | {a} - {b} | {:+.3} [{:+.3}, {:+.3}] | {detectable:.3} |\n",
+                        difference.estimate, difference.lower, difference.upper,
+                    ));
+                    comparison.push(serde_json::json!({
+                        "measure": measure.name(), "matched_kl": kl, "method": a,
+                        "baseline": b, "difference": difference.estimate,
+                        "lower": difference.lower, "upper": difference.upper,
+                        "std_error": difference.std_error, "detectable": detectable,
+                    }));
+                }
+            }
+        }
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 /// Pairwise differences between methods at each KL budget (paired bootstrap over prompts), as
@@ -514,10 +658,7 @@ fn paired_table(
          comparison is fair only where they are close.\n\n",
     );
     for &measure in measures {
-        let (procedure, n) = match measure {
-            Measure::Standard => (Procedure::BestOfN, 1),
-            Measure::Procedure(procedure, n) => (procedure, n),
-        };
+        let (procedure, n) = measure.procedure();
         out.push_str(&format!(
             "### {} win rate\n\n| KL budget | A - B | difference | KL of A, B |\n|---|---|---|---|\n",
             measure.name()
@@ -573,15 +714,24 @@ fn paired_table(
 enum KlAxis {
     /// The policy's KL over whole responses (what the budgets hold).
     Policy,
-    /// The KL of its calibrated rewards' distribution (what the theory's curves are about).
+    /// The KL of its calibrated rewards' distribution, pooled over prompts.
     Calibrated,
+    /// The same per prompt, averaged: what the theory's curves are drawn against.
+    CalibratedPerPrompt,
 }
 
 impl KlAxis {
+    const ALL: [KlAxis; 3] = [
+        KlAxis::Policy,
+        KlAxis::Calibrated,
+        KlAxis::CalibratedPerPrompt,
+    ];
+
     fn of(self, point: &Point) -> Option<ConfidenceInterval> {
         match self {
             KlAxis::Policy => Some(point.report.kl),
             KlAxis::Calibrated => point.calibrated_kl,
+            KlAxis::CalibratedPerPrompt => point.report.calibrated_kl_per_prompt,
         }
     }
 
@@ -589,13 +739,17 @@ impl KlAxis {
         match self {
             KlAxis::Policy => "winrate-vs-kl",
             KlAxis::Calibrated => "winrate-vs-calibrated-kl",
+            KlAxis::CalibratedPerPrompt => "winrate-vs-calibrated-kl-per-prompt",
         }
     }
 
     fn label(self) -> &'static str {
         match self {
             KlAxis::Policy => "KL(pi || pi_ref) (nats)",
-            KlAxis::Calibrated => "KL of the calibrated rewards from uniform (nats)",
+            KlAxis::Calibrated => "KL of the calibrated rewards from uniform, pooled (nats)",
+            KlAxis::CalibratedPerPrompt => {
+                "KL of the calibrated rewards from uniform, per prompt (nats)"
+            }
         }
     }
 }
@@ -610,7 +764,7 @@ fn comparison_chart(
 ) -> anyhow::Result<Chart> {
     let floor = match axis {
         KlAxis::Policy => 0.1,
-        KlAxis::Calibrated => 0.01,
+        KlAxis::Calibrated | KlAxis::CalibratedPerPrompt => 0.01,
     };
     let max_kl = points
         .iter()
@@ -628,10 +782,7 @@ fn comparison_chart(
             color,
         ));
         if let Ok(TrainingReward::Calibrated(transform)) = method.parse::<TrainingReward>() {
-            let (procedure, n) = match measure {
-                Measure::Standard => (Procedure::BestOfN, 1),
-                Measure::Procedure(procedure, n) => (procedure, n),
-            };
+            let (procedure, n) = measure.procedure();
             let theory_transform = match transform {
                 Transform::Optimal(_) => continue,
                 other => other,
@@ -677,6 +828,101 @@ mod tests {
         assert!((estimate - 0.7).abs() < 1e-12);
         assert!((lower - 0.625).abs() < 1e-12 && (upper - 0.775).abs() < 1e-12);
         assert_eq!(interpolate(&points[..1], 0.5), Some((0.6, 0.55, 0.65)));
+    }
+
+    /// A run of `method` whose every reply has log ratio `kl` and rewards `policy` per prompt,
+    /// against the fixed references `reference`.
+    fn point(method: &str, kl: f64, policy: &[[f64; 4]], reference: &[[f64; 4]]) -> Point {
+        let settings = EvalSettings {
+            samples: 4,
+            ns: vec![2],
+            decoding: None,
+            seed: 5,
+            resamples: 300,
+            level: 0.95,
+        };
+        let samples: Vec<PromptSamples> = policy
+            .iter()
+            .zip(reference)
+            .map(|(p, r)| PromptSamples {
+                policy_rewards: p.to_vec(),
+                reference_rewards: r.to_vec(),
+                log_ratios: vec![kl; 4],
+            })
+            .collect();
+        let report = infalign_model::ctrl::summarise(&samples, &settings).unwrap();
+        Point {
+            method: method.into(),
+            knob: Knob::Beta(kl),
+            calibrated_kl: report.calibrated_kl,
+            report,
+            samples,
+            settings,
+        }
+    }
+
+    #[test]
+    fn matched_pairs_read_each_prompts_rate_off_the_lines_and_say_what_they_resolve() {
+        let reference = [
+            [0.1, 0.4, 0.5, 0.9],
+            [0.2, 0.3, 0.6, 0.7],
+            [0.0, 0.5, 0.8, 1.0],
+        ];
+        let low = [
+            [0.05, 0.2, 0.35, 0.45],
+            [0.1, 0.2, 0.4, 0.5],
+            [0.3, 0.4, 0.6, 0.9],
+        ];
+        let high = [
+            [0.55, 0.75, 0.85, 0.95],
+            [0.5, 0.8, 0.9, 0.6],
+            [0.7, 0.9, 1.1, 0.2],
+        ];
+        let points = vec![
+            point("a", 0.2, &low, &reference),
+            point("a", 1.0, &high, &reference),
+            point("b", 0.4, &low, &reference),
+            point("b", 0.8, &high, &reference),
+        ];
+        let methods = ["a".to_string(), "b".to_string()];
+        let measure = Measure::Procedure(Procedure::BestOfN, 2);
+        let mut comparison = Vec::new();
+        let table =
+            matched_paired_table(&points, &methods, &[0.6], &[measure], &mut comparison).unwrap();
+        // At KL 0.6 both lines sit halfway between their two runs, so the per-prompt
+        // difference is exactly zero and nothing is resolved; the other KL values lie outside
+        // b's range and give no row.
+        assert_eq!(comparison.len(), 1, "{table}");
+        let row = &comparison[0];
+        assert!(row["difference"].as_f64().unwrap().abs() < 1e-12, "{row}");
+        assert!(table.contains("| 0.600 | a - b | +0.000"), "{table}");
+        // At KL 0.5, a is 3/8 of the way up its line, b 1/4 of the way up its: their
+        // difference is 1/8 of (high - low), prompt by prompt.
+        let mut comparison = Vec::new();
+        matched_paired_table(&points, &methods, &[0.5], &[measure], &mut comparison).unwrap();
+        let rates = |runs: &[[f64; 4]; 3]| {
+            let samples = point("x", 0.0, runs, &reference).samples;
+            per_prompt_win_rates(&samples, Procedure::BestOfN, 2).unwrap()
+        };
+        let (lo, hi) = (rates(&low), rates(&high));
+        let expected = lo.iter().zip(&hi).map(|(l, h)| (h - l) / 8.0).sum::<f64>() / 3.0;
+        let row = &comparison[0];
+        assert!(
+            (row["difference"].as_f64().unwrap() - expected).abs() < 1e-12,
+            "{row}"
+        );
+        let se = row["std_error"].as_f64().unwrap();
+        assert!(se > 0.0);
+        assert!((row["detectable"].as_f64().unwrap() - DETECTABLE_Z * se).abs() < 1e-12);
+        // Evaluations that met different references cannot be paired.
+        let mut other = points.clone();
+        other[3] = point("b", 0.8, &high, &[[0.0, 0.1, 0.2, 0.3]; 3]);
+        let error = matched_paired_table(&other, &methods, &[0.6], &[measure], &mut Vec::new())
+            .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("prompt 0 met different reference"),
+            "{error:#}"
+        );
     }
 
     #[test]

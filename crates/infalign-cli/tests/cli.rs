@@ -897,6 +897,7 @@ fn calibrate_ctrl_kill_resume_and_eval_run_end_to_end() {
         "winrate-vs-kl-standard.svg",
         "winrate-vs-kl-bon_2.svg",
         "winrate-vs-calibrated-kl-bon_2.svg",
+        "winrate-vs-calibrated-kl-per-prompt-bon_2.svg",
     ] {
         assert!(dir.join("sweep").join(file).exists(), "{file} missing");
     }
@@ -904,12 +905,20 @@ fn calibrate_ctrl_kill_resume_and_eval_run_end_to_end() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("sweep/comparison.json")).unwrap())
             .unwrap();
     assert_eq!(comparison["runs"].as_array().unwrap().len(), 4);
-    // Each run's evaluation measured the KL of its calibrated rewards, shown in the runs table.
+    // Each run's evaluation measured the KL of its calibrated rewards, pooled and per prompt,
+    // shown in the runs table with the signal share and both procedures' win rates.
     for run in comparison["runs"].as_array().unwrap() {
         assert!(run["calibrated_kl"]["estimate"].is_f64(), "{run}");
         assert!(run["report"]["calibrated_kl"]["upper"].is_f64(), "{run}");
+        assert!(
+            run["report"]["calibrated_kl_per_prompt"]["upper"].is_f64(),
+            "{run}"
+        );
     }
-    assert!(table.contains("| calibrated KL |"), "{table}");
+    assert!(
+        table.contains("| calibrated KL, pooled | calibrated KL, per prompt | signal share | standard | bon_2 | won_2 |"),
+        "{table}"
+    );
     let again = sweep(&sweep_dir, &betas);
     assert_eq!(stdout_of(&again), table);
     assert!(!String::from_utf8_lossy(&again.stderr).contains("$ infalign"));

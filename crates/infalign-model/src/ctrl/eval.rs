@@ -10,7 +10,8 @@
 use serde::{Deserialize, Serialize};
 
 use infalign_core::estimators::{
-    bootstrap_mean, calibrated_kl, kl_k1, kl_k3, procedure_win_rate, ConfidenceInterval,
+    bootstrap_mean, calibrated_kl, kl_k1, kl_k3, per_prompt_calibrated_kl, procedure_win_rate,
+    ConfidenceInterval, PER_PROMPT_KL_CELLS,
 };
 use infalign_core::Procedure;
 
@@ -305,6 +306,11 @@ pub struct EvalReport {
     /// ([`infalign_core::estimators::calibrated_kl`]). Absent from evaluations written before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibrated_kl: Option<ConfidenceInterval>,
+    /// The same KL per prompt, averaged over prompts: the theory's axis (pooling understates
+    /// it; [`infalign_core::estimators::per_prompt_calibrated_kl`]). Absent from evaluations
+    /// written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrated_kl_per_prompt: Option<ConfidenceInterval>,
     /// Mean raw reward of pi's responses.
     pub policy_reward: ConfidenceInterval,
     /// Mean raw reward of pi_ref's responses.
@@ -348,6 +354,17 @@ pub fn paired_difference(
     settings: &EvalSettings,
     stream: u64,
 ) -> Result<ConfidenceInterval> {
+    check_paired(a, b)?;
+    let rates_a = per_prompt_win_rates(a, procedure, n)?;
+    let rates_b = per_prompt_win_rates(b, procedure, n)?;
+    let differences: Vec<f64> = rates_a.iter().zip(&rates_b).map(|(x, y)| x - y).collect();
+    paired_mean(&differences, settings, stream)
+}
+
+/// That two evaluations can be paired: the same prompts, each with the same reference rewards
+/// to the bit. Every reward scores the same reply the same in every process (VADER included,
+/// `reward::vader`), so the same prompts and seed give the same references.
+pub fn check_paired(a: &[PromptSamples], b: &[PromptSamples]) -> Result<()> {
     let unpaired = |reason: String| Error::Invalid {
         what: "paired comparison".into(),
         reason,
@@ -359,25 +376,30 @@ pub fn paired_difference(
             b.len()
         )));
     }
-    // Equal to the bit: every reward scores the same reply the same in every process (VADER
-    // included, `reward::vader`), so the same prompts and seeds give the same references.
     let same = |x: &[f64], y: &[f64]| {
         x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits())
     };
-    if let Some(index) = a
+    match a
         .iter()
         .zip(b)
         .position(|(x, y)| !same(&x.reference_rewards, &y.reference_rewards))
     {
-        return Err(unpaired(format!(
+        Some(index) => Err(unpaired(format!(
             "prompt {index} met different reference responses (different prompts or seeds)"
-        )));
+        ))),
+        None => Ok(()),
     }
-    let rates_a = per_prompt_win_rates(a, procedure, n)?;
-    let rates_b = per_prompt_win_rates(b, procedure, n)?;
-    let differences: Vec<f64> = rates_a.iter().zip(&rates_b).map(|(x, y)| x - y).collect();
+}
+
+/// The mean of per-prompt differences between two paired evaluations ([`check_paired`]) with
+/// its bootstrap interval over prompts (the paired-bootstrap stream `stream`).
+pub fn paired_mean(
+    differences: &[f64],
+    settings: &EvalSettings,
+    stream: u64,
+) -> Result<ConfidenceInterval> {
     Ok(bootstrap_mean(
-        &differences,
+        differences,
         settings.level,
         settings.resamples,
         derive_seed(settings.seed, Stream::PairedBootstrap, stream),
@@ -398,6 +420,24 @@ pub fn calibrated_kl_of(
         settings.level,
         settings.resamples,
         derive_seed(settings.seed, Stream::Bootstrap, 20),
+    )?)
+}
+
+/// [`EvalReport::calibrated_kl_per_prompt`] of per-prompt samples.
+pub fn per_prompt_calibrated_kl_of(
+    samples: &[PromptSamples],
+    settings: &EvalSettings,
+) -> Result<ConfidenceInterval> {
+    let prompts: Vec<(&[f64], &[f64])> = samples
+        .iter()
+        .map(|s| (s.policy_rewards.as_slice(), s.reference_rewards.as_slice()))
+        .collect();
+    Ok(per_prompt_calibrated_kl(
+        &prompts,
+        PER_PROMPT_KL_CELLS,
+        settings.level,
+        settings.resamples,
+        derive_seed(settings.seed, Stream::Bootstrap, 21),
     )?)
 }
 
@@ -464,6 +504,7 @@ pub fn summarise(samples: &[PromptSamples], settings: &EvalSettings) -> Result<E
         standard: interval(standard, 3)?,
         procedures,
         calibrated_kl: Some(calibrated_kl_of(samples, settings)?),
+        calibrated_kl_per_prompt: Some(per_prompt_calibrated_kl_of(samples, settings)?),
         policy_reward: interval(samples.iter().map(|s| mean(&s.policy_rewards)).collect(), 4)?,
         reference_reward: interval(
             samples.iter().map(|s| mean(&s.reference_rewards)).collect(),
@@ -512,11 +553,25 @@ mod tests {
         let kl = report.calibrated_kl.unwrap();
         assert!((kl.estimate - 5f64.ln()).abs() < 1e-12, "{kl:?}");
         assert_eq!(kl, calibrated_kl_of(&samples, &settings()).unwrap());
-        // Evaluations written before the field existed still read.
+        // Per prompt the same: one occupied rank of five in every prompt (no bias term).
+        let per_prompt = report.calibrated_kl_per_prompt.unwrap();
+        assert!(
+            (per_prompt.estimate - 5f64.ln()).abs() < 1e-12,
+            "{per_prompt:?}"
+        );
+        assert_eq!(
+            per_prompt,
+            per_prompt_calibrated_kl_of(&samples, &settings()).unwrap()
+        );
+        // Evaluations written before the fields existed still read.
         let mut json = serde_json::to_value(&report).unwrap();
         json.as_object_mut().unwrap().remove("calibrated_kl");
+        json.as_object_mut()
+            .unwrap()
+            .remove("calibrated_kl_per_prompt");
         let old: EvalReport = serde_json::from_value(json).unwrap();
         assert_eq!(old.calibrated_kl, None);
+        assert_eq!(old.calibrated_kl_per_prompt, None);
     }
 
     #[test]

@@ -25,9 +25,9 @@ pub use calibration::{
     CalibrationSettings, CalibrationSummary, REFERENCE_REWARDS_FORMAT,
 };
 pub use eval::{
-    calibrated_kl_of, paired_difference, parse_scored, per_prompt_win_rates, replies_csv,
-    sample_prompts, summarise, EvalReport, EvalSettings, Evaluation, PromptSamples, REPLIES_FILE,
-    SCORED_FORMAT,
+    calibrated_kl_of, check_paired, paired_difference, paired_mean, parse_scored,
+    per_prompt_calibrated_kl_of, per_prompt_win_rates, replies_csv, sample_prompts, summarise,
+    EvalReport, EvalSettings, Evaluation, PromptSamples, REPLIES_FILE, SCORED_FORMAT,
 };
 pub use rollout::{reference_table, rollout, score, RolloutStream, Rollouts};
 #[cfg(not(target_arch = "wasm32"))]
