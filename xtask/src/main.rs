@@ -39,7 +39,8 @@ enum Task {
         /// Build the unoptimised debug profile instead (faster to build, much slower to run).
         #[arg(long, conflicts_with = "ci")]
         dev: bool,
-        /// Build the profile the browser tests load (web-ci: release code paths, quicker to build).
+        /// Build the profile the browser tests load (web-ci: release code paths, quicker to
+        /// build), into the target directory's `web-test-dist/` (the tests' INFALIGN_DIST).
         #[arg(long)]
         ci: bool,
     },
@@ -153,7 +154,7 @@ pub fn describe(command: &Command) -> String {
 }
 
 /// Which cargo profile Trunk builds the web app with.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WebProfile {
     /// `dev`: unoptimised, quickest to build.
     Dev,
@@ -162,6 +163,18 @@ enum WebProfile {
     /// `web-ci`: what the browser tests load; the release code paths (abort on panic, no debug
     /// assertions) without LTO and size optimisation, which cost most of a cold CI build.
     Ci,
+}
+
+impl WebProfile {
+    /// Where Trunk writes this profile's build. The tests' build goes under the target
+    /// directory, so `cargo xtask test` never rewrites the `dist/` a running `cargo xtask serve`
+    /// serves.
+    fn dist(self, root: &Path) -> PathBuf {
+        match self {
+            WebProfile::Dev | WebProfile::Release => root.join("dist"),
+            WebProfile::Ci => target_dir(root).join("web-test-dist"),
+        }
+    }
 }
 
 /// Send a command's output to the end of `log` instead of this terminal.
@@ -186,8 +199,13 @@ fn build_web_logged(profile: WebProfile, log: Option<&Path>) -> Result<()> {
     let wasm = toolchain::WasmToolchain::detect().context(
         "no wasm32 toolchain: run `cargo xtask setup` (or `rustup target add wasm32-unknown-unknown`)",
     )?;
+    let dist = profile.dist(&root);
     let mut trunk = Command::new("trunk");
-    trunk.current_dir(&root).arg("build");
+    trunk
+        .current_dir(&root)
+        .arg("build")
+        .arg("--dist")
+        .arg(&dist);
     match profile {
         WebProfile::Dev => {}
         WebProfile::Release => {
@@ -202,7 +220,7 @@ fn build_web_logged(profile: WebProfile, log: Option<&Path>) -> Result<()> {
         log_to(&mut trunk, log)?;
     }
     run_command(&mut trunk)?;
-    let wasm_files: Vec<_> = std::fs::read_dir(root.join("dist"))?
+    let wasm_files: Vec<_> = std::fs::read_dir(&dist)?
         .filter_map(|entry| entry.ok())
         .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "wasm"))
         .collect();
@@ -212,6 +230,12 @@ fn build_web_logged(profile: WebProfile, log: Option<&Path>) -> Result<()> {
             "xtask: built {} ({:.1} MB)",
             file.path().display(),
             size as f64 / 1e6
+        );
+    }
+    if profile == WebProfile::Ci {
+        eprintln!(
+            "xtask: the browser tests load it with INFALIGN_DIST={}",
+            dist.display()
         );
     }
     Ok(())
@@ -401,8 +425,9 @@ fn test(native_only: bool) -> Result<()> {
                         "tests/browser/lab.test.mjs",
                         "tests/browser/explorer.test.mjs",
                         "tests/browser/sampling.test.mjs",
+                        "tests/browser/train.test.mjs",
                     ])
-                    .env("INFALIGN_DIST", root.join("dist"));
+                    .env("INFALIGN_DIST", WebProfile::Ci.dist(&root));
                 let browser = summary::run_and_count(&mut node, summary::Runner::Node)?;
                 totals.add("browser (playwright)", browser);
             }

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use infalign_core::candidates::{CandidatePrompt, CandidateSet};
 use infalign_core::seed::{derive_seed, text_key, Stream};
 
-use crate::ctrl::rollout::reference_seed;
-use crate::ctrl::{rollout, score, Decoding};
+use crate::ctrl::rollout::{reference_seed, ReferenceProgress};
+use crate::ctrl::{rollout, score, Decoding, RolloutStream};
 use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::reward::Reward;
@@ -124,6 +124,53 @@ pub fn prompt_key(prompt: &str) -> String {
     format!("{:016x}", text_key(prompt))
 }
 
+/// The sampler seed of batch `part` of `prompt`'s candidates in a collection seeded with
+/// `seed`: like [`reference_seed`], it follows the prompt's text alone.
+pub fn candidate_seed(seed: u64, prompt: &str, part: u64) -> u64 {
+    let prompt_seed = derive_seed(seed, Stream::Candidates, text_key(prompt));
+    derive_seed(prompt_seed, Stream::Candidates, part)
+}
+
+/// The rewards of `c` candidates for `prompt`, sampled in one streamed batch (the browser
+/// lab's way: `between_steps` is awaited after every token with where sampling stands): the
+/// same replies as [`collect_prompt`] samples with a batch of at least `c` rows, so the lab's
+/// candidate set is the command's for the same seed.
+#[allow(clippy::too_many_arguments)] // each input is part of what makes the candidates
+pub async fn candidate_rewards(
+    base: &Policy,
+    tokenizer: &DialogueTokenizer,
+    prompt: &str,
+    reward: &dyn Reward,
+    c: usize,
+    decoding: &Decoding,
+    seed: u64,
+    mut between_steps: impl AsyncFnMut(ReferenceProgress),
+) -> Result<Vec<f64>> {
+    if c == 0 {
+        return Err(Error::Invalid {
+            what: "candidate replies C".into(),
+            reason: "must be at least 1".into(),
+        });
+    }
+    let messages = vec![prompt; c];
+    let mut stream = RolloutStream::new(
+        base,
+        tokenizer,
+        &messages,
+        decoding,
+        candidate_seed(seed, prompt, 0),
+    )?;
+    while stream.step().await? {
+        between_steps(ReferenceProgress {
+            finished: stream.finished(),
+            k: c,
+        })
+        .await;
+    }
+    let rollouts = stream.finish()?;
+    score(reward, &messages, &rollouts.texts)
+}
+
 /// Sample and score one prompt's candidates (in batches of `batch` rows) and references.
 pub async fn collect_prompt(
     base: &Policy,
@@ -135,13 +182,12 @@ pub async fn collect_prompt(
     batch: usize,
 ) -> Result<CollectedPrompt> {
     let batch = batch.max(1);
-    let prompt_seed = derive_seed(header.seed, Stream::Candidates, text_key(prompt));
     let mut candidates = Vec::with_capacity(header.candidates);
-    let mut part = 0;
+    let mut part = 0u64;
     while candidates.len() < header.candidates {
         let rows = batch.min(header.candidates - candidates.len());
         let messages = vec![prompt; rows];
-        let seed = derive_seed(prompt_seed, Stream::Candidates, part);
+        let seed = candidate_seed(header.seed, prompt, part);
         let replies = rollout(base, tokenizer, &messages, &header.decoding, seed).await?;
         candidates.extend(score(reward, &messages, &replies.texts)?);
         part += 1;

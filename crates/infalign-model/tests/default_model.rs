@@ -249,3 +249,56 @@ fn the_default_tokenizer_encodes_the_golden_texts() {
         assert_eq!(tokenizer.decode(&case.ids).unwrap(), case.text);
     }
 }
+
+#[test]
+fn the_browser_draws_the_candidates_a_collection_draws() {
+    use infalign_model::candidates::{
+        candidate_rewards, collect_prompt, CollectionHeader, FORMAT, VERSION,
+    };
+    let bundle = common::default_model();
+    let policy = bundle.policy(&cpu_device()).unwrap();
+    let reward = infalign_model::reward::VaderReward::new();
+    let prompt = infalign_view::lab::BUILT_IN_PROMPTS[1];
+    let mut decoding = bundle.reference_decoding();
+    decoding.max_new_tokens = 12;
+    let header = CollectionHeader {
+        format: FORMAT.into(),
+        version: VERSION,
+        base_policy_sha256: bundle.manifest.weights.sha256.clone(),
+        reward: "vader".into(),
+        prompts: "built-in".into(),
+        candidates: 6,
+        references: 2,
+        decoding: decoding.clone(),
+        seed: 11,
+    };
+    let collected = pollster::block_on(collect_prompt(
+        &policy,
+        &bundle.tokenizer,
+        &reward,
+        &header,
+        0,
+        prompt,
+        8,
+    ))
+    .unwrap();
+    let mut steps = 0;
+    let streamed = pollster::block_on(candidate_rewards(
+        &policy,
+        &bundle.tokenizer,
+        prompt,
+        &reward,
+        6,
+        &decoding,
+        11,
+        async |progress| {
+            assert_eq!(progress.k, 6);
+            steps += 1;
+        },
+    ))
+    .unwrap();
+    assert!(steps > 0);
+    assert_eq!(streamed, collected.candidates);
+    // Distinct draws, not the reference replies again.
+    assert_ne!(streamed[..2], collected.reference[..]);
+}

@@ -10,6 +10,8 @@
 //! - [`lab`]: the sampling lab's rounds: Best-of-N / Worst-of-N picks, the running
 //!   aligned-versus-base tally with its interval, the theory's prediction, the reward histogram,
 //!   and the built-in prompts.
+//! - [`train`]: "train it yourself": candidate-set CTRL on one prompt's answers, two training
+//!   scores side by side, exact optima and the trained policies on one frontier.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -17,3 +19,4 @@
 pub mod chart;
 pub mod explorer;
 pub mod lab;
+pub mod train;

@@ -6,6 +6,7 @@
 
 mod sampling;
 mod settings;
+mod train;
 mod view;
 
 use view::{Answers, BundleStatus, LabControls, Tallies};
@@ -291,6 +292,9 @@ pub fn SamplingLab(compute: Compute) -> impl IntoView {
             })}
             <Answers lab=lab />
             <Tallies lab=lab />
+            <Show when=move || lab.bundle.with(|state| matches!(state, BundleState::Ready(_)))>
+                <train::TrainPanel lab=lab />
+            </Show>
         </section>
     }
 }

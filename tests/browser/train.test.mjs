@@ -1,0 +1,98 @@
+// End-to-end tests of "Train it yourself": the base policy's candidates are sampled in the tab,
+// two training scores get their exact optima at a KL budget, and training both lands each on its
+// optimum, the procedure's own transform ahead: exp against identity under Best-of-4, negexp
+// against identity under Worst-of-4. Screenshots go to the artifacts folder (see harness.mjs).
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { openLab, screenshot, serveDist } from "./harness.mjs";
+
+let server;
+before(async () => {
+  server = await serveDist();
+});
+after(() => server?.close());
+
+const BUNDLE_TIMEOUT_MS = 60_000;
+const SAMPLE_TIMEOUT_MS = 240_000;
+const TRAIN_TIMEOUT_MS = 60_000;
+
+/** The panel's table: per side, the exact, theory and trained win rates and KLs. */
+async function sides(page) {
+  return page.$$eval("#train-table tbody tr", (rows) =>
+    rows.map((row) => {
+      const cell = (name) => row.querySelector(`td.${name}`);
+      return {
+        score: row.dataset.score,
+        exact: Number(cell("exact").dataset.rate),
+        exactKl: Number(cell("exact").dataset.kl),
+        theory: Number(cell("theory").dataset.rate),
+        trained: Number(cell("trained").dataset.rate),
+        trainedKl: Number(cell("trained").dataset.kl),
+        step: Number(cell("trained").dataset.step),
+      };
+    }),
+  );
+}
+
+/** Open the lab at `query`, sample the candidates and train both sides to the end. */
+async function trainBoth(query, name) {
+  const { browser, page, errors } = await openLab(`${server.url}?${query}`, { webgpu: false });
+  try {
+    await page.locator("#lab[data-bundle=ready]").waitFor({ timeout: BUNDLE_TIMEOUT_MS });
+    await page.locator("#train[data-state=empty]").waitFor();
+    await page.click("#train-sample");
+    await page.waitForFunction(
+      () => document.querySelector("#lab-error") || document.querySelector("#train[data-state=ready] #train-table"),
+      null,
+      { timeout: SAMPLE_TIMEOUT_MS },
+    );
+    assert.equal(await page.locator("#lab-error").count(), 0, await page.locator("#lab-error").textContent().catch(() => ""));
+    const before = await sides(page);
+    assert.equal(before.length, 2);
+    for (const side of before) {
+      assert.ok(Math.abs(side.exactKl - 0.5) < 1e-3, `the optimum spends the budget: ${JSON.stringify(side)}`);
+      assert.ok(Number.isNaN(side.trained), "nothing trained yet");
+    }
+    await page.click("#train-run");
+    await page.locator("#train[data-state=done]").waitFor({ timeout: TRAIN_TIMEOUT_MS });
+    const after = await sides(page);
+    // Both charts drew the trained policies.
+    for (const chart of ["#train-frontier", "#train-probability"]) {
+      for (const series of ["trained-0", "trained-1", "exact-0", "exact-1"]) {
+        const marks = await page.locator(`${chart} [data-series=${series}]`).count();
+        assert.ok(marks > 0, `${chart} draws ${series}`);
+      }
+    }
+    // The frontier shows one point per frame of the run, from the base policy on.
+    assert.equal(await page.locator("#train-frontier g[data-series=trained-0]").count(), 61);
+    await screenshot(page, name);
+    assert.deepEqual(errors, []);
+    return after;
+  } finally {
+    await browser.close();
+  }
+}
+
+function assertLanded(result, challenger) {
+  const [identity, other] = result;
+  assert.equal(identity.score, "identity");
+  assert.equal(other.score, challenger);
+  for (const side of result) {
+    assert.equal(side.step, 600, JSON.stringify(side));
+    assert.ok(Math.abs(side.trained - side.exact) < 0.01, `trained lands on the exact optimum: ${JSON.stringify(side)}`);
+    assert.ok(Math.abs(side.trainedKl - side.exactKl) < 0.1, `at its KL: ${JSON.stringify(side)}`);
+  }
+  assert.ok(other.exact > identity.exact, `${challenger}'s optimum is ahead: ${JSON.stringify(result)}`);
+  assert.ok(other.trained > identity.trained, `and so is its trained policy: ${JSON.stringify(result)}`);
+}
+
+test("trained in the tab, exp lands above identity under Best-of-4", async () => {
+  const result = await trainBoth("k=32&tr_c=64&tr_proc=bon&tr_n=4&tr_a=identity&tr_b=exp&tr_kl=0.5", "train-bon");
+  assertLanded(result, "exp");
+});
+
+test("trained in the tab, negexp lands above identity under Worst-of-4", async () => {
+  const result = await trainBoth("k=32&tr_c=64&tr_proc=won&tr_n=4&tr_a=identity&tr_b=negexp&tr_kl=0.5", "train-won");
+  assertLanded(result, "negexp");
+});
