@@ -66,7 +66,7 @@ for (const webgpu of [false, true]) {
   const name = webgpu ? "webgpu" : "cpu";
 
   test(`explorer (${name}): the controls redraw the charts and update the link`, async () => {
-    const { browser, page, errors } = await openLab(server.url, { webgpu });
+    const { browser, page, errors } = await openLab(server.url + (webgpu ? "?backend=webgpu" : ""), { webgpu });
     try {
       await explorerReady(page);
       // Default: every policy spends the 1-nat budget, and the link says so.

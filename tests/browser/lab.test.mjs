@@ -21,7 +21,7 @@ before(async () => {
 });
 after(() => server?.close());
 
-const openLab = (options) => open(server.url, options);
+const openLab = (options, query = "") => open(server.url + query, options);
 
 async function smokeScore(page) {
   const text = await page.locator("#smoke-score").textContent();
@@ -36,12 +36,28 @@ function assertPlausibleScore(score) {
   assert.ok(score > 4 && score < 12, `smoke score ${score} outside (4, 12)`);
 }
 
-test("with WebGPU enabled the lab runs on WebGPU", async () => {
-  const { browser, page, errors } = await openLab({ webgpu: true });
+test("with WebGPU enabled the lab runs on WebGPU when asked to", async () => {
+  // Headless Chromium's adapter is SwiftShader, a software one: the lab would pick the CPU by
+  // itself (next test); `backend=webgpu` insists.
+  const { browser, page, errors } = await openLab({ webgpu: true }, "?backend=webgpu");
   try {
     assert.equal(await page.locator("#backend").getAttribute("data-backend"), "webgpu");
     assert.equal(await page.locator("#fallback-notice").count(), 0, "no fallback notice on WebGPU");
     assertPlausibleScore(await smokeScore(page));
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+test("a software WebGPU adapter is not preferred over the CPU, and the switch still offers it", async () => {
+  const { browser, page, errors } = await openLab({ webgpu: true });
+  try {
+    assert.equal(await page.locator("#backend").getAttribute("data-backend"), "cpu");
+    assert.match(await page.locator("#backend-notice").textContent(), /software one .*runs on the CPU/);
+    assert.equal(await page.locator("#backend-switch option[value=webgpu]").isDisabled(), false);
+    await page.selectOption("#backend-switch", "webgpu");
+    await page.waitForFunction(() => document.querySelector("#backend")?.dataset.backend === "webgpu");
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
@@ -55,6 +71,9 @@ test("without WebGPU the lab falls back to the CPU and says so", async () => {
     const notice = page.locator("#fallback-notice");
     assert.ok(await notice.isVisible(), "the fallback notice is visible");
     assert.match(await notice.textContent(), /WebGPU is not available/);
+    // The adapter's raw error waits behind "Details".
+    assert.ok(await notice.locator("details summary").isVisible());
+    assert.equal(await notice.locator("details code").isVisible(), false);
     assertPlausibleScore(await smokeScore(page));
     assert.deepEqual(errors, []);
   } finally {
@@ -63,7 +82,7 @@ test("without WebGPU the lab falls back to the CPU and says so", async () => {
 });
 
 test("both backends compute the same result", async () => {
-  const gpu = await openLab({ webgpu: true });
+  const gpu = await openLab({ webgpu: true }, "?backend=webgpu");
   const cpu = await openLab({ webgpu: false });
   try {
     const [a, b] = [await smokeScore(gpu.page), await smokeScore(cpu.page)];

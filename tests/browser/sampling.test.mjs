@@ -264,7 +264,7 @@ test("a bundle link that fails says so and falls back to the default bundle", as
 
 test("on WebGPU the lab samples the CPU's answers, and the switch moves it to the CPU", async () => {
   const query = "?lab_n=2&k=2&prompt=1";
-  const gpu = await openLab(server.url + query, { webgpu: true });
+  const gpu = await openLab(server.url + query + "&backend=webgpu", { webgpu: true });
   const cpu = await openLab(server.url + query + "&backend=cpu", { webgpu: false });
   try {
     assert.equal(await gpu.page.locator("#backend").getAttribute("data-backend"), "webgpu");
@@ -303,7 +303,7 @@ function recordGpuDevices() {
 }
 
 test("losing the WebGPU device moves the lab to the CPU without a reload", async () => {
-  const { browser, page, errors } = await openLab(`${server.url}?lab_n=2&k=2&prompt=1`, {
+  const { browser, page, errors } = await openLab(`${server.url}?lab_n=2&k=2&prompt=1&backend=webgpu`, {
     webgpu: true,
     init: recordGpuDevices,
   });

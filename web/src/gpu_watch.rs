@@ -32,10 +32,35 @@ export function watch_gpu_devices() {
 }
 
 export function gpu_lost() { return lost; }
+
+// The adapter the page would get, when it is a software one (`isFallbackAdapter`: SwiftShader,
+// say): its name; otherwise "" (a hardware adapter, none, or no WebGPU at all).
+export async function software_adapter() {
+  try {
+    if (!navigator.gpu) return "";
+    const adapter = await navigator.gpu.requestAdapter();
+    if (!adapter) return "";
+    const info = adapter.info ?? {};
+    const fallback = info.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false;
+    if (!fallback) return "";
+    return [info.vendor, info.architecture, info.description].filter(Boolean).join(" ") || "software adapter";
+  } catch (error) {
+    return "";
+  }
+}
 "#)]
 extern "C" {
     fn watch_gpu_devices();
     fn gpu_lost() -> js_sys::Promise;
+    fn software_adapter() -> js_sys::Promise;
+}
+
+/// The name of the WebGPU adapter the browser offers when it is a software one (it runs
+/// shaders on the CPU, far slower than the lab's own CPU path); `None` for a hardware adapter or
+/// none at all.
+pub async fn software_adapter_name() -> Option<String> {
+    let name = JsFuture::from(software_adapter()).await.ok()?.as_string()?;
+    (!name.is_empty()).then_some(name)
 }
 
 /// Starts watching: call before the first WebGPU device is requested.

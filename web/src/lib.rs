@@ -78,11 +78,28 @@ pub fn App() -> impl IntoView {
     timing::install();
     let (state, set_state) = signal_local(BackendState::Starting);
     let compute = Compute::new();
-    // `?backend=cpu` starts on the CPU even where WebGPU is available.
-    let wants_cpu = url::query_value("backend").is_some_and(|b| b.eq_ignore_ascii_case("cpu"));
+    // `?backend=cpu` starts on the CPU even where WebGPU is available; `?backend=webgpu` on
+    // WebGPU even where the adapter is a software one.
+    let wanted = url::query_value("backend").map(|b| b.to_ascii_lowercase());
+    let wants_cpu = wanted.as_deref() == Some("cpu");
+    let wants_gpu = wanted.as_deref() == Some("webgpu");
+    if let Some(other) = wanted.as_deref().filter(|b| !matches!(*b, "cpu" | "webgpu")) {
+        compute.notice.set(Some(format!(
+            "Ignored backend={other}: the lab runs on webgpu or cpu; it chose by itself."
+        )));
+    }
     gpu_watch::install();
     spawn_local(async move {
         let started = start_backend().await;
+        // A software adapter runs shaders on the CPU, many times slower than the lab's own CPU
+        // path: start on the CPU and say so (the switch still offers WebGPU).
+        let software = match &started {
+            BackendState::Ready {
+                kind: BackendKind::Wgpu,
+                ..
+            } if !wants_gpu && !wants_cpu => gpu_watch::software_adapter_name().await,
+            _ => None,
+        };
         if let BackendState::Ready { kind, device, .. } = &started {
             if *kind == BackendKind::Wgpu {
                 compute.gpu.set_value(Some(device.clone()));
@@ -98,7 +115,18 @@ pub fn App() -> impl IntoView {
                     )));
                 });
             }
-            let active = if wants_cpu { BackendKind::Flex } else { *kind };
+            let active = if wants_cpu || software.is_some() {
+                BackendKind::Flex
+            } else {
+                *kind
+            };
+            if let Some(name) = &software {
+                compute.notice.set(Some(format!(
+                    "This browser's WebGPU adapter is a software one ({name}): it would run \
+                     slower than the CPU, so the lab runs on the CPU. The switch above moves it \
+                     to WebGPU anyway."
+                )));
+            }
             compute.active.set(Some(active));
         }
         set_state.set(started);
@@ -156,8 +184,12 @@ pub fn App() -> impl IntoView {
             {move || state.with(|state| match state {
                 BackendState::Ready { fallback_reason: Some(reason), .. } => view! {
                     <div id="fallback-notice" class="notice" role="status">
-                        <strong>"WebGPU is not available in this browser, so the lab runs on the CPU. "</strong>
-                        <span class="muted">{reason.clone()}</span>
+                        <strong>"WebGPU is not available in this browser, so the lab runs on the CPU."</strong>
+                        " Everything works there, only the sampling is slower."
+                        <details>
+                            <summary>"Details"</summary>
+                            <code class="muted">{reason.clone()}</code>
+                        </details>
                     </div>
                 }.into_any(),
                 BackendState::Failed(reason) => view! {
