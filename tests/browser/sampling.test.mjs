@@ -330,3 +330,50 @@ test("losing the WebGPU device moves the lab to the CPU without a reload", async
     await browser.close();
   }
 });
+
+/** Makes the page's WebGPU look like one without subgroups (Firefox's and Safari's today): neither
+ * the adapter nor the device lists the feature, and it is never granted (installed first). */
+function hideSubgroups() {
+  window.__subgroupsAsked = false;
+  for (const type of [GPUAdapter, GPUDevice]) {
+    const features = Object.getOwnPropertyDescriptor(type.prototype, "features");
+    Object.defineProperty(type.prototype, "features", {
+      configurable: true,
+      get() {
+        return new Set([...features.get.call(this)].filter((name) => !name.startsWith("subgroups")));
+      },
+    });
+  }
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  GPUAdapter.prototype.requestDevice = function (descriptor = {}) {
+    const asked = [...(descriptor.requiredFeatures ?? [])];
+    window.__subgroupsAsked ||= asked.some((name) => String(name).startsWith("subgroups"));
+    const requiredFeatures = asked.filter((name) => !String(name).startsWith("subgroups"));
+    return requestDevice.call(this, { ...descriptor, requiredFeatures });
+  };
+}
+
+// burn 0.22's GPU kernels use subgroups whatever the device offers (cubecl's matrix-vector
+// kernels emit subgroupAdd), and there a shader fails to compile and the page panics: without
+// subgroups the lab does not start WebGPU at all, even when asked to, and says why.
+for (const query of ["", "&backend=webgpu"]) {
+  test(`on a WebGPU without subgroups the lab runs on the CPU, says why, and logs no errors (${query || "auto"})`, async () => {
+    const { browser, page, errors } = await openLab(`${server.url}?lab_n=2&k=2&prompt=1${query}`, {
+      webgpu: true,
+      init: hideSubgroups,
+    });
+    try {
+      assert.equal(await page.locator("#backend").getAttribute("data-backend"), "cpu");
+      assert.equal(await page.evaluate(() => window.__subgroupsAsked), false);
+      const notice = page.locator("#fallback-notice");
+      await notice.locator("summary").click();
+      assert.match(await notice.textContent(), /no subgroups/);
+      assert.equal(await page.locator("#backend-switch option[value=webgpu]").isDisabled(), true);
+      await bundleReady(page);
+      assertAnswers(await sampleRound(page), 2);
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+    }
+  });
+}

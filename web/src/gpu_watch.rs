@@ -33,34 +33,60 @@ export function watch_gpu_devices() {
 
 export function gpu_lost() { return lost; }
 
-// The adapter the page would get, when it is a software one (`isFallbackAdapter`: SwiftShader,
-// say): its name; otherwise "" (a hardware adapter, none, or no WebGPU at all).
-export async function software_adapter() {
+// What the page's WebGPU adapter is: {present, software (its name when it is a software one,
+// `isFallbackAdapter`: SwiftShader, say), subgroups (whether it offers the feature)}.
+export async function adapter_report() {
+  const none = { present: false, software: "", subgroups: false };
   try {
-    if (!navigator.gpu) return "";
+    if (!navigator.gpu) return none;
     const adapter = await navigator.gpu.requestAdapter();
-    if (!adapter) return "";
+    if (!adapter) return none;
     const info = adapter.info ?? {};
     const fallback = info.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false;
-    if (!fallback) return "";
-    return [info.vendor, info.architecture, info.description].filter(Boolean).join(" ") || "software adapter";
+    const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(" ");
+    return {
+      present: true,
+      software: fallback ? name || "software adapter" : "",
+      subgroups: adapter.features.has("subgroups"),
+    };
   } catch (error) {
-    return "";
+    return none;
   }
 }
 "#)]
 extern "C" {
     fn watch_gpu_devices();
     fn gpu_lost() -> js_sys::Promise;
-    fn software_adapter() -> js_sys::Promise;
+    fn adapter_report() -> js_sys::Promise;
 }
 
-/// The name of the WebGPU adapter the browser offers when it is a software one (it runs
-/// shaders on the CPU, far slower than the lab's own CPU path); `None` for a hardware adapter or
-/// none at all.
-pub async fn software_adapter_name() -> Option<String> {
-    let name = JsFuture::from(software_adapter()).await.ok()?.as_string()?;
-    (!name.is_empty()).then_some(name)
+/// What the browser's WebGPU adapter is, asked before the backend starts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Adapter {
+    /// Whether there is one.
+    pub present: bool,
+    /// Its name when it is a software one (it runs shaders on the CPU, far slower than the lab's
+    /// own CPU path).
+    pub software: Option<String>,
+    /// Whether it offers subgroups. burn 0.22's GPU kernels need them: cubecl's matrix-vector
+    /// kernels emit `subgroupAdd` whatever the device offers, and a shader that fails to compile
+    /// there is a panic that kills the page.
+    pub subgroups: bool,
+}
+
+/// The browser's WebGPU adapter (none when anything goes wrong asking).
+pub async fn adapter() -> Adapter {
+    let Ok(report) = JsFuture::from(adapter_report()).await else {
+        return Adapter::default();
+    };
+    let field = |name: &str| js_sys::Reflect::get(&report, &JsValue::from_str(name)).ok();
+    Adapter {
+        present: field("present").and_then(|v| v.as_bool()).unwrap_or(false),
+        software: field("software")
+            .and_then(|v| v.as_string())
+            .filter(|name| !name.is_empty()),
+        subgroups: field("subgroups").and_then(|v| v.as_bool()).unwrap_or(false),
+    }
 }
 
 /// Starts watching: call before the first WebGPU device is requested.

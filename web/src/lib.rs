@@ -55,9 +55,24 @@ fn badge_key(state: &BackendState, active: Option<BackendKind>) -> &'static str 
     }
 }
 
-/// Try WebGPU, fall back to the CPU, and run the smoke computation on whichever came up.
-async fn start_backend() -> BackendState {
-    let resolved = match resolve_backend(BackendPreference::Auto).await {
+/// Try WebGPU, fall back to the CPU, and run the smoke computation on whichever came up. A
+/// WebGPU without subgroups is not tried: the GPU kernels would fail to compile there.
+async fn start_backend(adapter: &gpu_watch::Adapter) -> BackendState {
+    let preference = if adapter.present && !adapter.subgroups {
+        BackendPreference::Cpu
+    } else {
+        BackendPreference::Auto
+    };
+    let resolved = match resolve_backend(preference).await.map(|mut resolved| {
+        if preference == BackendPreference::Cpu {
+            resolved.fallback_reason = Some(
+                "This browser's WebGPU has no subgroups (the `subgroups` feature), which the \
+                 GPU kernels of the lab's tensor library (burn 0.22, cubecl) need."
+                    .into(),
+            );
+        }
+        resolved
+    }) {
         Ok(resolved) => resolved,
         Err(error) => return BackendState::Failed(error.to_string()),
     };
@@ -90,14 +105,15 @@ pub fn App() -> impl IntoView {
     }
     gpu_watch::install();
     spawn_local(async move {
-        let started = start_backend().await;
+        let adapter = gpu_watch::adapter().await;
+        let started = start_backend(&adapter).await;
         // A software adapter runs shaders on the CPU, many times slower than the lab's own CPU
         // path: start on the CPU and say so (the switch still offers WebGPU).
         let software = match &started {
             BackendState::Ready {
                 kind: BackendKind::Wgpu,
                 ..
-            } if !wants_gpu && !wants_cpu => gpu_watch::software_adapter_name().await,
+            } if !wants_gpu && !wants_cpu => adapter.software.clone(),
             _ => None,
         };
         if let BackendState::Ready { kind, device, .. } = &started {
