@@ -377,3 +377,25 @@ for (const query of ["", "&backend=webgpu"]) {
     }
   });
 }
+
+test("the CPU and WebGPU compute the same log-probabilities for every policy of the bundle", async () => {
+  const { browser, page, errors } = await openLab(`${server.url}?backend=webgpu`, { webgpu: true });
+  try {
+    assert.equal(await page.locator("#backend").getAttribute("data-backend"), "webgpu");
+    await bundleReady(page);
+    await page.locator("#backend-compare summary").click();
+    await page.click("#backend-compare-run");
+    await page.locator("#backend-compare[data-state=done]").waitFor({ timeout: GPU_ROUND_TIMEOUT_MS });
+    const rows = await page.$$eval("#backend-compare tr[data-policy]", (trs) =>
+      trs.map((tr) => ({ policy: tr.dataset.policy, largest: Number(tr.dataset.largest) })),
+    );
+    const names = await page.$$eval("#lab-policy option", (options) => options.map((o) => o.value));
+    assert.deepEqual(rows.map((r) => r.policy).sort(), [...names].sort());
+    for (const row of rows) {
+      assert.ok(row.largest < 1e-3, `${row.policy}: CPU and WebGPU differ by ${row.largest} nats`);
+    }
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});

@@ -4,6 +4,7 @@
 //! picks are marked, and repeated rounds against the base policy build a running tally with an
 //! interval and the theory's prediction beside it.
 
+mod compare;
 mod sampling;
 mod settings;
 mod train;
@@ -294,6 +295,7 @@ pub fn SamplingLab(compute: Compute) -> impl IntoView {
             <Tallies lab=lab />
             <Show when=move || lab.bundle.with(|state| matches!(state, BundleState::Ready(_)))>
                 <train::TrainPanel lab=lab />
+                <compare::BackendComparison lab=lab />
             </Show>
         </section>
     }

@@ -327,7 +327,7 @@ pub(super) fn Tallies(lab: Lab) -> impl IntoView {
                         "Choose an aligned policy to play it against the base policy.".to_string()
                     } else {
                         format!(
-                            "{rounds} rounds of {policy} against base, N = {n} per side: the win rate of the answer each procedure serves (ties count half), with a 95% bootstrap interval; the theory column is the exactly tilted policy at the KL the policy's calibrated rewards moved (measured at evaluation)."
+                            "{rounds} rounds of {policy} against base, N = {n} per side: the win rate of the answer each procedure serves (ties count half), with a 95% bootstrap interval over the rounds (the K reference answers stay fixed, so the interval leaves out how another reference table would move the calibrated rewards); the theory column is the exactly tilted policy at the KL the policy's calibrated rewards moved (measured at evaluation)."
                         )
                     }
                 }}
