@@ -214,3 +214,45 @@ test("explorer: a link reproduces its view, and a bad one says what it ignored",
     await bad.browser.close();
   }
 });
+
+// What the theory cannot give at large N and KL is said in the page's words: the envelope is drawn
+// as far as double precision allows, with a note; a saturated optimum says why it stops short;
+// nothing meant for the command line (flags, "lambda =", f64) reaches the page.
+for (const [n, kl] of [[28, 4], [32, 4], [64, 1]]) {
+  test(`explorer at N = ${n} and ${kl} nats draws or explains everything`, async () => {
+    const { browser, page, errors } = await openLab(`${server.url}?n=${n}&kl=${kl}`, { webgpu: false });
+    try {
+      await page.locator('#explorer [data-chart="winrate-bon"] polyline[data-series="exp"]').waitFor();
+      await page.waitForFunction(() => !document.querySelector("#envelope-pending"), null, {
+        timeout: 120_000,
+      });
+      // Both optima are in, or the optimal row says why not.
+      await page.waitForFunction(
+        () =>
+          document.querySelector("#row-optimal") ||
+          (document.querySelector("#row-optimal-bon[data-kl]:not(.stale)") &&
+            document.querySelector("#row-optimal-won[data-kl]:not(.stale)")),
+        null,
+        { timeout: 60_000 },
+      );
+      const text = await page.locator("#explorer").textContent();
+      for (const raw of ["lambda =", "f64", "normexp/normnegexp", "did not converge after"]) {
+        assert.ok(!text.includes(raw), `the page shows the solver's words "${raw}"`);
+      }
+      const envelope = await page.locator('[data-chart="winrate-bon"] polyline[data-series="envelope"]').count();
+      const note = await page.locator("#envelope-note").count();
+      assert.ok(envelope === 1 || note === 1, "the BoN envelope is drawn or explained");
+      if (note) assert.match(await page.locator("#envelope-note").textContent(), /is drawn up to .* nats; beyond/);
+      if (n === 64) {
+        assert.match(await page.locator("#row-optimal-won .row-note").textContent(), /^saturated/);
+      }
+      if (n === 32) {
+        assert.match(await page.locator("#row-optimal").textContent(), /not computable here/);
+      }
+      await screenshot(page, `explorer-n${n}-kl${kl}`);
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+    }
+  });
+}

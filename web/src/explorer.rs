@@ -19,9 +19,9 @@ use infalign_core::theory::{self, BestT, EnvelopeSolver, OptimalSolution};
 use infalign_core::{ExpFamily, Procedure};
 use infalign_view::chart::{render_svg, WinRateCurves};
 use infalign_view::explorer::{
-    density_chart, envelope_budgets, envelope_points, optimal_near, policy_curves, row,
-    shapes_chart, short, tilted, win_rate_chart, Optima, Policy, Regularisation, Row, Settings,
-    BETA_RANGE, ENVELOPE_POINTS, KL_RANGE, N_MAX, T_RANGE,
+    density_chart, envelope_budgets, envelope_points, optimal_near, plain_error, policy_curves,
+    row, shapes_chart, short, tilted, win_rate_chart, Optima, Policy, Regularisation, Row,
+    Settings, BETA_RANGE, ENVELOPE_POINTS, KL_RANGE, N_MAX, T_RANGE,
 };
 use leptos::prelude::*;
 
@@ -72,11 +72,71 @@ struct Solved {
     key: (u32, Regularisation),
     result: Result<(Optima, Vec<Row>), String>,
 }
-/// The optimal envelopes (BoN, WoN) for one N: the solutions at [`envelope_budgets`].
-type Envelopes = Result<(Vec<OptimalSolution>, Vec<OptimalSolution>), String>;
+/// The optimal envelopes (BoN, WoN) for one N: the solutions at [`envelope_budgets`] up to the
+/// largest budget the solver reached, and a note for an envelope that stops short.
+#[derive(Debug, Clone, Default)]
+struct Envelopes {
+    bon: Vec<OptimalSolution>,
+    won: Vec<OptimalSolution>,
+    notes: Vec<String>,
+}
+
+impl Envelopes {
+    fn of(&self, procedure: Procedure) -> &[OptimalSolution] {
+        match procedure {
+            Procedure::BestOfN => &self.bon,
+            Procedure::WorstOfN => &self.won,
+        }
+    }
+}
+
+/// One envelope's solve: going on, or ended (every budget, or the first it could not reach,
+/// with why).
+enum Track {
+    Solving(EnvelopeSolver),
+    Ended(Vec<OptimalSolution>, Option<String>),
+}
+
+impl Track {
+    /// One more budget; `true` once ended.
+    fn step(&mut self, procedure: Procedure, n: u32) -> bool {
+        let Track::Solving(solver) = self else {
+            return true;
+        };
+        let outcome = solver.step();
+        if let Ok(false) = outcome {
+            return false;
+        }
+        let Track::Solving(solver) = std::mem::replace(self, Track::Ended(Vec::new(), None)) else {
+            return true;
+        };
+        let solutions = solver.into_solutions();
+        let note = outcome.err().map(|error| {
+            let reached = solutions.last().map_or(0.0, |s| s.kl);
+            let name = match procedure {
+                Procedure::BestOfN => format!("BoN_{n}"),
+                Procedure::WorstOfN => format!("WoN_{n}"),
+            };
+            format!(
+                "The optimal {name} envelope is drawn up to {} nats; beyond, {}",
+                short(reached),
+                plain_error(&error)
+            )
+        });
+        *self = Track::Ended(solutions, note);
+        true
+    }
+
+    fn into_parts(self) -> (Vec<OptimalSolution>, Option<String>) {
+        match self {
+            Track::Solving(solver) => (solver.into_solutions(), None),
+            Track::Ended(solutions, note) => (solutions, note),
+        }
+    }
+}
 
 /// Envelopes being solved (BoN, WoN), kept across N moves: returning to an N resumes its solve.
-type PartialEnvelopes = HashMap<u32, (EnvelopeSolver, EnvelopeSolver)>;
+type PartialEnvelopes = HashMap<u32, (Track, Track)>;
 
 /// How long one task of envelope solving may run before it yields to the page (a budget's solve
 /// takes a few milliseconds, so a task overruns this by at most one of them).
@@ -101,25 +161,31 @@ fn solve_envelopes(
         return; // the explorer is gone
     };
     let budgets = envelope_budgets(KL_RANGE.1, ENVELOPE_POINTS);
-    let solvers = existing.map(Ok).unwrap_or_else(|| {
+    let tracks = existing.map(Ok).unwrap_or_else(|| {
         Ok::<_, infalign_core::Error>((
-            EnvelopeSolver::new(Procedure::BestOfN, n, &budgets)?,
-            EnvelopeSolver::new(Procedure::WorstOfN, n, &budgets)?,
+            Track::Solving(EnvelopeSolver::new(Procedure::BestOfN, n, &budgets)?),
+            Track::Solving(EnvelopeSolver::new(Procedure::WorstOfN, n, &budgets)?),
         ))
     });
     let start = timing::now();
-    let outcome = solvers.and_then(|(mut bon, mut won)| {
+    let outcome = tracks.map(|(mut bon, mut won)| {
         timed("envelope", || {
             while timing::now() - start < SLICE_MS {
-                // BoN first, then WoN (a finished solver's step is a no-op that says so).
-                if bon.step()? && won.step()? {
-                    return Ok(Some((bon.into_solutions(), won.into_solutions())));
+                // BoN first, then WoN (an ended track's step is a no-op that says so).
+                if bon.step(Procedure::BestOfN, n) && won.step(Procedure::WorstOfN, n) {
+                    let (bon, bon_note) = bon.into_parts();
+                    let (won, won_note) = won.into_parts();
+                    return Some(Envelopes {
+                        bon,
+                        won,
+                        notes: bon_note.into_iter().chain(won_note).collect(),
+                    });
                 }
             }
             partial.update_value(|p| {
                 p.insert(n, (bon, won));
             });
-            Ok(None)
+            None
         })
     });
     match outcome {
@@ -132,10 +198,17 @@ fn solve_envelopes(
             }
         }
         Ok(Some(both)) => envelopes.update(|e| {
-            e.insert(n, Ok(both));
+            e.insert(n, both);
         }),
+        // Bad budgets or N: nothing to draw, and the reason in the page.
         Err(error) => envelopes.update(|e| {
-            e.insert(n, Err(error.to_string()));
+            e.insert(
+                n,
+                Envelopes {
+                    notes: vec![format!("No optimal envelope: {}", plain_error(&error))],
+                    ..Envelopes::default()
+                },
+            );
         }),
     }
 }
@@ -212,12 +285,9 @@ pub fn Explorer() -> impl IntoView {
     let key = move || settings.with_untracked(|s| (s.n, s.regularisation));
     // The optimum of one procedure at `wanted`, warm-started from N's envelope when it is in.
     let solve_one = move |procedure: Procedure, (n, regularisation): (u32, Regularisation)| {
-        let known = envelopes.with_untracked(|e| match e.get(&n) {
-            Some(Ok((bon, won))) => match procedure {
-                Procedure::BestOfN => bon.clone(),
-                Procedure::WorstOfN => won.clone(),
-            },
-            _ => Vec::new(),
+        let known = envelopes.with_untracked(|e| {
+            e.get(&n)
+                .map_or_else(Vec::new, |envelope| envelope.of(procedure).to_vec())
         });
         timed("optima", || {
             optimal_near(procedure, n, regularisation, &known)
@@ -250,7 +320,7 @@ pub fn Explorer() -> impl IntoView {
                                 .collect();
                             Ok((optima, rows))
                         })
-                        .map_err(|e| e.to_string());
+                        .map_err(|e| plain_error(&e));
                     solved.set(Some(Solved {
                         key: wanted,
                         result,
@@ -334,12 +404,11 @@ pub fn Explorer() -> impl IntoView {
                 .collect();
             let borrowed: Vec<(Policy, &WinRateCurves)> =
                 owned.iter().map(|(p, c)| (*p, c)).collect();
-            let envelope = envelopes.with(|e| match e.get(&at.n) {
-                Some(Ok((bon, won))) => Some(envelope_points(match procedure {
-                    Procedure::BestOfN => bon,
-                    Procedure::WorstOfN => won,
-                })),
-                _ => None,
+            let envelope = envelopes.with(|e| {
+                e.get(&at.n)
+                    .map(|envelope| envelope.of(procedure))
+                    .filter(|solutions| !solutions.is_empty())
+                    .map(envelope_points)
             });
             table_rows.with(|rows| {
                 timed("winrate-chart", || {
@@ -357,6 +426,13 @@ pub fn Explorer() -> impl IntoView {
     let bon_svg = win_rate_svg(Procedure::BestOfN);
     let won_svg = win_rate_svg(Procedure::WorstOfN);
     let envelope_pending = move || envelopes.with(|e| !e.contains_key(&n.get()));
+    let envelope_notes = move || {
+        envelopes.with(|e| {
+            e.get(&n.get())
+                .map(|envelope| envelope.notes.clone())
+                .unwrap_or_default()
+        })
+    };
 
     let shapes_svg = Memo::new(move |_| {
         shown_optima.with(|optima| {
@@ -384,7 +460,7 @@ pub fn Explorer() -> impl IntoView {
                         &policy,
                     )]))),
                     Ok(None) => Ok(None),
-                    Err(error) => Err(error.to_string()),
+                    Err(error) => Err(plain_error(&error)),
                 }
             })
         })
@@ -448,6 +524,12 @@ pub fn Explorer() -> impl IntoView {
             {move || envelope_pending().then(|| view! {
                 <p class="muted" id="envelope-pending">"Solving the optimal envelope for this N…"</p>
             })}
+            {move || {
+                let notes = envelope_notes();
+                (!notes.is_empty()).then(|| view! {
+                    <p class="notice" id="envelope-note" role="status">{notes.join(" ")}</p>
+                })
+            }}
             <RowsTable settings=settings table=table optima_error=optima_error />
             <SvgFigure class="chart wide" id="chart-shapes" svg=shapes_svg />
             // One figure kept across redraws (updated in place); empty while there is nothing to show.
@@ -651,7 +733,10 @@ fn RowsTable(
                                     data-kl=e.kl.to_string()
                                     data-bon=e.win_rate.bon.to_string()
                                     data-won=e.win_rate.won.to_string()>
-                                    <td>{label}</td>
+                                    <td>
+                                        {label}
+                                        {row.note.clone().map(|note| view! { <small class="row-note">{note}</small> })}
+                                    </td>
                                     <td>{short(e.lambda)}</td>
                                     <td>{format!("{:.3}", e.kl)}</td>
                                     <td>{format!("{:.4}", e.win_rate.standard)}</td>
@@ -669,7 +754,7 @@ fn RowsTable(
                     }).collect_view()
                 }}
                 {move || optima_error.get().map(|error| view! {
-                    <tr class="unavailable"><td>"optimal"</td><td colspan="5" class="error">{error}</td></tr>
+                    <tr class="unavailable" id="row-optimal"><td>"optimal"</td><td colspan="5" class="muted">{error}</td></tr>
                 })}
             </tbody>
         </table>

@@ -85,7 +85,9 @@ pub async fn adapter() -> Adapter {
         software: field("software")
             .and_then(|v| v.as_string())
             .filter(|name| !name.is_empty()),
-        subgroups: field("subgroups").and_then(|v| v.as_bool()).unwrap_or(false),
+        subgroups: field("subgroups")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
     }
 }
 

@@ -98,7 +98,10 @@ pub fn App() -> impl IntoView {
     let wanted = url::query_value("backend").map(|b| b.to_ascii_lowercase());
     let wants_cpu = wanted.as_deref() == Some("cpu");
     let wants_gpu = wanted.as_deref() == Some("webgpu");
-    if let Some(other) = wanted.as_deref().filter(|b| !matches!(*b, "cpu" | "webgpu")) {
+    if let Some(other) = wanted
+        .as_deref()
+        .filter(|b| !matches!(*b, "cpu" | "webgpu"))
+    {
         compute.notice.set(Some(format!(
             "Ignored backend={other}: the lab runs on webgpu or cpu; it chose by itself."
         )));

@@ -406,17 +406,59 @@ pub fn tilted(
 pub struct Row {
     /// Which policy.
     pub policy: Policy,
-    /// Its evaluation, or why there is none (a budget the transform cannot spend, say).
+    /// Its evaluation, or why there is none in the page's words ([`plain_error`]).
     pub evaluation: std::result::Result<PolicyEvaluation, String>,
+    /// What a reader should know about a number in the row (an optimum that stopped short of
+    /// the budget, say).
+    pub note: Option<String>,
+}
+
+/// Why the theory has no answer, in the page's words: what the reader asked for that double
+/// precision or the transform cannot give, and what to move instead (the solver's own message,
+/// meant for the command line, names flags the page does not have).
+pub fn plain_error(error: &infalign_core::Error) -> String {
+    use infalign_core::Error;
+    match error {
+        Error::Degenerate { lambda, .. } => format!(
+            "not computable here: at this budget the tilt (λ = {}) squeezes the policy into a \
+             sliver next to u = 1 that double precision cannot resolve. A smaller KL or N can \
+             be shown.",
+            short(*lambda)
+        ),
+        Error::KlBudgetUnreachable { budget, .. } => format!(
+            "this transform cannot spend {} nats: its steepest tilt reaches less. A smaller KL \
+             can be shown.",
+            short(*budget)
+        ),
+        Error::NoConvergence { .. } => {
+            "the solver did not settle at these settings; a nearby KL or N usually does.".into()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Evaluates one policy at the current setting (`None` for an optimal one without `optima`).
 pub fn row(settings: &Settings, policy: Policy, optima: Option<&Optima>) -> Option<Row> {
     let evaluation = resolve(settings, policy, optima)?
         .and_then(|(transform, lambda)| theory::evaluate(&transform, lambda, settings.n));
+    let solution = optima.and_then(|o| o.get(policy));
+    let note = match (solution, settings.regularisation) {
+        (Some(solution), Regularisation::KlBudget(budget))
+            if solution.saturated && solution.kl < budget * 0.99 =>
+        {
+            Some(format!(
+                "saturated: at {} nats its win rate is already within {:e} of 1, so more KL \
+                 buys nothing and the optimum stops there",
+                short(solution.kl),
+                theory::SATURATION
+            ))
+        }
+        _ => None,
+    };
     Some(Row {
         policy,
-        evaluation: evaluation.map_err(|e| e.to_string()),
+        evaluation: evaluation.map_err(|e| plain_error(&e)),
+        note,
     })
 }
 
@@ -748,7 +790,7 @@ mod tests {
             .evaluation
             .as_ref()
             .unwrap_err()
-            .contains("not reachable"));
+            .contains("cannot spend 4 nats"));
     }
 
     #[test]
@@ -812,5 +854,46 @@ mod tests {
         // The exp curve ends at the chart's KL limit.
         let exp = &curves[1].1.bon;
         assert!(exp.last().unwrap().0 > KL_RANGE.1 * 0.99);
+    }
+
+    #[test]
+    fn what_the_theory_cannot_give_is_said_in_the_pages_words() {
+        // Optimal BoN_32 at 4 nats: the tilt is narrower than f64 resolves near u = 1.
+        let at = Settings {
+            n: 32,
+            regularisation: Regularisation::KlBudget(4.0),
+            ..Settings::default()
+        };
+        let error = optimal_at(Procedure::BestOfN, at.n, at.regularisation).unwrap_err();
+        let said = plain_error(&error);
+        assert!(said.starts_with("not computable here"), "{said}");
+        // The command line's advice (flags, transform names) stays out of the page.
+        assert!(
+            !said.contains("normexp") && !said.contains("lambda ="),
+            "{said}"
+        );
+        // Optimal WoN_64 at 1 nat saturates well below the budget: its row says so.
+        let at = Settings {
+            n: 64,
+            regularisation: Regularisation::KlBudget(1.0),
+            ..Settings::default()
+        };
+        let won = optimal_at(Procedure::WorstOfN, at.n, at.regularisation).unwrap();
+        assert!(won.saturated && won.kl < 0.99, "{won:?}");
+        let optima = Optima {
+            bon: optimal_at(Procedure::BestOfN, at.n, at.regularisation).unwrap(),
+            won,
+        };
+        let row = row(&at, Policy::OptimalWon, Some(&optima)).unwrap();
+        assert!(
+            row.note.as_deref().unwrap().starts_with("saturated"),
+            "{row:?}"
+        );
+        // A closed form that spends the budget has nothing to add.
+        assert_eq!(row_note(&at, Policy::Identity), None);
+    }
+
+    fn row_note(at: &Settings, policy: Policy) -> Option<String> {
+        row(at, policy, None).unwrap().note
     }
 }

@@ -57,14 +57,11 @@ impl Lab {
             let on_cpu = sequence_logprobs(&cpu, &answers, messages.len())
                 .await
                 .map_err(text)?;
-            let on_gpu = crate::gpu_watch::unless_lost(sequence_logprobs(
-                &gpu,
-                &answers,
-                messages.len(),
-            ))
-            .await
-            .map_err(|reason| format!("the WebGPU device was lost: {reason}"))?
-            .map_err(text)?;
+            let on_gpu =
+                crate::gpu_watch::unless_lost(sequence_logprobs(&gpu, &answers, messages.len()))
+                    .await
+                    .map_err(|reason| format!("the WebGPU device was lost: {reason}"))?
+                    .map_err(text)?;
             let largest = on_cpu
                 .iter()
                 .zip(&on_gpu)
