@@ -194,6 +194,19 @@ test("explorer: a link reproduces its view, and a bad one says what it ignored",
     }
     assert.equal(await page.locator("#t-exp").getAttribute("aria-valuetext"), "t = 20");
     assert.equal(await page.locator("#beta").getAttribute("aria-valuetext"), "β = 0.05");
+    // Every chart is an image with a title and a description a screen reader can say.
+    const charts = await page.$$eval("figure.chart svg", (svgs) =>
+      svgs.map((svg) => ({
+        role: svg.getAttribute("role"),
+        title: svg.querySelector(":scope > title")?.textContent ?? "",
+        desc: svg.querySelector(":scope > desc")?.textContent ?? "",
+      })),
+    );
+    assert.ok(charts.length >= 3, `${charts.length} charts`);
+    for (const chart of charts) {
+      assert.equal(chart.role, "img");
+      assert.ok(chart.title.length > 5 && chart.desc.includes(" against "), JSON.stringify(chart));
+    }
     assert.deepEqual(shared.errors, []);
   } finally {
     await shared.browser.close();

@@ -9,7 +9,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { here, openLab as open, serveDist, READY_TIMEOUT_MS } from "./harness.mjs";
+import { here, openLab as open, screenshot, serveDist, READY_TIMEOUT_MS } from "./harness.mjs";
 
 const tokenizerGolden = JSON.parse(
   await readFile(join(here, "..", "fixtures", "default_tokenizer_golden.json"), "utf8"),
@@ -122,6 +122,26 @@ test("the browser tokenizer gives the native token ids", async () => {
         });
     }
     assert.ok(tokenizerGolden.length >= 5, "the golden file holds the cases");
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+test("at a phone's width (375 px) the page does not scroll sideways", async () => {
+  const { browser, page, errors } = await open(server.url, {
+    webgpu: false,
+    viewport: { width: 375, height: 800 },
+  });
+  try {
+    await page.locator("#lab[data-bundle=ready]").waitFor({ timeout: 60_000 });
+    await page.locator("#explorer details summary").first().click();
+    const { scroll, width } = await page.evaluate(() => ({
+      scroll: document.documentElement.scrollWidth,
+      width: document.documentElement.clientWidth,
+    }));
+    assert.ok(scroll <= width, `the page is ${scroll} px wide in a ${width} px window`);
+    await screenshot(page, "phone-375");
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();

@@ -113,10 +113,7 @@ impl Track {
         let solutions = solver.into_solutions();
         let note = outcome.err().map(|error| {
             let reached = solutions.last().map_or(0.0, |s| s.kl);
-            let name = match procedure {
-                Procedure::BestOfN => format!("BoN_{n}"),
-                Procedure::WorstOfN => format!("WoN_{n}"),
-            };
+            let name = infalign_view::procedure_label(procedure, n);
             format!(
                 "The optimal {name} envelope is drawn up to {} nats; beyond, {}",
                 short(reached),

@@ -27,7 +27,7 @@ use infalign_model::candidates::{collect_prompt, Collection, CollectionHeader, F
 use infalign_model::ctrl::prompts::read_prompts;
 use infalign_model::ctrl::Decoding;
 use infalign_model::RewardSpec;
-use infalign_view::chart::{render_svg, Chart, Series, COLORS};
+use infalign_view::chart::{render_svg, Chart, Series, COLORS, KL_AXIS};
 use serde::{Deserialize, Serialize};
 
 use crate::args::{DeviceArg, Serving};
@@ -649,7 +649,7 @@ fn exact_chart(report: &ExactReport, measure: Measure) -> anyhow::Result<Chart> 
     Ok(Chart {
         id: format!("candidates-{name}"),
         title: format!("{name} win rate: exact optima (solid), theory (dashed)"),
-        x_label: "KL(pi || pi_ref), nats".into(),
+        x_label: KL_AXIS.into(),
         y_label: "win rate".into(),
         x_range: (0.0, largest * 1.02),
         y_range: ((lo - 0.02).max(0.0), (hi + 0.02).min(1.0)),

@@ -29,7 +29,7 @@ use serde::Serialize;
 use crate::args::{DeviceArg, Serving, TrainingPrompts};
 use crate::eval::read_eval;
 use crate::files::{print_stdout, read_json, write_atomic};
-use infalign_view::chart::{render_svg, transform_curve, Chart, Series, COLORS};
+use infalign_view::chart::{render_svg, transform_curve, Chart, Series, COLORS, KL_AXIS};
 
 #[derive(Debug, Args)]
 pub struct SweepArgs {
@@ -745,7 +745,7 @@ impl KlAxis {
 
     fn label(self) -> &'static str {
         match self {
-            KlAxis::Policy => "KL(pi || pi_ref) (nats)",
+            KlAxis::Policy => KL_AXIS,
             KlAxis::Calibrated => "KL of the calibrated rewards from uniform, pooled (nats)",
             KlAxis::CalibratedPerPrompt => {
                 "KL of the calibrated rewards from uniform, per prompt (nats)"

@@ -20,7 +20,7 @@ use infalign_view::explorer;
 use serde_json::{json, Value};
 
 use crate::files::{print_stdout, write_atomic};
-use infalign_view::chart::{render_svg, transform_curve, Chart, Series, COLORS};
+use infalign_view::chart::{render_svg, transform_curve, Chart, Series, COLORS, KL_AXIS};
 
 /// Exact win-rate-versus-KL theory in calibrated space.
 #[derive(Debug, Args)]
@@ -356,7 +356,7 @@ fn write_plots(args: &TableArgs, blocks: &[Block]) -> anyhow::Result<()> {
                         "Worst-of-N"
                     }
                 ),
-                x_label: "KL(pi || pi_ref) (nats)".into(),
+                x_label: KL_AXIS.into(),
                 y_label: "win rate vs reference".into(),
                 x_range: (0.0, max_kl),
                 y_range: (0.5, (y_max + 0.02).min(1.0)),

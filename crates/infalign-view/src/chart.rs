@@ -11,6 +11,9 @@ use infalign_core::theory;
 use infalign_core::{Error, Result};
 use infalign_core::{Procedure, Transform};
 
+/// The x axis of every win-rate-against-KL plot.
+pub const KL_AXIS: &str = "KL(π ‖ π_ref) (nats)";
+
 /// The palette, in the order series usually take it.
 pub const COLORS: [&str; 6] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
@@ -213,8 +216,29 @@ pub fn render_svg(charts: &[Chart]) -> String {
     let mut svg = String::new();
     let _ = writeln!(
         svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{total_width}" height="{height}" viewBox="0 0 {total_width} {height}" font-family="sans-serif" font-size="12">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{total_width}" height="{height}" viewBox="0 0 {total_width} {height}" font-family="sans-serif" font-size="14" role="img">"#
     );
+    // What a screen reader says for the figure: the titles, then the axes and what is drawn.
+    let titles: Vec<String> = charts.iter().map(|c| escape(&c.title)).collect();
+    let _ = writeln!(svg, "<title>{}</title>", titles.join("; "));
+    let described: Vec<String> = charts
+        .iter()
+        .map(|c| {
+            let named: Vec<String> = c
+                .series
+                .iter()
+                .filter(|s| s.legend && !s.label.is_empty())
+                .map(|s| escape(&s.label))
+                .collect();
+            format!(
+                "{} against {}: {}",
+                escape(&c.y_label),
+                escape(&c.x_label),
+                named.join(", ")
+            )
+        })
+        .collect();
+    let _ = writeln!(svg, "<desc>{}</desc>", described.join("; "));
     let _ = writeln!(
         svg,
         r#"<rect width="{total_width}" height="{height}" fill="white"/>"#
@@ -235,7 +259,7 @@ pub fn render_svg(charts: &[Chart]) -> String {
         let _ = writeln!(svg, r#"<g data-chart="{id}">"#);
         let _ = writeln!(
             svg,
-            r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{}</text>"#,
+            r#"<text x="{}" y="22" text-anchor="middle" font-size="16">{}</text>"#,
             (left + right) / 2.0,
             escape(&chart.title)
         );

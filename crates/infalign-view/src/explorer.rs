@@ -8,7 +8,8 @@
 //! policies as exp(t) and negexp(t) (a rescaled Phi is a rescaled beta), but with Phi in [0, 1], so
 //! one beta means a comparable strength for identity, exp and negexp.
 
-use crate::chart::{Chart, Series, WinRateCurves, COLORS};
+use crate::chart::{Chart, Series, WinRateCurves, COLORS, KL_AXIS};
+use crate::procedure_label;
 use infalign_core::error::invalid;
 use infalign_core::theory::{self, OptimalSolution, PolicyEvaluation, TiltedPolicy};
 use infalign_core::Result;
@@ -654,7 +655,7 @@ pub fn win_rate_chart(
         y_max = envelope.iter().map(|p| p.1).fold(y_max, f64::max);
         series.push(
             Series::line(
-                format!("optimal for {procedure}_{}", settings.n),
+                format!("optimal for {}", procedure_label(procedure, settings.n)),
                 envelope.to_vec(),
                 "#000000",
                 true,
@@ -679,7 +680,7 @@ pub fn win_rate_chart(
     Chart {
         id: format!("winrate-{procedure}"),
         title: format!("{name} win rate, N = {}", settings.n),
-        x_label: "KL(pi || pi_ref) (nats)".into(),
+        x_label: KL_AXIS.into(),
         y_label: "win rate vs reference".into(),
         x_range: (0.0, KL_RANGE.1),
         y_range: (0.5, (y_max + 0.02).min(1.0)),

@@ -20,3 +20,13 @@ pub mod chart;
 pub mod explorer;
 pub mod lab;
 pub mod train;
+
+use infalign_core::selection::Procedure;
+
+/// How the page and the plots name a procedure with its N: "BoN_4", "WoN_8".
+pub fn procedure_label(procedure: Procedure, n: u32) -> String {
+    match procedure {
+        Procedure::BestOfN => format!("BoN_{n}"),
+        Procedure::WorstOfN => format!("WoN_{n}"),
+    }
+}

@@ -19,7 +19,8 @@ use infalign_core::selection::Procedure;
 use infalign_core::theory::{self, WinRates};
 use infalign_core::{Result, Transform};
 
-use crate::chart::{Chart, Series, COLORS};
+use crate::chart::{Chart, Series, COLORS, KL_AXIS};
+use crate::procedure_label;
 
 /// Candidates per prompt the panel offers.
 pub const C_RANGE: (usize, usize) = (16, 256);
@@ -468,23 +469,15 @@ pub fn frontier_chart(
         id: "train-frontier".into(),
         title: format!(
             "{} win rate against the base policy, over the candidates",
-            procedure_name(settings.procedure, settings.n)
+            procedure_label(settings.procedure, settings.n)
         ),
-        x_label: "KL(π ‖ π_ref) over the candidates (nats)".into(),
+        x_label: format!("{KL_AXIS} over the candidates"),
         y_label: "win rate".into(),
         x_range: (0.0, max_kl),
         y_range: ((lo - 0.02).max(0.0), (hi + 0.02).min(1.0)),
         series,
         legend_outside: false,
     })
-}
-
-/// "BoN_4" / "WoN_4".
-pub fn procedure_name(procedure: Procedure, n: u32) -> String {
-    match procedure {
-        Procedure::BestOfN => format!("BoN_{n}"),
-        Procedure::WorstOfN => format!("WoN_{n}"),
-    }
 }
 
 /// The probability chart: each candidate's probability relative to pi_ref's 1/C, candidates
@@ -538,7 +531,7 @@ pub fn probability_chart(
 pub fn verdict(settings: &TrainSettings, sides: &[ExactSide; 2]) -> String {
     let rate = |side: &ExactSide| settings.win_rate(&side.evaluation.win_rate);
     let (a, b) = (rate(&sides[0]), rate(&sides[1]));
-    let name = procedure_name(settings.procedure, settings.n);
+    let name = procedure_label(settings.procedure, settings.n);
     let (winner, loser, gap) = if b >= a {
         (&sides[1], &sides[0], b - a)
     } else {

@@ -15,9 +15,9 @@ use infalign_model::ctrl::rollout::ReferenceProgress;
 use infalign_view::chart::render_svg;
 use infalign_view::explorer::short;
 use infalign_view::train::{
-    exact_sides, frontier_chart, probability_chart, procedure_name, verdict, ExactSide, Score,
-    TrainPoint, TrainRun, TrainSettings, C_RANGE, KL_RANGE, LR_RANGE, M_RANGE, N_MAX, QUERY_KEYS,
-    STEPS_RANGE, T_RANGE,
+    exact_sides, frontier_chart, probability_chart, verdict, ExactSide, Score, TrainPoint,
+    TrainRun, TrainSettings, C_RANGE, KL_RANGE, LR_RANGE, M_RANGE, N_MAX, QUERY_KEYS, STEPS_RANGE,
+    T_RANGE,
 };
 use leptos::prelude::*;
 
@@ -296,7 +296,7 @@ pub(super) fn TrainPanel(lab: Lab) -> impl IntoView {
 
     let side_row = move |index: usize| {
         let s = settings.get();
-        let name = procedure_name(s.procedure, s.n);
+        let name = infalign_view::procedure_label(s.procedure, s.n);
         let side = sides
             .get()
             .and_then(Result::ok)

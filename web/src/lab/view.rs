@@ -282,10 +282,7 @@ pub(super) fn Answers(lab: Lab) -> impl IntoView {
 pub(super) fn Tallies(lab: Lab) -> impl IntoView {
     let row = move |procedure: Procedure| {
         let n = lab.settings.with(|s| s.n);
-        let name = match procedure {
-            Procedure::BestOfN => format!("BoN_{n}"),
-            Procedure::WorstOfN => format!("WoN_{n}"),
-        };
+        let name = infalign_view::procedure_label(procedure, n as u32);
         let measured = lab.tally.with(|t| t.win_rate(procedure));
         let theory = lab.bundle.with(|state| match state {
             BundleState::Ready(loaded) => lab.settings.with(|s| prediction(loaded, &s.policy, s.n)),
