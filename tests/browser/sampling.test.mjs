@@ -165,15 +165,38 @@ test("rounds against the base fill the tally with an interval and the theory bes
       // The outcomes are 0, 1/2 or 1 over ten rounds: the mean is a multiple of 1/20.
       assert.ok(Math.abs(rate * 20 - Math.round(rate * 20)) < 1e-9, `${procedure} ${rate}`);
       // The theory at the KL the variant's calibrated rewards moved at evaluation (a few
-      // hundredths of a nat: results/harmlessness-won4).
+      // hundredths of a nat: the bundle's evaluation of the variant).
       assert.match(await row.locator(".theory").textContent(), /^0\.\d{3} \(calibrated KL 0\.0\d/);
     }
+    // The round log says, round by round, what each procedure served and who won; its outcomes
+    // are the tally's.
+    const logged = await page.$$eval("#round-log li", (lis) =>
+      lis.map((li) => Object.fromEntries([...li.querySelectorAll("p")].map((p) => [p.dataset.procedure, Number(p.dataset.outcome)]))),
+    );
+    assert.equal(logged.length, 10);
+    for (const procedure of ["bon", "won"]) {
+      const rate = Number(await page.locator(`#tally tr[data-procedure=${procedure}] .measured`).getAttribute("data-rate"));
+      const mean = logged.reduce((sum, round) => sum + round[procedure], 0) / logged.length;
+      assert.ok(Math.abs(mean - rate) < 1e-12, `${procedure}: log ${mean}, tally ${rate}`);
+    }
+    await page.locator("#round-log summary").click();
+    assert.match(await page.locator("#round-log li").first().textContent(), /aligned served .* base .*: (aligned wins|base wins|a tie)\./);
     await screenshot(page, "lab-tally-cpu");
-    // The BoN variant moved its calibrated rewards further (results/helpfulness-bon4).
+    // Reset starts the tally over.
+    await page.click("#reset-tally");
+    assert.equal(await page.locator("#tally").getAttribute("data-rounds"), "0");
+    assert.equal(await page.locator("#round-log li").count(), 0);
+    // The BoN variant moved its calibrated rewards further (the bundle's evaluation).
     await page.selectOption("#lab-policy", "ctrl-exp-bon4");
     const theory = await page.locator("#tally tr[data-procedure=bon] .theory").textContent();
     assert.match(theory, /^0\.\d{3} \(calibrated KL 0\.\d/);
     assert.equal(await page.locator("#tally").getAttribute("data-rounds"), "0", "a new policy starts a new tally");
+    // Sampled answers do not outlive the settings they were drawn under.
+    await page.click("#sample");
+    await page.locator("#answers[data-state=calibrated]").waitFor({ timeout: CPU_ROUND_TIMEOUT_MS });
+    await page.selectOption("#lab-policy", "base");
+    assert.equal(await page.locator("#answers li").count(), 0);
+    assert.equal(await page.locator("#answers").getAttribute("data-state"), "idle");
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
@@ -394,6 +417,23 @@ test("the CPU and WebGPU compute the same log-probabilities for every policy of 
     for (const row of rows) {
       assert.ok(row.largest < 1e-3, `${row.policy}: CPU and WebGPU differ by ${row.largest} nats`);
     }
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+test("an empty prompt of one's own is refused in words, not sampled", async () => {
+  const { browser, page, errors } = await openLab(`${server.url}?lab_n=2&k=2`, { webgpu: false });
+  try {
+    await bundleReady(page);
+    await page.selectOption("#lab-prompt", "own");
+    await page.fill("#lab-own-prompt", "   ");
+    await page.locator("#lab-own-prompt").dispatchEvent("change");
+    await page.click("#sample");
+    await page.locator("#lab-error").waitFor();
+    assert.match(await page.locator("#lab-error").textContent(), /write a prompt first/);
+    assert.equal(await page.locator("#answers li").count(), 0);
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();

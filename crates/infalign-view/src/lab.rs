@@ -68,6 +68,30 @@ pub fn outcome(first: f64, second: f64) -> f64 {
     }
 }
 
+/// What one round did: the answer each procedure served on each side (indices into that side's
+/// N answers) and the aligned side's outcome under each (1 win, 1/2 tie, 0 loss).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Round {
+    /// The aligned side's picks.
+    pub aligned: Picks,
+    /// The base side's picks.
+    pub base: Picks,
+    /// Best-of-N's outcome for the aligned side.
+    pub bon: f64,
+    /// Worst-of-N's outcome for the aligned side.
+    pub won: f64,
+}
+
+impl Round {
+    /// The outcome under `procedure`.
+    pub fn outcome(&self, procedure: Procedure) -> f64 {
+        match procedure {
+            Procedure::BestOfN => self.bon,
+            Procedure::WorstOfN => self.won,
+        }
+    }
+}
+
 /// The aligned policy against the base policy, round after round: in each round both sides draw
 /// N responses to the same prompt, each procedure serves one response per side, and the side
 /// whose served response has the higher calibrated reward wins (ties count half).
@@ -84,8 +108,9 @@ impl Tally {
     }
 
     /// Record one round from the calibrated rewards of the aligned side and of the base side
-    /// (N each). Errors on empty or non-finite rewards; the tally is then unchanged.
-    pub fn record(&mut self, aligned: &[f64], base: &[f64]) -> Result<()> {
+    /// (N each), and say what happened in it. Errors on empty or non-finite rewards; the tally
+    /// is then unchanged.
+    pub fn record(&mut self, aligned: &[f64], base: &[f64]) -> Result<Round> {
         if aligned.len() != base.len() {
             return Err(invalid(
                 "round",
@@ -98,9 +123,15 @@ impl Tally {
             ));
         }
         let (a, b) = (Picks::of(aligned)?, Picks::of(base)?);
-        self.bon.push(outcome(aligned[a.best], base[b.best]));
-        self.won.push(outcome(aligned[a.worst], base[b.worst]));
-        Ok(())
+        let round = Round {
+            aligned: a,
+            base: b,
+            bon: outcome(aligned[a.best], base[b.best]),
+            won: outcome(aligned[a.worst], base[b.worst]),
+        };
+        self.bon.push(round.bon);
+        self.won.push(round.won);
+        Ok(round)
     }
 
     /// Rounds recorded.
@@ -235,7 +266,12 @@ mod tests {
         let mut tally = Tally::new();
         assert_eq!(tally.win_rate(Procedure::BestOfN), None);
         // Aligned best 0.9 beats base best 0.8; aligned worst 0.1 loses to base worst 0.3.
-        tally.record(&[0.1, 0.9, 0.5], &[0.3, 0.8, 0.4]).unwrap();
+        let round = tally.record(&[0.1, 0.9, 0.5], &[0.3, 0.8, 0.4]).unwrap();
+        // Which answers were served, and the outcome under each procedure.
+        assert_eq!((round.aligned.best, round.aligned.worst), (1, 0));
+        assert_eq!((round.base.best, round.base.worst), (1, 2));
+        assert_eq!(round.outcome(Procedure::BestOfN), 1.0);
+        assert_eq!(round.outcome(Procedure::WorstOfN), 0.0);
         // Same best (tie, 1/2); aligned worst 0.4 beats base worst 0.2.
         tally.record(&[0.4, 0.7, 0.6], &[0.7, 0.2, 0.5]).unwrap();
         assert_eq!(tally.rounds(), 2);

@@ -107,6 +107,21 @@ enum BundleState {
     Failed(String),
 }
 
+/// One round of the tally, as the round log shows it: per procedure (BoN, WoN), the answer each
+/// side served with its calibrated reward, and the aligned side's outcome.
+#[derive(Debug, Clone, PartialEq)]
+struct LoggedRound {
+    served: [ServedPair; 2],
+}
+
+/// What one procedure served in a round.
+#[derive(Debug, Clone, PartialEq)]
+struct ServedPair {
+    aligned: (String, f64),
+    base: (String, f64),
+    outcome: f64,
+}
+
 /// One answer on screen.
 #[derive(Debug, Clone, PartialEq)]
 struct Answer {
@@ -150,6 +165,10 @@ struct Lab {
     /// The sorted rewards of the reference answers the shown answers were calibrated against.
     reference_rewards: RwSignal<Option<Vec<f64>>>,
     rounds_progress: RwSignal<Option<(usize, usize)>>,
+    /// Every round played since the tally started: what each side served and who won.
+    round_log: RwSignal<Vec<LoggedRound>>,
+    /// Set by "Stop": the rounds being played end after the current one.
+    stop_rounds: StoredValue<bool>,
     first_result_ms: RwSignal<Option<f64>>,
     tally: RwSignal<Tally>,
     /// Sampling seeds: each round draws new answers, reproducibly from page load.
@@ -178,6 +197,8 @@ pub fn SamplingLab(compute: Compute) -> impl IntoView {
         reference_progress: RwSignal::new(None),
         reference_rewards: RwSignal::new(None),
         rounds_progress: RwSignal::new(None),
+        round_log: RwSignal::new(Vec::new()),
+        stop_rounds: StoredValue::new(false),
         first_result_ms: RwSignal::new(None),
         tally: RwSignal::new(Tally::new()),
         seed: StoredValue::new(1),
@@ -220,11 +241,15 @@ pub fn SamplingLab(compute: Compute) -> impl IntoView {
             }
         });
     });
-    // A new policy, reward, prompt, N or K starts a new tally.
+    // A new policy, reward, prompt, N or K starts a new tally, and the answers on screen (drawn
+    // under the old settings) go.
     Effect::new(move |previous: Option<LabSettings>| {
         let now = lab.settings.get();
         if previous.is_some_and(|previous| previous != now) {
-            lab.tally.set(Tally::new());
+            lab.reset_tally();
+            lab.answers.set(Vec::new());
+            lab.phase.set(Phase::Idle);
+            lab.reference_rewards.set(None);
         }
         now
     });

@@ -3,7 +3,7 @@
 
 use crate::bundle::{self, LoadedBundle};
 use crate::timing::{now, timed};
-use infalign_core::{ReferenceTable, WinRates};
+use infalign_core::{Procedure, ReferenceTable, WinRates};
 use infalign_model::backend::BackendKind;
 use infalign_model::bundle::BASE_POLICY;
 use infalign_model::ctrl::rollout::ReferenceProgress;
@@ -183,6 +183,9 @@ impl Lab {
         let settings = self.settings.get_untracked();
         let reward = self.reward_key(&bundle, &settings)?;
         let message = settings.prompt.message();
+        if message.trim().is_empty() {
+            return Err("write a prompt first".into());
+        }
         let policy = self.policy(&bundle, &settings.policy, kind)?;
         self.answers.set(vec![
             Answer {
@@ -256,15 +259,23 @@ impl Lab {
         }
         let reward = self.reward_key(&bundle, &settings)?;
         let message = settings.prompt.message();
+        if message.trim().is_empty() {
+            return Err("write a prompt first".into());
+        }
         let aligned = self.policy(&bundle, &settings.policy, kind)?;
         let base = self.policy(&bundle, BASE_POLICY, kind)?;
         let table = self
             .reference(&bundle, kind, &message, &reward, settings.k)
             .await?;
+        self.stop_rounds.set_value(false);
         for round in 0..count {
+            if self.stop_rounds.get_value() {
+                break;
+            }
             self.rounds_progress.set(Some((round, count)));
             let seed = self.next_seed();
             let mut sides = Vec::with_capacity(2);
+            let mut texts = Vec::with_capacity(2);
             for (side, policy) in [&aligned, &base].into_iter().enumerate() {
                 let sampled = sample_answers(
                     &bundle,
@@ -282,17 +293,36 @@ impl Lab {
                         .calibrate_batch(&raw)
                         .map_err(|error| error.to_string())?,
                 );
+                texts.push(sampled.texts);
             }
-            let mut failed = None;
-            self.tally.update(|tally| {
-                failed = tally.record(&sides[0], &sides[1]).err();
+            let played = self
+                .tally
+                .try_update(|tally| tally.record(&sides[0], &sides[1]))
+                .ok_or("the lab was closed")?
+                .map_err(|error| error.to_string())?;
+            let pair = |procedure: Procedure| {
+                let (a, b) = (played.aligned.get(procedure), played.base.get(procedure));
+                ServedPair {
+                    aligned: (texts[0][a].clone(), sides[0][a]),
+                    base: (texts[1][b].clone(), sides[1][b]),
+                    outcome: played.outcome(procedure),
+                }
+            };
+            self.round_log.update(|log| {
+                log.push(LoggedRound {
+                    served: [pair(Procedure::BestOfN), pair(Procedure::WorstOfN)],
+                })
             });
-            if let Some(error) = failed {
-                return Err(error.to_string());
-            }
         }
         self.rounds_progress.set(None);
         Ok(())
+    }
+
+    /// Start the tally and its round log over.
+    pub(super) fn reset_tally(&self) {
+        self.stop_rounds.set_value(true);
+        self.tally.set(Tally::new());
+        self.round_log.set(Vec::new());
     }
 
     /// The reward to score with: the chosen one, else the policy's own.

@@ -336,6 +336,57 @@ pub(super) fn Tallies(lab: Lab) -> impl IntoView {
                     {move || row(Procedure::WorstOfN)}
                 </tbody>
             </table>
+            <div class="buttons">
+                <button
+                    id="stop-rounds"
+                    prop:disabled=move || lab.rounds_progress.with(Option::is_none)
+                    on:click=move |_| lab.stop_rounds.set_value(true)
+                >"Stop after this round"</button>
+                <button
+                    id="reset-tally"
+                    prop:disabled=move || lab.busy.get() || lab.tally.with(|t| t.rounds() == 0)
+                    on:click=move |_| lab.reset_tally()
+                >"Reset the tally"</button>
+            </div>
+            <RoundLog lab=lab />
         </div>
+    }
+}
+
+/// Every round of the tally: what each procedure served on each side, and who won.
+#[component]
+fn RoundLog(lab: Lab) -> impl IntoView {
+    let outcome = |value: f64| match value {
+        v if v == 1.0 => "aligned wins",
+        v if v == 0.0 => "base wins",
+        _ => "a tie",
+    };
+    view! {
+        <details id="round-log" data-rounds=move || lab.round_log.with(Vec::len)>
+            <summary>{move || format!("Round by round ({} played)", lab.round_log.with(Vec::len))}</summary>
+            <ol class="round-log">
+                {move || {
+                    let n = lab.settings.with(|s| s.n) as u32;
+                    lab.round_log.get().into_iter().map(|round| {
+                        let [bon, won] = round.served;
+                        let line = move |procedure: Procedure, pair: ServedPair| view! {
+                            <p data-procedure=procedure.as_str() data-outcome=format!("{}", pair.outcome)>
+                                <strong>{infalign_view::procedure_label(procedure, n)}</strong>
+                                {format!(
+                                    ": aligned served \u{201c}{}\u{201d} (u {:.2}), base \u{201c}{}\u{201d} (u {:.2}): {}.",
+                                    pair.aligned.0, pair.aligned.1, pair.base.0, pair.base.1, outcome(pair.outcome)
+                                )}
+                            </p>
+                        };
+                        view! {
+                            <li>
+                                {line(Procedure::BestOfN, bon)}
+                                {line(Procedure::WorstOfN, won)}
+                            </li>
+                        }
+                    }).collect_view()
+                }}
+            </ol>
+        </details>
     }
 }
