@@ -131,6 +131,8 @@ for (const webgpu of [false, true]) {
       }
       await linkSays(page, "beta", await page.locator("#beta-value").textContent());
       assert.ok(!query(page).has("kl"));
+      // The best-t answer was for a KL budget: it goes with it.
+      assert.equal(await page.locator("#best-t-result").count(), 0);
 
       // The density chart follows the chosen policy.
       await page.locator("#inspect").selectOption("optimal-won");

@@ -273,7 +273,10 @@ test("a bundle link that fails says so and falls back to the default bundle", as
   });
   try {
     await bundleReady(page);
-    assert.match(await page.locator("#bundle-banner").textContent(), /no-such-bundle.*HTTP 404/);
+    assert.match(
+      await page.locator("#bundle-banner").textContent(),
+      /there is no manifest\.json at .*no-such-bundle\/manifest\.json: a bundle link points at the folder/,
+    );
     assertAnswers(await sampleRound(page), 2);
     // The browser itself logs the 404 of the missing manifest; nothing else may be logged.
     assert.deepEqual(
@@ -282,6 +285,29 @@ test("a bundle link that fails says so and falls back to the default bundle", as
     );
   } finally {
     await browser.close();
+  }
+});
+
+test("a bundle link to a file, or to a server that does not answer, is explained", async () => {
+  // A weights file instead of its folder: refused before any fetch.
+  const file = await openLab(`${server.url}?bundle=default-model/model.bpk`, { webgpu: false });
+  // Nothing listens on port 9 (discard): the fetch rejects as a CORS refusal would.
+  const dead = await openLab(`${server.url}?bundle=http://127.0.0.1:9/bundle/`, { webgpu: false });
+  try {
+    await bundleReady(file.page);
+    assert.match(
+      await file.page.locator("#bundle-banner").textContent(),
+      /names a file \(model\.bpk\); a bundle link points at the folder/,
+    );
+    assert.deepEqual(file.errors, []);
+    await bundleReady(dead.page);
+    assert.match(
+      await dead.page.locator("#bundle-banner").textContent(),
+      /no response the page may read .*Access-Control-Allow-Origin/,
+    );
+  } finally {
+    await file.browser.close();
+    await dead.browser.close();
   }
 });
 

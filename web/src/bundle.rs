@@ -141,6 +141,27 @@ pub fn assemble(origin: &str, files: &Files) -> Result<LoadedBundle, String> {
     })
 }
 
+/// The file a bundle link names instead of a folder (`model.bpk`, `bundle.zip`), if it does: its
+/// last path segment has an extension and is not the manifest.
+pub fn not_a_folder(given: &str) -> Option<String> {
+    let link = given.split(['?', '#']).next().unwrap_or_default().trim();
+    // The path after the host, if the link has one (`https://example.com` is a folder).
+    let path = match link.split_once("://") {
+        Some((_, rest)) => rest.split_once('/').map_or("", |(_, path)| path),
+        None => link,
+    };
+    if path.is_empty() || path.ends_with('/') {
+        return None;
+    }
+    let last = path.rsplit('/').next().unwrap_or_default();
+    let (stem, extension) = last.rsplit_once('.')?;
+    let is_file = !stem.is_empty()
+        && !extension.is_empty()
+        && extension.chars().all(|c| c.is_ascii_alphanumeric())
+        && last != MANIFEST_FILE;
+    is_file.then(|| last.to_string())
+}
+
 /// The directory URL of a bundle given as a directory or as its `manifest.json`.
 pub fn base_url(given: &str) -> String {
     let trimmed = given.trim().trim_end_matches('/');
@@ -153,6 +174,12 @@ pub fn base_url(given: &str) -> String {
 /// Fetch and validate the bundle at `url` (a directory or its manifest), reporting
 /// `(bytes fetched, bytes expected)` after each file.
 pub async fn fetch_bundle(url: &str, progress: impl Fn(u64, u64)) -> Result<LoadedBundle, String> {
+    if let Some(file) = not_a_folder(url) {
+        return Err(format!(
+            "{url} names a file ({file}); a bundle link points at the folder that holds \
+             manifest.json, or at manifest.json itself"
+        ));
+    }
     let base = base_url(url);
     let at = |file: &str| {
         if base.is_empty() {
@@ -161,7 +188,17 @@ pub async fn fetch_bundle(url: &str, progress: impl Fn(u64, u64)) -> Result<Load
             format!("{base}/{file}")
         }
     };
-    let manifest_bytes = fetch_bytes(&at(MANIFEST_FILE)).await?;
+    let manifest_bytes = fetch_bytes(&at(MANIFEST_FILE)).await.map_err(|error| {
+        if error.ends_with("HTTP 404") {
+            format!(
+                "there is no {MANIFEST_FILE} at {}: a bundle link points at the folder that holds \
+                 it",
+                at(MANIFEST_FILE)
+            )
+        } else {
+            error
+        }
+    })?;
     let manifest =
         Manifest::parse(&manifest_bytes, &at(MANIFEST_FILE)).map_err(|error| error.to_string())?;
     let parts: Vec<(String, u64)> = manifest

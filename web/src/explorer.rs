@@ -465,6 +465,14 @@ pub fn Explorer() -> impl IntoView {
 
     // "Best t for this KL".
     let best_t_state: RwSignal<Option<Result<String, String>>> = RwSignal::new(None);
+    // The answer is for one N and KL budget: another N, budget or a beta makes it stale.
+    Effect::new(move |previous: Option<(u32, Regularisation)>| {
+        let now = (n.get(), regularisation.get());
+        if previous.is_some_and(|previous| previous != now) {
+            best_t_state.set(None);
+        }
+        now
+    });
     let searching = RwSignal::new(false);
     let find_best_t = move |_| {
         searching.set(true);

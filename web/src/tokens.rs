@@ -26,9 +26,19 @@ pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
             })
             .unwrap_or_else(|| format!("{error:?}"))
     };
+    // A fetch that rejects got no response to read: the server is down or unreachable, or it is
+    // on another origin and does not allow this page to read it (CORS); the browser tells the
+    // page no more than "Failed to fetch".
     let response: web_sys::Response = JsFuture::from(window.fetch_with_str(url))
         .await
-        .map_err(|error| format!("fetching {url}: {}", describe(error)))?
+        .map_err(|error| {
+            format!(
+                "fetching {url}: no response the page may read ({}): the server is unreachable, \
+                 or it is on another site and does not allow this page to read its files (it \
+                 must send Access-Control-Allow-Origin)",
+                describe(error)
+            )
+        })?
         .dyn_into()
         .map_err(|_| format!("fetching {url}: not a response"))?;
     if !response.ok() {

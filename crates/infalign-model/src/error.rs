@@ -97,3 +97,11 @@ impl Settings {
         }
     }
 }
+
+/// A text field's value as an error message states it: `is "x"`, or `is missing`.
+pub(crate) fn stated(value: Option<&str>) -> String {
+    match value {
+        Some(value) => format!("is {value:?}"),
+        None => "is missing".to_string(),
+    }
+}

@@ -489,3 +489,16 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_manifest_without_a_format_says_so_in_words() {
+    let error = Manifest::parse(br#"{"format_version": 4}"#, "there/manifest.json")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("`format` is missing"), "{error}");
+    assert!(!error.contains("None") && !error.contains("Some("), "{error}");
+    let error = Manifest::parse(br#"{"format": "zip"}"#, "there/manifest.json")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains(r#"`format` is "zip""#), "{error}");
+}

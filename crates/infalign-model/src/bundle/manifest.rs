@@ -159,7 +159,8 @@ impl Manifest {
             return Err(bundle_error(
                 origin,
                 format!(
-                    "not an InfAlign bundle manifest (`format` is {format:?}, expected {FORMAT:?})"
+                    "not an InfAlign bundle manifest (`format` {}, expected {FORMAT:?})",
+                    crate::error::stated(format)
                 ),
             ));
         }

@@ -88,8 +88,9 @@ impl CalibrationSet {
         let format = value.get("format").and_then(|f| f.as_str());
         if format != Some(FORMAT) {
             return Err(fail(format!(
-                "not an InfAlign calibration file (`format` is {format:?}, expected {FORMAT:?}); \
-                 write one with `infalign calibrate`"
+                "not an InfAlign calibration file (`format` {}, expected {FORMAT:?}); write one \
+                 with `infalign calibrate`",
+                crate::error::stated(format)
             )));
         }
         match value.get("version").and_then(|v| v.as_u64()) {
