@@ -182,6 +182,19 @@ test("rounds against the base fill the tally with an interval and the theory bes
     await page.locator("#round-log summary").click();
     assert.match(await page.locator("#round-log li").first().textContent(), /aligned served .* base .*: (aligned wins|base wins|a tie)\./);
     await screenshot(page, "lab-tally-cpu");
+    // The rounds save as CSV: two rows a round, the same outcomes.
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#save-rounds")]);
+    const chunks = [];
+    for await (const chunk of await download.createReadStream()) chunks.push(chunk);
+    const rows = Buffer.concat(chunks).toString("utf8").trim().split("\n");
+    assert.equal(rows[0], "round,procedure,n,aligned_calibrated,base_calibrated,outcome");
+    assert.equal(rows.length, 1 + 20);
+    const outcomes = rows.slice(1).map((row) => row.split(","));
+    for (const procedure of ["bon", "won"]) {
+      const mean = outcomes.filter((r) => r[1] === procedure).reduce((sum, r) => sum + Number(r[5]), 0) / 10;
+      const rate = Number(await page.locator(`#tally tr[data-procedure=${procedure}] .measured`).getAttribute("data-rate"));
+      assert.ok(Math.abs(mean - rate) < 1e-12, `${procedure}: CSV ${mean}, tally ${rate}`);
+    }
     // Reset starts the tally over.
     await page.click("#reset-tally");
     assert.equal(await page.locator("#tally").getAttribute("data-rounds"), "0");

@@ -35,6 +35,14 @@ async function sides(page) {
   );
 }
 
+/** Click `selector` and return the text of the file the page offers. */
+async function saved(page, selector) {
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click(selector)]);
+  const chunks = [];
+  for await (const chunk of await download.createReadStream()) chunks.push(chunk);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
 /** Open the lab at `query`, sample the candidates and train both sides to the end. */
 async function trainBoth(query, name) {
   const { browser, page, errors } = await openLab(`${server.url}?${query}`, { webgpu: false });
@@ -66,6 +74,13 @@ async function trainBoth(query, name) {
     }
     // The frontier shows one point per frame of the run, from the base policy on.
     assert.equal(await page.locator("#train-frontier g[data-series=trained-0]").count(), 61);
+    // The run saves as CSV (each side's optimum, then every drawn point) and the chart as SVG.
+    const csv = await saved(page, "#train-save");
+    const lines = csv.trim().split("\n");
+    assert.equal(lines[0], "side,score,beta,step,kl,standard,bon,won,n");
+    assert.equal(lines.length, 1 + 2 * (1 + 61));
+    const svg = await saved(page, '.save-svg[data-for="train-frontier"]');
+    assert.match(svg, /^<svg [^>]*role="img"/);
     await screenshot(page, name);
     assert.deepEqual(errors, []);
     return after;

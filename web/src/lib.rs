@@ -17,6 +17,7 @@ use leptos::task::spawn_local;
 
 mod bundle;
 mod explorer;
+mod export;
 mod gpu_watch;
 mod lab;
 mod math;

@@ -100,16 +100,20 @@ extern "C" {
     fn morph_inner_html(container: &JsValue, html: &str);
 }
 
-/// A `<figure>` showing the SVG in `svg`, updated in place when it changes.
+/// A `<figure>` showing the SVG in `svg`, updated in place when it changes, with what a reader
+/// is looking at (`caption`) and a button that saves the chart as an SVG file.
 #[component]
 pub fn SvgFigure(
-    /// The figure's id.
+    /// The figure's id (also the saved file's name).
     id: &'static str,
     /// Its classes.
     class: &'static str,
     /// The SVG (an empty string shows nothing).
     #[prop(into)]
     svg: Signal<String>,
+    /// What the chart shows, in a sentence or two for someone meeting it first.
+    #[prop(optional)]
+    caption: Option<&'static str>,
 ) -> impl IntoView {
     let figure = NodeRef::<html::Figure>::new();
     Effect::new(move |_| {
@@ -118,5 +122,18 @@ pub fn SvgFigure(
             crate::timing::timed("svg-morph", || morph_inner_html(figure.as_ref(), &svg));
         }
     });
-    view! { <figure class=class id=id node_ref=figure></figure> }
+    let empty = move || svg.with(String::is_empty);
+    view! {
+        <div class="chart-block">
+            <figure class=class id=id node_ref=figure></figure>
+            <div class="chart-notes" hidden=empty>
+                {caption.map(|text| view! { <p class="caption">{text}</p> })}
+                <button
+                    class="link save-svg"
+                    data-for=id
+                    on:click=move |_| svg.with_untracked(|svg| crate::export::save_svg(&format!("{id}.svg"), svg))
+                >"Save as SVG"</button>
+            </div>
+        </div>
+    }
 }

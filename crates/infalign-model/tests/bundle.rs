@@ -496,7 +496,10 @@ fn a_manifest_without_a_format_says_so_in_words() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("`format` is missing"), "{error}");
-    assert!(!error.contains("None") && !error.contains("Some("), "{error}");
+    assert!(
+        !error.contains("None") && !error.contains("Some("),
+        "{error}"
+    );
     let error = Manifest::parse(br#"{"format": "zip"}"#, "there/manifest.json")
         .unwrap_err()
         .to_string();

@@ -92,6 +92,29 @@ impl Round {
     }
 }
 
+/// The columns of [`rounds_csv`].
+pub const ROUNDS_CSV_HEADER: &str = "round,procedure,n,aligned_calibrated,base_calibrated,outcome";
+
+/// The rounds of a tally as CSV ([`ROUNDS_CSV_HEADER`]): for each round and procedure, the
+/// calibrated rewards of the two served answers and the aligned side's outcome. `rounds` holds,
+/// per round, (aligned, base) calibrated rewards of the N answers of each side.
+pub fn rounds_csv(n: usize, rounds: &[(Vec<f64>, Vec<f64>, Round)]) -> String {
+    let mut out = format!("{ROUNDS_CSV_HEADER}\n");
+    for (index, (aligned, base, round)) in rounds.iter().enumerate() {
+        for procedure in [Procedure::BestOfN, Procedure::WorstOfN] {
+            out.push_str(&format!(
+                "{},{},{n},{},{},{}\n",
+                index + 1,
+                procedure.as_str(),
+                aligned[round.aligned.get(procedure)],
+                base[round.base.get(procedure)],
+                round.outcome(procedure)
+            ));
+        }
+    }
+    out
+}
+
 /// The aligned policy against the base policy, round after round: in each round both sides draw
 /// N responses to the same prompt, each procedure serves one response per side, and the side
 /// whose served response has the higher calibrated reward wins (ties count half).
@@ -269,9 +292,14 @@ mod tests {
         let round = tally.record(&[0.1, 0.9, 0.5], &[0.3, 0.8, 0.4]).unwrap();
         // Which answers were served, and the outcome under each procedure.
         assert_eq!((round.aligned.best, round.aligned.worst), (1, 0));
-        assert_eq!((round.base.best, round.base.worst), (1, 2));
+        assert_eq!((round.base.best, round.base.worst), (1, 0));
         assert_eq!(round.outcome(Procedure::BestOfN), 1.0);
         assert_eq!(round.outcome(Procedure::WorstOfN), 0.0);
+        let csv = rounds_csv(3, &[(vec![0.1, 0.9, 0.5], vec![0.3, 0.8, 0.4], round)]);
+        assert_eq!(
+            csv,
+            format!("{ROUNDS_CSV_HEADER}\n1,bon,3,0.9,0.8,1\n1,won,3,0.1,0.3,0\n")
+        );
         // Same best (tie, 1/2); aligned worst 0.4 beats base worst 0.2.
         tally.record(&[0.4, 0.7, 0.6], &[0.7, 0.2, 0.5]).unwrap();
         assert_eq!(tally.rounds(), 2);

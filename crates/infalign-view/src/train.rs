@@ -526,6 +526,35 @@ pub fn probability_chart(
     }
 }
 
+/// The columns of [`runs_csv`].
+pub const RUNS_CSV_HEADER: &str = "side,score,beta,step,kl,standard,bon,won,n";
+
+/// Both sides' exact optima and training paths as CSV ([`RUNS_CSV_HEADER`]): per side one row
+/// `step = exact` for the optimum, then one per recorded training point.
+pub fn runs_csv(
+    settings: &TrainSettings,
+    sides: &[ExactSide; 2],
+    paths: [&[TrainPoint]; 2],
+) -> String {
+    let mut out = format!("{RUNS_CSV_HEADER}\n");
+    for (index, side) in sides.iter().enumerate() {
+        let score = side.score.label(settings.t);
+        let rates = side.evaluation.win_rate;
+        out.push_str(&format!(
+            "{index},{score},{},exact,{},{},{},{},{}\n",
+            side.beta, side.evaluation.kl, rates.standard, rates.bon, rates.won, settings.n
+        ));
+        for point in paths[index] {
+            let rates = point.win_rate;
+            out.push_str(&format!(
+                "{index},{score},{},{},{},{},{},{},{}\n",
+                side.beta, point.step, point.kl, rates.standard, rates.bon, rates.won, settings.n
+            ));
+        }
+    }
+    out
+}
+
 /// The comparison's verdict in words: which side the exact optimum favours under the
 /// procedure, and by how much.
 pub fn verdict(settings: &TrainSettings, sides: &[ExactSide; 2]) -> String {
@@ -654,6 +683,34 @@ mod tests {
                 finals.push(trained);
             }
             assert!(finals[1] > finals[0], "{procedure:?}: {finals:?}");
+        }
+    }
+
+    #[test]
+    fn the_csv_has_the_optimum_and_every_point_of_both_runs() {
+        let prompt = prompt(32, 16);
+        let settings = TrainSettings::default();
+        let sides = exact_sides(&prompt, &settings).unwrap();
+        let mut run = TrainRun::new(&prompt, &settings, 1, sides[1].beta, 1).unwrap();
+        run.advance(5).unwrap();
+        let csv = runs_csv(&settings, &sides, [&[], &run.path]);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], RUNS_CSV_HEADER);
+        // Side 0: its optimum only; side 1: its optimum, the start and the point after 5 steps.
+        assert_eq!(lines.len(), 1 + 1 + 3);
+        assert!(lines[1].starts_with("0,identity,") && lines[1].contains(",exact,"));
+        assert!(
+            lines[3].starts_with("1,exp (t = 6),") && lines[3].contains(",0,0,0.5,"),
+            "{}",
+            lines[3]
+        );
+        assert!(lines[4].contains(",5,"), "{}", lines[4]);
+        for line in &lines[1..] {
+            assert_eq!(
+                line.split(',').count(),
+                RUNS_CSV_HEADER.split(',').count(),
+                "{line}"
+            );
         }
     }
 

@@ -112,6 +112,9 @@ enum BundleState {
 #[derive(Debug, Clone, PartialEq)]
 struct LoggedRound {
     served: [ServedPair; 2],
+    /// Both sides' calibrated rewards (aligned, base) and what the round did, for the CSV.
+    calibrated: (Vec<f64>, Vec<f64>),
+    round: infalign_view::lab::Round,
 }
 
 /// What one procedure served in a round.

@@ -311,6 +311,8 @@ impl Lab {
             self.round_log.update(|log| {
                 log.push(LoggedRound {
                     served: [pair(Procedure::BestOfN), pair(Procedure::WorstOfN)],
+                    calibrated: (sides[0].clone(), sides[1].clone()),
+                    round: played,
                 })
             });
         }

@@ -15,9 +15,9 @@ use infalign_model::ctrl::rollout::ReferenceProgress;
 use infalign_view::chart::render_svg;
 use infalign_view::explorer::short;
 use infalign_view::train::{
-    exact_sides, frontier_chart, probability_chart, verdict, ExactSide, Score, TrainPoint,
-    TrainRun, TrainSettings, C_RANGE, KL_RANGE, LR_RANGE, M_RANGE, N_MAX, QUERY_KEYS, STEPS_RANGE,
-    T_RANGE,
+    exact_sides, frontier_chart, probability_chart, runs_csv, verdict, ExactSide, Score,
+    TrainPoint, TrainRun, TrainSettings, C_RANGE, KL_RANGE, LR_RANGE, M_RANGE, N_MAX, QUERY_KEYS,
+    STEPS_RANGE, T_RANGE,
 };
 use leptos::prelude::*;
 
@@ -416,6 +416,19 @@ pub(super) fn TrainPanel(lab: Lab) -> impl IntoView {
                     <button id="train-stop" prop:disabled=move || state() != RunState::Training on:click=move |_| panel.stop.set_value(true)>
                         "Stop"
                     </button>
+                    <button
+                        id="train-save"
+                        prop:disabled=move || !matches!(sides.get(), Some(Ok(_)))
+                        on:click=move |_| {
+                            if let Some(Ok(found)) = sides.get_untracked() {
+                                let paths = panel.paths.get_untracked();
+                                let csv = settings.with_untracked(|s| runs_csv(s, &found, [&paths[0], &paths[1]]));
+                                crate::export::save_csv("train-it-yourself.csv", &csv);
+                            }
+                        }
+                    >
+                        "Save the run (CSV)"
+                    </button>
                     <button id="train-reset" prop:disabled=move || state() == RunState::Training on:click=move |_| { panel.reset(); panel.state.set(RunState::Ready); }>
                         "Reset"
                     </button>
@@ -447,8 +460,10 @@ pub(super) fn TrainPanel(lab: Lab) -> impl IntoView {
                 }.into_any(),
             }}
             <div class="charts">
-                <SvgFigure class="chart" id="train-frontier" svg=frontier_svg />
-                <SvgFigure class="chart" id="train-probability" svg=probability_svg />
+                <SvgFigure class="chart" id="train-frontier" svg=frontier_svg
+                    caption="Each line: the best policy for that score at every KL, exact. Each dot: the trained policy after some steps, starting from the base policy at (0, 0.5); it should end on its line at the budget." />
+                <SvgFigure class="chart" id="train-probability" svg=probability_svg
+                    caption="How much more (above 1) or less (below 1) often the policy picks each candidate than the base policy does, candidates ordered by calibrated reward. Lines: the exact optimum; dots: the trained policy." />
             </div>
         </div>
     }

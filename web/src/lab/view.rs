@@ -343,6 +343,19 @@ pub(super) fn Tallies(lab: Lab) -> impl IntoView {
                     on:click=move |_| lab.stop_rounds.set_value(true)
                 >"Stop after this round"</button>
                 <button
+                    id="save-rounds"
+                    prop:disabled=move || lab.round_log.with(Vec::is_empty)
+                    on:click=move |_| {
+                        let n = lab.settings.with_untracked(|s| s.n);
+                        let rows: Vec<_> = lab.round_log.with_untracked(|log| {
+                            log.iter()
+                                .map(|r| (r.calibrated.0.clone(), r.calibrated.1.clone(), r.round))
+                                .collect()
+                        });
+                        crate::export::save_csv("rounds.csv", &infalign_view::lab::rounds_csv(n, &rows));
+                    }
+                >"Save the rounds (CSV)"</button>
+                <button
                     id="reset-tally"
                     prop:disabled=move || lab.busy.get() || lab.tally.with(|t| t.rounds() == 0)
                     on:click=move |_| lab.reset_tally()
