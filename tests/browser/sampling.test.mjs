@@ -101,6 +101,8 @@ test("on the CPU a policy answers N times, streamed, with rewards, picks and a h
     assert.match(await page.locator("#bundle-status").textContent(), /5 policies/);
     const answers = await sampleRound(page);
     assertAnswers(answers, 4);
+    // The keyboard's focus goes to the answers, not back to the page.
+    assert.equal(await page.evaluate(() => document.activeElement?.id), "answers");
     // Streamed: the list showed partial answers before the rewards came in.
     const states = await page.evaluate(() => window.__answerStates);
     const streaming = states.filter((s) => s.state === "streaming");

@@ -724,7 +724,10 @@ fn RowsTable(
         <table class="numbers" id="explorer-table">
             <thead>
                 <tr>
-                    <th>"policy"</th><th>"λ"</th><th>"KL (nats)"</th><th>"standard"</th>
+                    <th>"policy"</th>
+                    <th title="λ = 1/β: how hard the policy leans towards what the transform pays for">"λ"</th>
+                    <th title="KL(π ‖ π_ref): how far the policy moved from the base policy">"KL (nats)"</th>
+                    <th title="Standard win rate: one answer from each policy, no selection">"standard"</th>
                     <th>{move || format!("BoN_{}", settings.with(|s| s.n))}</th>
                     <th>{move || format!("WoN_{}", settings.with(|s| s.n))}</th>
                 </tr>

@@ -15,6 +15,7 @@ use leptos::task::spawn_local;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::*;
@@ -247,6 +248,15 @@ impl Lab {
             }
         });
         self.phase.set(Phase::Calibrated);
+        // The Sample button was disabled while it ran, which drops the keyboard's focus to the
+        // page: hand it to the answers, which a screen reader then reads.
+        if let Some(answers) = web_sys::window()
+            .and_then(|window| window.document())
+            .and_then(|document| document.get_element_by_id("answers"))
+            .and_then(|element| element.dyn_into::<web_sys::HtmlElement>().ok())
+        {
+            let _ = answers.focus();
+        }
         Ok(())
     }
 

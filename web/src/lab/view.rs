@@ -225,6 +225,9 @@ pub(super) fn Answers(lab: Lab) -> impl IntoView {
         <ol
             id="answers"
             class="answers"
+            tabindex="-1"
+            aria-label="The answers"
+            aria-live="polite"
             data-state=move || lab.phase.get().key()
             data-first-result-ms=move || lab.first_result_ms.get().map(|ms| format!("{ms:.0}"))
         >
