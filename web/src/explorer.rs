@@ -93,7 +93,7 @@ impl Envelopes {
 /// One envelope's solve: going on, or ended (every budget, or the first it could not reach,
 /// with why).
 enum Track {
-    Solving(EnvelopeSolver),
+    Solving(Box<EnvelopeSolver>),
     Ended(Vec<OptimalSolution>, Option<String>),
 }
 
@@ -160,8 +160,16 @@ fn solve_envelopes(
     let budgets = envelope_budgets(KL_RANGE.1, ENVELOPE_POINTS);
     let tracks = existing.map(Ok).unwrap_or_else(|| {
         Ok::<_, infalign_core::Error>((
-            Track::Solving(EnvelopeSolver::new(Procedure::BestOfN, n, &budgets)?),
-            Track::Solving(EnvelopeSolver::new(Procedure::WorstOfN, n, &budgets)?),
+            Track::Solving(Box::new(EnvelopeSolver::new(
+                Procedure::BestOfN,
+                n,
+                &budgets,
+            )?)),
+            Track::Solving(Box::new(EnvelopeSolver::new(
+                Procedure::WorstOfN,
+                n,
+                &budgets,
+            )?)),
         ))
     });
     let start = timing::now();

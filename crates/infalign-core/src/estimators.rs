@@ -677,11 +677,10 @@ mod per_prompt_calibrated_kl_tests {
     /// K = 63 distinct references 0..63 per prompt, so a policy reward c - 0.5 has rank c of
     /// 0..=63; each prompt's ranks are drawn with P(c) proportional to exp(tilt(prompt) c / 63).
     /// Returns the prompts and the exact mean over prompts of the 8-group KL from uniform.
-    fn tilted(
-        prompts: usize,
-        m: usize,
-        tilt: impl Fn(usize) -> f64,
-    ) -> (Vec<(Vec<f64>, Vec<f64>)>, f64) {
+    /// Prompts as (policy rewards, reference rewards).
+    type Prompts = Vec<(Vec<f64>, Vec<f64>)>;
+
+    fn tilted(prompts: usize, m: usize, tilt: impl Fn(usize) -> f64) -> (Prompts, f64) {
         let mut rng = ChaCha8Rng::seed_from_u64(17);
         let reference: Vec<f64> = (0..63).map(f64::from).collect();
         let mut exact = 0.0;

@@ -269,7 +269,7 @@ fn the_browser_draws_the_candidates_a_collection_draws() {
         prompts: "built-in".into(),
         candidates: 6,
         references: 2,
-        decoding: decoding.clone(),
+        decoding,
         seed: 11,
     };
     let collected = pollster::block_on(collect_prompt(

@@ -373,8 +373,8 @@ pub(super) fn Tallies(lab: Lab) -> impl IntoView {
 #[component]
 fn RoundLog(lab: Lab) -> impl IntoView {
     let outcome = |value: f64| match value {
-        v if v == 1.0 => "aligned wins",
-        v if v == 0.0 => "base wins",
+        1.0 => "aligned wins",
+        0.0 => "base wins",
         _ => "a tie",
     };
     view! {
