@@ -333,15 +333,7 @@ pub fn calibrated_kl(
     resamples: usize,
     seed: u64,
 ) -> Result<ConfidenceInterval> {
-    let Some(&(_, first)) = prompts.first() else {
-        return Err(Error::Empty { what: "prompts" });
-    };
-    let k = first.len();
-    if k == 0 {
-        return Err(Error::Empty {
-            what: "reference rewards",
-        });
-    }
+    reference_count(prompts)?;
     check_bootstrap(level, resamples)?;
     if prompts.iter().all(|(policy, _)| policy.is_empty()) {
         return Err(Error::Empty {
@@ -365,6 +357,18 @@ pub fn calibrated_kl(
         upper: 2.0 * plug_in - resampled.lower,
         ..resampled
     })
+}
+
+/// K, the reference rewards of the first prompt (every prompt must have as many: checked when
+/// they are ranked). Errors: no prompts, or no reference rewards.
+fn reference_count(prompts: &[(&[f64], &[f64])]) -> Result<usize> {
+    match prompts.first() {
+        None => Err(Error::Empty { what: "prompts" }),
+        Some((_, [])) => Err(Error::Empty {
+            what: "reference rewards",
+        }),
+        Some((_, reference)) => Ok(reference.len()),
+    }
 }
 
 /// Per prompt, how many of its policy rewards fall at each rank 0..=K among its reference
@@ -428,19 +432,12 @@ pub fn per_prompt_calibrated_kl(
     resamples: usize,
     seed: u64,
 ) -> Result<ConfidenceInterval> {
-    let Some(&(_, first)) = prompts.first() else {
-        return Err(Error::Empty { what: "prompts" });
-    };
-    if first.is_empty() {
-        return Err(Error::Empty {
-            what: "reference rewards",
-        });
-    }
+    let k = reference_count(prompts)?;
     if cells == 0 {
         return Err(invalid("cells", cells, "needs at least 1"));
     }
     check_bootstrap(level, resamples)?;
-    let ranks = first.len() + 1;
+    let ranks = k + 1;
     let groups = cells.min(ranks);
     let mut reference_mass = vec![0.0; groups];
     for rank in 0..ranks {

@@ -134,7 +134,8 @@ impl Default for Settings {
     }
 }
 
-fn check_range(name: &'static str, value: f64, (lo, hi): (f64, f64)) -> Result<f64> {
+/// `value` if it is finite and within `lo..=hi`, else an error naming `name`.
+pub(crate) fn check_range(name: &'static str, value: f64, (lo, hi): (f64, f64)) -> Result<f64> {
     if value.is_finite() && (lo..=hi).contains(&value) {
         Ok(value)
     } else {

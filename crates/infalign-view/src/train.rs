@@ -20,6 +20,7 @@ use infalign_core::theory::{self, WinRates};
 use infalign_core::{Result, Transform};
 
 use crate::chart::{Chart, Series, COLORS, KL_AXIS};
+use crate::explorer::check_range;
 use crate::procedure_label;
 
 /// Candidates per prompt the panel offers.
@@ -37,7 +38,7 @@ pub const M_RANGE: (usize, usize) = (2, 64);
 /// Learning rates of the tabular AdamW.
 pub const LR_RANGE: (f64, f64) = (0.001, 1.0);
 /// Training steps.
-pub const STEPS_RANGE: (u64, u64) = (10, 5000);
+pub const STEPS_RANGE: (usize, usize) = (10, 5000);
 
 /// The query keys the panel owns (all prefixed, so they never meet the explorer's or the
 /// sampling lab's).
@@ -148,22 +149,11 @@ impl Default for TrainSettings {
     }
 }
 
-fn check_range(name: &'static str, value: f64, (lo, hi): (f64, f64)) -> Result<f64> {
-    if value.is_finite() && (lo..=hi).contains(&value) {
-        Ok(value)
-    } else {
-        Err(invalid(
-            name,
-            value,
-            &format!("must be between {lo} and {hi}"),
-        ))
-    }
-}
-
-fn whole(name: &'static str, value: f64, (lo, hi): (u64, u64)) -> Result<u64> {
+/// `value` if it is a whole number within `lo..=hi`, else an error naming `name`.
+fn whole(name: &'static str, value: f64, (lo, hi): (usize, usize)) -> Result<usize> {
     let value = check_range(name, value, (lo as f64, hi as f64))?;
     if value.fract() == 0.0 {
-        Ok(value as u64)
+        Ok(value as usize)
     } else {
         Err(invalid(name, value, "must be a whole number"))
     }
@@ -182,7 +172,9 @@ impl TrainSettings {
             if !QUERY_KEYS.contains(&key) {
                 continue;
             }
-            let number = value.parse::<f64>().map_err(|_| "not a number".to_string());
+            let number = || value.parse::<f64>().map_err(|_| "not a number".to_string());
+            let real = |name, range| check_range(name, number()?, range).map_err(|e| e.to_string());
+            let count = |name, range| whole(name, number()?, range).map_err(|e| e.to_string());
             let outcome: std::result::Result<(), String> = (|| {
                 match key {
                     "tr_proc" => {
@@ -198,36 +190,13 @@ impl TrainSettings {
                         })?;
                         settings.sides[usize::from(key == "tr_b")] = score;
                     }
-                    "tr_n" => {
-                        settings.n = whole("n", number?, (1, u64::from(N_MAX)))
-                            .map_err(|e| e.to_string())? as u32
-                    }
-                    "tr_t" => {
-                        settings.t =
-                            check_range("t", number?, T_RANGE).map_err(|e| e.to_string())?
-                    }
-                    "tr_kl" => {
-                        settings.kl =
-                            check_range("kl", number?, KL_RANGE).map_err(|e| e.to_string())?
-                    }
-                    "tr_m" => {
-                        settings.m = whole("m", number?, (M_RANGE.0 as u64, M_RANGE.1 as u64))
-                            .map_err(|e| e.to_string())?
-                            as usize
-                    }
-                    "tr_lr" => {
-                        settings.learning_rate =
-                            check_range("lr", number?, LR_RANGE).map_err(|e| e.to_string())?
-                    }
-                    "tr_steps" => {
-                        settings.steps =
-                            whole("steps", number?, STEPS_RANGE).map_err(|e| e.to_string())?
-                    }
-                    "tr_c" => {
-                        settings.c = whole("c", number?, (C_RANGE.0 as u64, C_RANGE.1 as u64))
-                            .map_err(|e| e.to_string())?
-                            as usize
-                    }
+                    "tr_n" => settings.n = count("n", (1, N_MAX as usize))? as u32,
+                    "tr_t" => settings.t = real("t", T_RANGE)?,
+                    "tr_kl" => settings.kl = real("kl", KL_RANGE)?,
+                    "tr_m" => settings.m = count("m", M_RANGE)?,
+                    "tr_lr" => settings.learning_rate = real("lr", LR_RANGE)?,
+                    "tr_steps" => settings.steps = count("steps", STEPS_RANGE)? as u64,
+                    "tr_c" => settings.c = count("c", C_RANGE)?,
                     _ => {}
                 }
                 Ok(())

@@ -33,6 +33,17 @@ pub(super) async fn yield_to_browser() {
     let _ = JsFuture::from(promise).await;
 }
 
+/// What a sampler calls between tokens: report where it stands in `progress` and let the page
+/// draw.
+pub(super) fn report_to(
+    progress: RwSignal<Option<(usize, usize)>>,
+) -> impl AsyncFnMut(ReferenceProgress) {
+    async move |step: ReferenceProgress| {
+        progress.set(Some((step.finished, step.k)));
+        yield_to_browser().await;
+    }
+}
+
 /// The answers and how long sampling them took.
 pub(super) struct Sampled {
     texts: Vec<String>,
@@ -155,7 +166,6 @@ impl Lab {
             .reward(reward)
             .ok_or_else(|| format!("the bundle has no reward {reward:?}"))?;
         self.reference_progress.set(Some((0, k)));
-        let progress = self.reference_progress;
         let table = reference_table(
             &base,
             &bundle.bundle.tokenizer,
@@ -164,10 +174,7 @@ impl Lab {
             k,
             &bundle.bundle.reference_decoding(),
             bundle.bundle.calibration_seed(),
-            async |step: ReferenceProgress| {
-                progress.set(Some((step.finished, step.k)));
-                yield_to_browser().await;
-            },
+            report_to(self.reference_progress),
         )
         .await
         .map_err(|error| error.to_string())?;

@@ -11,7 +11,6 @@ use infalign_core::seed::{derive_seed, Stream};
 use infalign_core::Procedure;
 use infalign_model::bundle::BASE_POLICY;
 use infalign_model::candidates::candidate_rewards;
-use infalign_model::ctrl::rollout::ReferenceProgress;
 use infalign_view::chart::render_svg;
 use infalign_view::explorer::short;
 use infalign_view::train::{
@@ -21,7 +20,7 @@ use infalign_view::train::{
 };
 use leptos::prelude::*;
 
-use super::sampling::yield_to_browser;
+use super::sampling::{report_to, yield_to_browser};
 use super::*;
 use crate::svg::SvgFigure;
 use crate::url::{current_query, write_query};
@@ -122,8 +121,7 @@ impl Panel {
         let choice = bundle
             .reward(&reward)
             .ok_or_else(|| format!("the bundle has no reward {reward:?}"))?;
-        let progress = self.progress;
-        progress.set(Some((0, c)));
+        self.progress.set(Some((0, c)));
         let raw = candidate_rewards(
             &base,
             &bundle.bundle.tokenizer,
@@ -132,14 +130,11 @@ impl Panel {
             c,
             &bundle.bundle.reference_decoding(),
             bundle.bundle.calibration_seed(),
-            async |step: ReferenceProgress| {
-                progress.set(Some((step.finished, step.k)));
-                yield_to_browser().await;
-            },
+            report_to(self.progress),
         )
         .await
         .map_err(|error| error.to_string());
-        progress.set(None);
+        self.progress.set(None);
         let prompt = CandidatePrompt::new(raw?, (*table).clone()).map_err(|e| e.to_string())?;
         self.reset();
         self.candidates.set(Some((key, Arc::new(prompt))));

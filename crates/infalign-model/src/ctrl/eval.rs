@@ -406,17 +406,21 @@ pub fn paired_mean(
     )?)
 }
 
+/// Each prompt's (policy rewards, reference rewards), as the calibrated-KL estimators take them.
+fn reward_views(samples: &[PromptSamples]) -> Vec<(&[f64], &[f64])> {
+    samples
+        .iter()
+        .map(|s| (s.policy_rewards.as_slice(), s.reference_rewards.as_slice()))
+        .collect()
+}
+
 /// [`EvalReport::calibrated_kl`] of per-prompt samples.
 pub fn calibrated_kl_of(
     samples: &[PromptSamples],
     settings: &EvalSettings,
 ) -> Result<ConfidenceInterval> {
-    let prompts: Vec<(&[f64], &[f64])> = samples
-        .iter()
-        .map(|s| (s.policy_rewards.as_slice(), s.reference_rewards.as_slice()))
-        .collect();
     Ok(calibrated_kl(
-        &prompts,
+        &reward_views(samples),
         settings.level,
         settings.resamples,
         derive_seed(settings.seed, Stream::Bootstrap, 20),
@@ -428,12 +432,8 @@ pub fn per_prompt_calibrated_kl_of(
     samples: &[PromptSamples],
     settings: &EvalSettings,
 ) -> Result<ConfidenceInterval> {
-    let prompts: Vec<(&[f64], &[f64])> = samples
-        .iter()
-        .map(|s| (s.policy_rewards.as_slice(), s.reference_rewards.as_slice()))
-        .collect();
     Ok(per_prompt_calibrated_kl(
-        &prompts,
+        &reward_views(samples),
         PER_PROMPT_KL_CELLS,
         settings.level,
         settings.resamples,
