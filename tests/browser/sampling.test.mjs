@@ -101,6 +101,10 @@ test("on the CPU a policy answers N times, streamed, with rewards, picks and a h
     assert.match(await page.locator("#bundle-status").textContent(), /5 policies/);
     const answers = await sampleRound(page);
     assertAnswers(answers, 4);
+    // Only what the base policy needs was fetched: the aligned variants wait until used.
+    const fetched = await page.evaluate(() => performance.getEntriesByType("resource").map((e) => e.name));
+    assert.ok(fetched.some((url) => url.endsWith("/model.bpk")), "the base policy was fetched");
+    assert.deepEqual(fetched.filter((url) => /\/policy-[^/]*\.bpk$/.test(url)), []);
     // The keyboard's focus goes to the answers, not back to the page.
     assert.equal(await page.evaluate(() => document.activeElement?.id), "answers");
     // Streamed: the list showed partial answers before the rewards came in.
@@ -160,6 +164,11 @@ test("rounds against the base fill the tally with an interval and the theory bes
       { timeout: CPU_ROUND_TIMEOUT_MS * 2 },
     );
     assert.equal(await page.locator("#lab-error").count(), 0);
+    // The variant in play was fetched when first used, and no other.
+    const variants = await page.evaluate(() =>
+      [...new Set(performance.getEntriesByType("resource").map((e) => e.name))].filter((url) => /\/policy-[^/]*\.bpk$/.test(url)),
+    );
+    assert.deepEqual(variants.map((url) => url.split("/").pop()), ["policy-ctrl-negexp-won4.bpk"]);
     for (const procedure of ["bon", "won"]) {
       const row = page.locator(`#tally tr[data-procedure=${procedure}]`);
       const rate = Number(await row.locator(".measured").getAttribute("data-rate"));

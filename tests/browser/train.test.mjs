@@ -5,7 +5,7 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { openLab, screenshot, serveDist } from "./harness.mjs";
+import { artifacts, openLab, screenshot, serveDist } from "./harness.mjs";
 
 let server;
 before(async () => {
@@ -82,6 +82,14 @@ async function trainBoth(query, name) {
     const svg = await saved(page, '.save-svg[data-for="train-frontier"]');
     assert.match(svg, /^<svg [^>]*role="img"/);
     await screenshot(page, name);
+    // The same view at a phone's width: nothing scrolls sideways.
+    await page.setViewportSize({ width: 375, height: 800 });
+    const { scroll, width } = await page.evaluate(() => ({
+      scroll: document.documentElement.scrollWidth,
+      width: document.documentElement.clientWidth,
+    }));
+    assert.ok(scroll <= width, `the page is ${scroll} px wide in a ${width} px window`);
+    await page.locator("#train").screenshot({ path: `${artifacts}/${name}-phone.png` });
     assert.deepEqual(errors, []);
     return after;
   } finally {

@@ -1,12 +1,15 @@
 //! Loading a bundle into the page: the default one served beside it, one named by `?bundle=URL`,
 //! or files the user drops on the lab or picks. Every part is checked against the manifest
 //! (size and sha256) by [`Bundle::from_parts`]; a bundle that fails is reported in words and the
-//! page keeps the one it had.
+//! page keeps the one it had. A bundle fetched from a URL comes without its aligned variants
+//! ([`Bundle::from_parts_deferring_variants`]): each is fetched (and checked) when the lab first
+//! uses it, so the first answer waits only for the base policy.
 //!
 //! Rewards come with the bundle: VADER is built in (rustrict only in the CLI); a linear classifier
 //! (`linear:FILE` in the manifest) is one of the bundle's parts, checked like the weights.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use infalign_model::bundle::{Bundle, Manifest, MANIFEST_FILE};
 use infalign_model::reward::VaderReward;
@@ -45,9 +48,39 @@ pub struct LoadedBundle {
     pub rewards: Vec<RewardChoice>,
     /// Rewards it names that could not be built, and why.
     pub missing_rewards: Vec<String>,
+    /// Where a fetched bundle's files are (its folder's URL), for the variants it has not
+    /// fetched yet; `None` for a bundle that came whole (dropped or picked files).
+    pub source: Option<String>,
+    /// The variants' weights fetched so far, by policy name (each backend loads from them).
+    pub fetched: Mutex<BTreeMap<String, Vec<u8>>>,
 }
 
 impl LoadedBundle {
+    /// The bytes of the weights of variant `name`, fetched the first time they are wanted.
+    pub async fn variant_bytes(&self, name: &str) -> Result<Vec<u8>, String> {
+        if let Some(bytes) = self.fetched.lock().ok().and_then(|f| f.get(name).cloned()) {
+            return Ok(bytes);
+        }
+        let source = self
+            .source
+            .as_deref()
+            .ok_or_else(|| format!("the bundle has no weights for {name:?}"))?;
+        let file = self
+            .bundle
+            .variant_file(name)
+            .map_err(|error| error.to_string())?;
+        let bytes = fetch_bytes(&file_url(source, file)).await?;
+        if let Ok(mut fetched) = self.fetched.lock() {
+            fetched.insert(name.to_string(), bytes.clone());
+        }
+        Ok(bytes)
+    }
+
+    /// The bundle's size as its manifest records it (every part, fetched or not).
+    pub fn recorded_bytes(&self) -> u64 {
+        self.bundle.manifest.parts().map(|part| part.bytes).sum()
+    }
+
     /// The names of the bundle's policies, owned.
     pub fn policy_names(&self) -> Vec<String> {
         self.bundle
@@ -132,13 +165,29 @@ fn build_rewards(bundle: &Bundle) -> (Vec<RewardChoice>, Vec<String>) {
 pub fn assemble(origin: &str, files: &Files) -> Result<LoadedBundle, String> {
     let bundle = Bundle::from_parts(origin, |name| Ok(files.get(name).cloned()))
         .map_err(|error| error.to_string())?;
+    Ok(loaded(origin, bundle, None))
+}
+
+/// A validated bundle with its rewards built; `source` as [`LoadedBundle::source`].
+fn loaded(origin: &str, bundle: Bundle, source: Option<String>) -> LoadedBundle {
     let (rewards, missing_rewards) = build_rewards(&bundle);
-    Ok(LoadedBundle {
+    LoadedBundle {
         origin: origin.to_string(),
         bundle,
         rewards,
         missing_rewards,
-    })
+        source,
+        fetched: Mutex::new(BTreeMap::new()),
+    }
+}
+
+/// `file` in the bundle folder at `base` ("" for the page's own folder).
+fn file_url(base: &str, file: &str) -> String {
+    if base.is_empty() {
+        file.to_string()
+    } else {
+        format!("{base}/{file}")
+    }
 }
 
 /// The file a bundle link names instead of a folder (`model.bpk`, `bundle.zip`), if it does: its
@@ -181,13 +230,7 @@ pub async fn fetch_bundle(url: &str, progress: impl Fn(u64, u64)) -> Result<Load
         ));
     }
     let base = base_url(url);
-    let at = |file: &str| {
-        if base.is_empty() {
-            file.to_string()
-        } else {
-            format!("{base}/{file}")
-        }
-    };
+    let at = |file: &str| file_url(&base, file);
     let manifest_bytes = fetch_bytes(&at(MANIFEST_FILE)).await.map_err(|error| {
         if error.ends_with("HTTP 404") {
             format!(
@@ -201,8 +244,15 @@ pub async fn fetch_bundle(url: &str, progress: impl Fn(u64, u64)) -> Result<Load
     })?;
     let manifest =
         Manifest::parse(&manifest_bytes, &at(MANIFEST_FILE)).map_err(|error| error.to_string())?;
+    // Everything but the aligned variants, which are fetched when first used.
+    let variants: Vec<&str> = manifest
+        .variants
+        .iter()
+        .map(|v| v.weights.file.as_str())
+        .collect();
     let parts: Vec<(String, u64)> = manifest
         .parts()
+        .filter(|part| !variants.contains(&part.file.as_str()))
         .map(|part| (part.file.clone(), part.bytes))
         .collect();
     // A bundle older than manifest version 4 keeps its reward models beside it, unlisted.
@@ -224,7 +274,9 @@ pub async fn fetch_bundle(url: &str, progress: impl Fn(u64, u64)) -> Result<Load
             files.insert(file, bytes);
         }
     }
-    assemble(&base, &files)
+    let bundle = Bundle::from_parts_deferring_variants(&base, |name| Ok(files.get(name).cloned()))
+        .map_err(|error| error.to_string())?;
+    Ok(loaded(&base, bundle, Some(base.clone())))
 }
 
 #[wasm_bindgen]

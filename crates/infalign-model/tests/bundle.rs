@@ -505,3 +505,66 @@ fn a_manifest_without_a_format_says_so_in_words() {
         .to_string();
     assert!(error.contains(r#"`format` is "zip""#), "{error}");
 }
+
+#[test]
+fn a_bundle_read_without_its_variants_loads_each_from_its_own_bytes() {
+    let tokenizer = common::tokenizer();
+    let config = common::tiny(tokenizer.vocab_size());
+    let base = Policy::init(&config, 3, &cpu_device()).unwrap();
+    let aligned = Policy::init(&config, 4, &cpu_device()).unwrap();
+    let mut bundle = Bundle::new(
+        &base,
+        &tokenizer,
+        None,
+        Provenance::default(),
+        BTreeMap::new(),
+    )
+    .unwrap();
+    bundle
+        .add_variant("aligned", &aligned, BTreeMap::new(), None)
+        .unwrap();
+    let files: BTreeMap<String, Vec<u8>> = bundle.files().unwrap().into_iter().collect();
+    let file = bundle.variant_file("aligned").unwrap().to_string();
+    // Everything but the variant's weights is read (and checked) up front.
+    let mut asked = Vec::new();
+    let deferred = Bundle::from_parts_deferring_variants("here", |name| {
+        asked.push(name.to_string());
+        Ok(files.get(name).cloned())
+    })
+    .unwrap();
+    assert!(!asked.contains(&file), "{asked:?}");
+    assert!(!deferred.holds_variants() && bundle.holds_variants());
+    let error = deferred
+        .named_policy("aligned", &cpu_device())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("not loaded yet"), "{error}");
+    // The variant from its own bytes is the variant the whole bundle holds.
+    let loaded = deferred
+        .variant_from_bytes("aligned", &files[&file], &cpu_device())
+        .unwrap();
+    let whole = bundle.named_policy("aligned", &cpu_device()).unwrap();
+    assert_eq!(
+        next_token_distributions(&loaded),
+        next_token_distributions(&whole)
+    );
+    // Other bytes are refused, naming the file; the base policy loads as always.
+    let error = deferred
+        .variant_from_bytes("aligned", &files["model.bpk"], &cpu_device())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(&file) && error.contains("from another bundle"),
+        "{error}"
+    );
+    assert!(deferred
+        .variant_from_bytes("nobody", &[], &cpu_device())
+        .is_err());
+    deferred.policy(&cpu_device()).unwrap();
+    // Such a bundle cannot be written back.
+    assert!(deferred
+        .files()
+        .unwrap_err()
+        .to_string()
+        .contains("cannot be written"));
+}

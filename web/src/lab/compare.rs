@@ -39,7 +39,7 @@ impl Lab {
         let text = |error: infalign_model::Error| error.to_string();
         // Let the page paint "Comparing…" first; the work below runs on this thread.
         yield_to_browser().await;
-        let base = self.policy(&bundle, BASE_POLICY, BackendKind::Flex)?;
+        let base = self.policy(&bundle, BASE_POLICY, BackendKind::Flex).await?;
         let messages: Vec<&str> = BUILT_IN_PROMPTS[..PROMPTS]
             .iter()
             .flat_map(|prompt| std::iter::repeat_n(*prompt, ANSWERS_PER_PROMPT))
@@ -52,8 +52,8 @@ impl Lab {
         let mut found = Vec::new();
         for name in bundle.policy_names() {
             yield_to_browser().await;
-            let cpu = self.policy(&bundle, &name, BackendKind::Flex)?;
-            let gpu = self.policy(&bundle, &name, BackendKind::Wgpu)?;
+            let cpu = self.policy(&bundle, &name, BackendKind::Flex).await?;
+            let gpu = self.policy(&bundle, &name, BackendKind::Wgpu).await?;
             let on_cpu = sequence_logprobs(&cpu, &answers, messages.len())
                 .await
                 .map_err(text)?;

@@ -165,6 +165,8 @@ struct Lab {
     busy: RwSignal<bool>,
     error: RwSignal<Option<String>>,
     reference_progress: RwSignal<Option<(usize, usize)>>,
+    /// The aligned variant whose weights are being fetched, if one is.
+    fetching: RwSignal<Option<String>>,
     /// The sorted rewards of the reference answers the shown answers were calibrated against.
     reference_rewards: RwSignal<Option<Vec<f64>>>,
     rounds_progress: RwSignal<Option<(usize, usize)>>,
@@ -198,6 +200,7 @@ pub fn SamplingLab(compute: Compute) -> impl IntoView {
         busy: RwSignal::new(false),
         error: RwSignal::new(None),
         reference_progress: RwSignal::new(None),
+        fetching: RwSignal::new(None),
         reference_rewards: RwSignal::new(None),
         rounds_progress: RwSignal::new(None),
         round_log: RwSignal::new(Vec::new()),
@@ -311,6 +314,12 @@ pub fn SamplingLab(compute: Compute) -> impl IntoView {
                 <p class="progress-line" id="reference-status">
                     "Sampling the base policy's reference answers: " {done} " of " {total} " "
                     <progress id="reference-progress" max=total value=done></progress>
+                </p>
+            })}
+            {move || lab.fetching.get().map(|name| view! {
+                <p class="progress-line" id="policy-status">
+                    {format!("Fetching the weights of {name}…")} " "
+                    <progress></progress>
                 </p>
             })}
             {move || lab.rounds_progress.get().map(|(done, total)| view! {

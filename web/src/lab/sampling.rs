@@ -97,8 +97,9 @@ impl Lab {
         seed
     }
 
-    /// The policy `name` on `kind`'s device, loaded once per backend.
-    pub(super) fn policy(
+    /// The policy `name` on `kind`'s device, loaded once per backend; an aligned variant of a
+    /// fetched bundle is fetched the first time it is used.
+    pub(super) async fn policy(
         &self,
         bundle: &LoadedBundle,
         name: &str,
@@ -112,10 +113,18 @@ impl Lab {
             .compute
             .device(kind)
             .ok_or_else(|| format!("no {} device", kind.name()))?;
-        let policy = Rc::new(
+        let loaded = if name == BASE_POLICY || bundle.bundle.holds_variants() {
             timed("load policy", || bundle.bundle.named_policy(name, &device))
-                .map_err(|error| error.to_string())?,
-        );
+        } else {
+            self.fetching.set(Some(name.to_string()));
+            let bytes = bundle.variant_bytes(name).await;
+            self.fetching.set(None);
+            let bytes = bytes?;
+            timed("load policy", || {
+                bundle.bundle.variant_from_bytes(name, &bytes, &device)
+            })
+        };
+        let policy = Rc::new(loaded.map_err(|error| error.to_string())?);
         self.policies
             .update_value(|cache| drop(cache.insert(key, policy.clone())));
         Ok(policy)
@@ -161,7 +170,7 @@ impl Lab {
         if let Some(table) = self.references.with_value(|cache| cache.get(&key).cloned()) {
             return Ok(table);
         }
-        let base = self.policy(bundle, BASE_POLICY, kind)?;
+        let base = self.policy(bundle, BASE_POLICY, kind).await?;
         let choice = bundle
             .reward(reward)
             .ok_or_else(|| format!("the bundle has no reward {reward:?}"))?;
@@ -194,7 +203,7 @@ impl Lab {
         if message.trim().is_empty() {
             return Err("write a prompt first".into());
         }
-        let policy = self.policy(&bundle, &settings.policy, kind)?;
+        let policy = self.policy(&bundle, &settings.policy, kind).await?;
         self.answers.set(vec![
             Answer {
                 text: String::new(),
@@ -279,8 +288,8 @@ impl Lab {
         if message.trim().is_empty() {
             return Err("write a prompt first".into());
         }
-        let aligned = self.policy(&bundle, &settings.policy, kind)?;
-        let base = self.policy(&bundle, BASE_POLICY, kind)?;
+        let aligned = self.policy(&bundle, &settings.policy, kind).await?;
+        let base = self.policy(&bundle, BASE_POLICY, kind).await?;
         let table = self
             .reference(&bundle, kind, &message, &reward, settings.k)
             .await?;

@@ -117,7 +117,7 @@ impl Panel {
         let table = lab
             .reference(&bundle, kind, &message, &reward, settings.k)
             .await?;
-        let base = lab.policy(&bundle, BASE_POLICY, kind)?;
+        let base = lab.policy(&bundle, BASE_POLICY, kind).await?;
         let choice = bundle
             .reward(&reward)
             .ok_or_else(|| format!("the bundle has no reward {reward:?}"))?;
@@ -445,13 +445,14 @@ pub(super) fn TrainPanel(lab: Lab) -> impl IntoView {
                 Some(Ok(found)) => view! {
                     <p id="train-verdict">{settings.with(|s| verdict(s, &found))}</p>
                     <table class="numbers" id="train-table">
-                        <caption class="muted">"Exact: the best policy over these candidates for the score at the budget. Theory: the same transform with infinitely many answers and no ties, at the optimum's calibrated KL. Trained: where the training run is."</caption>
+
                         <thead><tr><th>"score"</th><th>"beta"</th><th>"exact"</th><th>"theory"</th><th>"trained"</th><th>"win rate"</th></tr></thead>
                         <tbody>
                             {move || side_row(0)}
                             {move || side_row(1)}
                         </tbody>
                     </table>
+                    <p class="caption muted">"Exact: the best policy over these candidates for the score at the budget. Theory: the same transform with infinitely many answers and no ties, at the optimum's calibrated KL. Trained: where the training run is."</p>
                 }.into_any(),
             }}
             <div class="charts">

@@ -30,7 +30,7 @@ pub(super) fn BundleStatus(
                 }.into_any(),
                 BundleState::Ready(loaded) => {
                     let names = loaded.bundle.policy_names().len();
-                    let bytes = loaded.bundle.total_bytes().unwrap_or(0);
+                    let bytes = loaded.recorded_bytes();
                     let missing = (!loaded.missing_rewards.is_empty())
                         .then(|| format!(" Not available: {}.", loaded.missing_rewards.join("; ")));
                     view! {

@@ -53,7 +53,9 @@ pub struct Bundle {
     /// `tokenizer.json` exactly as hashed in the manifest (written back as it is).
     tokenizer_json: Vec<u8>,
     weights: Vec<u8>,
-    /// The weights of `manifest.variants`, in the same order.
+    /// The weights of `manifest.variants`, in the same order; empty for a bundle read with
+    /// [`Bundle::from_parts_deferring_variants`], whose variants come in one by one through
+    /// [`Bundle::variant_from_bytes`].
     variant_weights: Vec<Vec<u8>>,
     /// The reward-model files of `manifest.reward_models`, by file name.
     reward_models: BTreeMap<String, Vec<u8>>,
@@ -175,6 +177,7 @@ impl Bundle {
     /// f16 rounds the weights; going back to f32 does not restore the digits lost. `device`
     /// holds the policies while they are converted.
     pub fn set_precision(&mut self, precision: Precision, device: &Device) -> Result<()> {
+        self.require_variants("converted")?;
         if precision == self.manifest.precision {
             return Ok(());
         }
@@ -285,19 +288,89 @@ impl Bundle {
                     self.policy_names().join(", ")
                 ),
             })?;
-        policy_from_burnpack(
-            &self.manifest.policy,
-            &self.variant_weights[index],
-            device,
-            &self.manifest.variants[index].weights.file,
-        )
+        let file = &self.manifest.variants[index].weights.file;
+        let weights = self
+            .variant_weights
+            .get(index)
+            .ok_or_else(|| Error::Invalid {
+                what: "policy".into(),
+                reason: format!(
+                    "the weights of {name:?} ({file}) are not loaded yet: this bundle was read \
+                 without its variants"
+                ),
+            })?;
+        policy_from_burnpack(&self.manifest.policy, weights, device, file)
     }
 
     /// Parse and validate a bundle from its files' bytes; `origin` (a path or URL) names it in
     /// errors. `part` returns a file's bytes by name, `None` when it is missing.
     pub fn from_parts(
         origin: &str,
+        part: impl FnMut(&str) -> Result<Option<Vec<u8>>>,
+    ) -> Result<Self> {
+        Self::read_parts(origin, part, true)
+    }
+
+    /// [`Bundle::from_parts`] without the variants' weights: the manifest, tokenizer, base
+    /// policy and reward models are read and checked, and each variant is loaded when it is
+    /// wanted, from its file's bytes ([`Bundle::variant_from_bytes`]). A page that serves one
+    /// policy need not wait for all of them. Such a bundle cannot be written back.
+    pub fn from_parts_deferring_variants(
+        origin: &str,
+        part: impl FnMut(&str) -> Result<Option<Vec<u8>>>,
+    ) -> Result<Self> {
+        Self::read_parts(origin, part, false)
+    }
+
+    /// An error unless the variants' weights are held: a bundle read without them cannot be
+    /// `done` (written, converted).
+    fn require_variants(&self, done: &str) -> Result<()> {
+        if self.holds_variants() {
+            Ok(())
+        } else {
+            Err(Error::Invalid {
+                what: "bundle".into(),
+                reason: format!("it was read without its variants' weights and cannot be {done}"),
+            })
+        }
+    }
+
+    /// Whether the variants' weights are held (not deferred).
+    pub fn holds_variants(&self) -> bool {
+        self.variant_weights.len() == self.manifest.variants.len()
+    }
+
+    /// The variant `name` on `device` from the bytes of its weights file, fetched apart from the
+    /// bundle; the bytes are checked against the manifest's record of that file first.
+    pub fn variant_from_bytes(&self, name: &str, bytes: &[u8], device: &Device) -> Result<Policy> {
+        let variant = self.variant(name)?;
+        check_part(&variant.weights.file, &variant.weights, bytes)?;
+        policy_from_burnpack(&self.manifest.policy, bytes, device, &variant.weights.file)
+    }
+
+    /// The weights file of the variant `name` (what to fetch for [`Bundle::variant_from_bytes`]).
+    pub fn variant_file(&self, name: &str) -> Result<&str> {
+        Ok(&self.variant(name)?.weights.file)
+    }
+
+    fn variant(&self, name: &str) -> Result<&Variant> {
+        self.manifest
+            .variants
+            .iter()
+            .find(|v| v.name == name)
+            .ok_or_else(|| Error::Invalid {
+                what: "policy name".into(),
+                reason: format!(
+                    "the bundle has no policy {name:?}; it has {}",
+                    self.policy_names().join(", ")
+                ),
+            })
+    }
+
+    fn read_parts(
+        origin: &str,
         mut part: impl FnMut(&str) -> Result<Option<Vec<u8>>>,
+        with_variants: bool,
     ) -> Result<Self> {
         let at = |file: &str| format!("{origin}/{file}");
         let manifest_bytes = part(MANIFEST_FILE)?
@@ -315,28 +388,20 @@ impl Bundle {
         let mut fetch = |recorded: &Part| -> Result<Vec<u8>> {
             let bytes = part(&recorded.file)?
                 .ok_or_else(|| bundle_error(origin, format!("missing {}", recorded.file)))?;
-            if bytes.len() as u64 != recorded.bytes || sha256_hex(&bytes) != recorded.sha256 {
-                return Err(bundle_error(
-                    &at(&recorded.file),
-                    format!(
-                        "{} bytes with sha256 {}, but the manifest records {} bytes with sha256 \
-                         {}: the file is truncated, corrupt or from another bundle",
-                        bytes.len(),
-                        sha256_hex(&bytes),
-                        recorded.bytes,
-                        recorded.sha256
-                    ),
-                ));
-            }
+            check_part(&at(&recorded.file), recorded, &bytes)?;
             Ok(bytes)
         };
         let tokenizer_bytes = fetch(&manifest.tokenizer)?;
         let weights = fetch(&manifest.weights)?;
-        let variant_weights = manifest
-            .variants
-            .iter()
-            .map(|variant| fetch(&variant.weights))
-            .collect::<Result<Vec<_>>>()?;
+        let variant_weights = if with_variants {
+            manifest
+                .variants
+                .iter()
+                .map(|variant| fetch(&variant.weights))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
         let reward_models = manifest
             .reward_models
             .iter()
@@ -381,6 +446,7 @@ impl Bundle {
 
     /// The files of the bundle: `(name, contents)`, the manifest first.
     pub fn files(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        self.require_variants("written")?;
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
             ..self.manifest.clone()
@@ -538,4 +604,23 @@ impl Bundle {
             other => other.load(),
         }
     }
+}
+
+/// That `bytes` are the file `recorded` describes (size and sha256); `origin` names it in the
+/// error.
+fn check_part(origin: &str, recorded: &Part, bytes: &[u8]) -> Result<()> {
+    if bytes.len() as u64 != recorded.bytes || sha256_hex(bytes) != recorded.sha256 {
+        return Err(bundle_error(
+            origin,
+            format!(
+                "{} bytes with sha256 {}, but the manifest records {} bytes with sha256 {}: the \
+                 file is truncated, corrupt or from another bundle",
+                bytes.len(),
+                sha256_hex(bytes),
+                recorded.bytes,
+                recorded.sha256
+            ),
+        ));
+    }
+    Ok(())
 }
