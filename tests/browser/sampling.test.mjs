@@ -157,6 +157,8 @@ test("rounds against the base fill the tally with an interval and the theory bes
     // The harmless variant defaults to the reward it was aligned with: the linear classifier,
     // read from the bundle.
     assert.equal(await page.locator("#lab-reward").inputValue(), "linear");
+    // The policy's name is glossed from the bundle's record of its training.
+    assert.match(await page.locator("#policy-gloss").textContent(), /^Trained with CTRL on \S*negexp:[\d.]+ of the calibrated \S+ reward, KL held near 1 nats\.$/);
     await page.click("#play-rounds");
     await page.waitForFunction(
       () => document.querySelector("#lab-error") || document.querySelector("#tally")?.dataset.rounds === "10",

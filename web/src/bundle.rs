@@ -76,6 +76,50 @@ impl LoadedBundle {
         Ok(bytes)
     }
 
+    /// What the policy `name` is, in a line for someone who has not met the project's names
+    /// (`ctrl-exp-bon4`): how it was trained, from the bundle's own record.
+    pub fn describe(&self, name: &str) -> String {
+        if name == infalign_model::bundle::BASE_POLICY {
+            return "The base policy π_ref: pretrained on dialogue, not aligned; every other \
+                    policy started from it."
+                .into();
+        }
+        let Some(variant) = self
+            .bundle
+            .manifest
+            .variants
+            .iter()
+            .find(|v| v.name == name)
+        else {
+            return String::new();
+        };
+        let Some(alignment) = &variant.alignment else {
+            return "An aligned variant (the bundle does not say how it was trained).".into();
+        };
+        let training = &alignment.training;
+        // Numbers in a spec (normexp:17.323272...) to a few digits.
+        let spec = training
+            .reward
+            .to_string()
+            .split(':')
+            .map(|part| match part.parse::<f64>() {
+                Ok(value) => infalign_view::explorer::short(value),
+                Err(_) => part.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(":");
+        let what = if spec == "raw" {
+            format!("the raw {} reward", alignment.reward)
+        } else {
+            format!("{spec} of the calibrated {} reward", alignment.reward)
+        };
+        let held = match training.target_kl {
+            Some(kl) => format!("KL held near {} nats", infalign_view::explorer::short(kl)),
+            None => format!("β = {}", infalign_view::explorer::short(training.beta)),
+        };
+        format!("Trained with CTRL on {what}, {held}.")
+    }
+
     /// The bundle's size as its manifest records it (every part, fetched or not).
     pub fn recorded_bytes(&self) -> u64 {
         self.bundle.manifest.parts().map(|part| part.bytes).sum()

@@ -139,6 +139,9 @@ pub(super) fn LabControls(lab: Lab, loaded: Arc<LoadedBundle>) -> impl IntoView 
                         view! { <option value=name.clone() selected=selected>{name.clone()}</option> }
                     }).collect_view()}
                 </select>
+                <small class="muted" id="policy-gloss">
+                    {let loaded = loaded.clone(); move || settings.with(|s| loaded.describe(&s.policy))}
+                </small>
             </label>
             <label>
                 "Reward"
