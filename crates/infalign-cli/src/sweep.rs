@@ -259,6 +259,11 @@ fn curve(
 /// The KL values of the matched comparison: the given ones, or three spread over the range
 /// that every method covers.
 fn matched_values(points: &[Point], methods: &[String], given: &[f64]) -> Vec<f64> {
+    matched_on(points, methods, given, KlAxis::Policy)
+}
+
+/// [`matched_values`] on the KL `axis` shows.
+fn matched_on(points: &[Point], methods: &[String], given: &[f64], axis: KlAxis) -> Vec<f64> {
     if !given.is_empty() {
         return given.to_vec();
     }
@@ -268,7 +273,7 @@ fn matched_values(points: &[Point], methods: &[String], given: &[f64]) -> Vec<f6
             let kls: Vec<f64> = points
                 .iter()
                 .filter(|p| &p.method == method)
-                .map(|p| p.report.kl.estimate)
+                .filter_map(|p| axis.of(p).map(|kl| kl.estimate))
                 .collect();
             let lo = kls.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = kls.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -460,14 +465,27 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
         }
         markdown.push('\n');
     }
-    if !matched.is_empty() && points.iter().all(|p| !p.samples.is_empty()) {
-        markdown.push_str(&matched_paired_table(
-            &points,
-            &args.methods,
-            &matched,
-            &measures,
-            &mut comparison,
-        )?);
+    if points.iter().all(|p| !p.samples.is_empty()) {
+        // At the same policy KL (what a run spends), and at the same per-prompt calibrated KL
+        // (the theory's axis: what moved the reward's distribution).
+        for axis in [KlAxis::Policy, KlAxis::CalibratedPerPrompt] {
+            let given = if axis == KlAxis::Policy {
+                args.matched_kl.as_slice()
+            } else {
+                &[]
+            };
+            let at = matched_on(&points, &args.methods, given, axis);
+            if !at.is_empty() {
+                markdown.push_str(&matched_paired_table(
+                    &points,
+                    &args.methods,
+                    &at,
+                    axis,
+                    &measures,
+                    &mut comparison,
+                )?);
+            }
+        }
     }
     if !args.target_kls.is_empty() {
         markdown.push_str(&paired_table(
@@ -549,28 +567,33 @@ fn runs_table(points: &[Point], measures: &[Measure]) -> String {
 /// two-sided test at 5 % (z = 1.96 + 0.84).
 pub const DETECTABLE_Z: f64 = 2.8;
 
-/// Each prompt's win rate under `measure` at policy KL `kl`, read off the straight line through
-/// `method`'s runs (sorted by KL) like the unpaired table; `None` outside their range.
+/// Each prompt's win rate under `measure` at KL `kl` on `axis`, read off the straight line
+/// through `method`'s runs (sorted by that KL) like the unpaired table; `None` outside their
+/// range.
 fn interpolated_rates(
     points: &[Point],
     method: &str,
     measure: Measure,
+    axis: KlAxis,
     kl: f64,
 ) -> anyhow::Result<Option<Vec<f64>>> {
     let (procedure, n) = measure.procedure();
-    let mut runs: Vec<&Point> = points.iter().filter(|p| p.method == method).collect();
-    runs.sort_by(|a, b| a.report.kl.estimate.total_cmp(&b.report.kl.estimate));
+    let mut runs: Vec<(f64, &Point)> = points
+        .iter()
+        .filter(|p| p.method == method)
+        .filter_map(|p| Some((axis.of(p)?.estimate, p)))
+        .collect();
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (Some(first), Some(last)) = (runs.first(), runs.last()) else {
         return Ok(None);
     };
-    if kl < first.report.kl.estimate || kl > last.report.kl.estimate {
+    if kl < first.0 || kl > last.0 {
         return Ok(None);
     }
-    let (a, b) = match runs.windows(2).find(|w| kl <= w[1].report.kl.estimate) {
+    let ((xa, a), (xb, b)) = match runs.windows(2).find(|w| kl <= w[1].0) {
         Some(window) => (window[0], window[1]),
         None => (*first, *first),
     };
-    let (xa, xb) = (a.report.kl.estimate, b.report.kl.estimate);
     let f = if xb > xa { (kl - xa) / (xb - xa) } else { 0.0 };
     let ra = per_prompt_win_rates(&a.samples, procedure, n as usize)?;
     let rb = per_prompt_win_rates(&b.samples, procedure, n as usize)?;
@@ -586,6 +609,7 @@ fn matched_paired_table(
     points: &[Point],
     methods: &[String],
     matched: &[f64],
+    axis: KlAxis,
     measures: &[Measure],
     comparison: &mut Vec<serde_json::Value>,
 ) -> anyhow::Result<String> {
@@ -597,12 +621,23 @@ fn matched_paired_table(
             )
         })?;
     }
+    let (title, which) = match axis {
+        KlAxis::Policy => ("matched KL", "the same policy KL"),
+        KlAxis::Calibrated => (
+            "matched pooled calibrated KL",
+            "the same pooled calibrated KL",
+        ),
+        KlAxis::CalibratedPerPrompt => (
+            "matched calibrated KL (the theory's axis)",
+            "the same per-prompt calibrated KL",
+        ),
+    };
     let mut out = format!(
-        "## Paired differences at matched KL\n\nWin rate of the first method minus the \
-         second's at the same policy KL: each prompt's win rate read off the method's line \
-         through its runs, the per-prompt differences averaged [95% paired bootstrap interval \
-         over prompts]. Detectable: the smallest difference this evaluation finds with 80 % \
-         power at 5 % two-sided ({DETECTABLE_Z} standard errors).\n\n"
+        "## Paired differences at {title}\n\nWin rate of the first method minus the \
+         second's at {which}: each prompt's win rate read off the method's line through its \
+         runs, the per-prompt differences averaged [95% paired bootstrap interval over \
+         prompts]. Detectable: the smallest difference this evaluation finds with 80 % power at \
+         5 % two-sided ({DETECTABLE_Z} standard errors).\n\n"
     );
     for (m, &measure) in measures.iter().enumerate() {
         out.push_str(&format!(
@@ -613,14 +648,15 @@ fn matched_paired_table(
             for (i, a) in methods.iter().enumerate() {
                 for (j, b) in methods.iter().enumerate().skip(i + 1) {
                     let (Some(rates_a), Some(rates_b)) = (
-                        interpolated_rates(points, a, measure, kl)?,
-                        interpolated_rates(points, b, measure, kl)?,
+                        interpolated_rates(points, a, measure, axis, kl)?,
+                        interpolated_rates(points, b, measure, axis, kl)?,
                     ) else {
                         continue;
                     };
                     let differences: Vec<f64> =
                         rates_a.iter().zip(&rates_b).map(|(x, y)| x - y).collect();
-                    let stream = 1 << 32 | (((m * 64 + k) * 64 + i) * 64 + j) as u64;
+                    let stream =
+                        (2 + axis as u64) << 32 | (((m * 64 + k) * 64 + i) * 64 + j) as u64;
                     let difference = paired_mean(&differences, &points[0].settings, stream)?;
                     let detectable = DETECTABLE_Z * difference.std_error;
                     out.push_str(&format!(
@@ -628,7 +664,7 @@ fn matched_paired_table(
                         difference.estimate, difference.lower, difference.upper,
                     ));
                     comparison.push(serde_json::json!({
-                        "measure": measure.name(), "matched_kl": kl, "method": a,
+                        "measure": measure.name(), "axis": axis.file_stem(), "matched_kl": kl, "method": a,
                         "baseline": b, "difference": difference.estimate,
                         "lower": difference.lower, "upper": difference.upper,
                         "std_error": difference.std_error, "detectable": detectable,
@@ -710,7 +746,7 @@ fn paired_table(
 }
 
 /// Which KL a chart's x axis shows.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KlAxis {
     /// The policy's KL over whole responses (what the budgets hold).
     Policy,
@@ -887,8 +923,15 @@ mod tests {
         let methods = ["a".to_string(), "b".to_string()];
         let measure = Measure::Procedure(Procedure::BestOfN, 2);
         let mut comparison = Vec::new();
-        let table =
-            matched_paired_table(&points, &methods, &[0.6], &[measure], &mut comparison).unwrap();
+        let table = matched_paired_table(
+            &points,
+            &methods,
+            &[0.6],
+            KlAxis::Policy,
+            &[measure],
+            &mut comparison,
+        )
+        .unwrap();
         // At KL 0.6 both lines sit halfway between their two runs, so the per-prompt
         // difference is exactly zero and nothing is resolved; the other KL values lie outside
         // b's range and give no row.
@@ -899,7 +942,15 @@ mod tests {
         // At KL 0.5, a is 3/8 of the way up its line, b 1/4 of the way up its: their
         // difference is 1/8 of (high - low), prompt by prompt.
         let mut comparison = Vec::new();
-        matched_paired_table(&points, &methods, &[0.5], &[measure], &mut comparison).unwrap();
+        matched_paired_table(
+            &points,
+            &methods,
+            &[0.5],
+            KlAxis::Policy,
+            &[measure],
+            &mut comparison,
+        )
+        .unwrap();
         let rates = |runs: &[[f64; 4]; 3]| {
             let samples = point("x", 0.0, runs, &reference).samples;
             per_prompt_win_rates(&samples, Procedure::BestOfN, 2).unwrap()
@@ -914,11 +965,40 @@ mod tests {
         let se = row["std_error"].as_f64().unwrap();
         assert!(se > 0.0);
         assert!((row["detectable"].as_f64().unwrap() - DETECTABLE_Z * se).abs() < 1e-12);
+        // On the theory's axis the lines run through each run's per-prompt calibrated KL: give
+        // the runs the policy KLs' values there, and swap their policy KLs, and the same
+        // comparison comes out.
+        let mut on_calibrated = points.clone();
+        for point in &mut on_calibrated {
+            let mut calibrated = point.report.kl;
+            point.report.kl.estimate = 5.0 - point.report.kl.estimate;
+            calibrated.estimate = 5.0 - point.report.kl.estimate;
+            point.report.calibrated_kl_per_prompt = Some(calibrated);
+        }
+        let mut again = Vec::new();
+        matched_paired_table(
+            &on_calibrated,
+            &methods,
+            &[0.5],
+            KlAxis::CalibratedPerPrompt,
+            &[measure],
+            &mut again,
+        )
+        .unwrap();
+        assert!((again[0]["difference"].as_f64().unwrap() - expected).abs() < 1e-12);
+        assert_eq!(again[0]["axis"], "winrate-vs-calibrated-kl-per-prompt");
         // Evaluations that met different references cannot be paired.
         let mut other = points.clone();
         other[3] = point("b", 0.8, &high, &[[0.0, 0.1, 0.2, 0.3]; 3]);
-        let error = matched_paired_table(&other, &methods, &[0.6], &[measure], &mut Vec::new())
-            .unwrap_err();
+        let error = matched_paired_table(
+            &other,
+            &methods,
+            &[0.6],
+            KlAxis::Policy,
+            &[measure],
+            &mut Vec::new(),
+        )
+        .unwrap_err();
         assert!(
             format!("{error:#}").contains("prompt 0 met different reference"),
             "{error:#}"
