@@ -398,7 +398,7 @@ fn test(native_only: bool) -> Result<()> {
     let mut recompute = Command::new("python3");
     recompute
         .current_dir(&root)
-        .args(["scripts/recompute_results.py", "results"]);
+        .args(["scripts/recompute_results.py", "--strict", "results"]);
     totals.add("results recomputed", summary::run_stage(&mut recompute)?);
 
     // The Python package (crates/infalign-py, its own workspace): built and installed into the

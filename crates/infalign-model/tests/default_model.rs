@@ -41,8 +41,8 @@ fn the_default_model_loads_is_small_and_talks() {
         total <= 16_000_000,
         "static/default-model is {total} bytes (limit 16 MB)"
     );
-    // The aligned variants of the CTRL experiments, each with how it was trained and its
-    // held-out evaluation (results/helpfulness-bon4, results/harmlessness-won4).
+    // The aligned variants of the first CTRL experiments, each with how it was trained and its
+    // held-out evaluation (those experiments are retired from results/: results/README.md).
     let names = bundle.policy_names();
     let base = common::fingerprint(&bundle.policy(&cpu_device()).unwrap());
     for (name, training) in [
