@@ -339,7 +339,14 @@ test("a bundle link to a file, or to a server that does not answer, is explained
 
 test("on WebGPU the lab samples the CPU's answers, and the switch moves it to the CPU", async () => {
   const query = "?lab_n=2&k=2&prompt=1";
-  const gpu = await openLab(server.url + query + "&backend=webgpu", { webgpu: true });
+  // Whether the "compiling the GPU kernels" status ever showed (installed before the page runs).
+  const watchCompiling = () => {
+    window.__compilingShown = false;
+    new MutationObserver(() => {
+      if (document.querySelector("#gpu-compiling")) window.__compilingShown = true;
+    }).observe(document, { childList: true, subtree: true });
+  };
+  const gpu = await openLab(server.url + query + "&backend=webgpu", { webgpu: true, init: watchCompiling });
   const cpu = await openLab(server.url + query + "&backend=cpu", { webgpu: false });
   try {
     assert.equal(await gpu.page.locator("#backend").getAttribute("data-backend"), "webgpu");
@@ -347,6 +354,9 @@ test("on WebGPU the lab samples the CPU's answers, and the switch moves it to th
     await bundleReady(gpu.page);
     await bundleReady(cpu.page);
     const onGpu = await sampleRound(gpu.page, GPU_ROUND_TIMEOUT_MS);
+    // The first WebGPU job said it was compiling the kernels, and the notice went when it ended.
+    assert.equal(await gpu.page.evaluate(() => window.__compilingShown), true);
+    assert.equal(await gpu.page.locator("#gpu-compiling").count(), 0);
     const onCpu = await sampleRound(cpu.page);
     assertAnswers(onGpu, 2);
     // Same seed, same tokens, unless a draw lands within float rounding of a token boundary

@@ -167,6 +167,10 @@ struct Lab {
     reference_progress: RwSignal<Option<(usize, usize)>>,
     /// The aligned variant whose weights are being fetched, if one is.
     fetching: RwSignal<Option<String>>,
+    /// Whether WebGPU has run a job yet (its first one compiles the kernels it uses), and
+    /// whether that first job is running now.
+    gpu_warm: StoredValue<bool>,
+    gpu_compiling: RwSignal<bool>,
     /// The sorted rewards of the reference answers the shown answers were calibrated against.
     reference_rewards: RwSignal<Option<Vec<f64>>>,
     rounds_progress: RwSignal<Option<(usize, usize)>>,
@@ -201,6 +205,8 @@ pub fn SamplingLab(compute: Compute) -> impl IntoView {
         error: RwSignal::new(None),
         reference_progress: RwSignal::new(None),
         fetching: RwSignal::new(None),
+        gpu_warm: StoredValue::new(false),
+        gpu_compiling: RwSignal::new(false),
         reference_rewards: RwSignal::new(None),
         rounds_progress: RwSignal::new(None),
         round_log: RwSignal::new(Vec::new()),
@@ -314,6 +320,13 @@ pub fn SamplingLab(compute: Compute) -> impl IntoView {
                 <p class="progress-line" id="reference-status">
                     "Sampling the base policy's reference answers: " {done} " of " {total} " "
                     <progress id="reference-progress" max=total value=done></progress>
+                </p>
+            })}
+            {move || lab.gpu_compiling.get().then(|| view! {
+                <p class="progress-line" id="gpu-compiling" role="status">
+                    "First run on WebGPU: the browser is compiling the GPU kernels (once per page; \
+                     on a software adapter this can take minutes)… "
+                    <progress></progress>
                 </p>
             })}
             {move || lab.fetching.get().map(|name| view! {

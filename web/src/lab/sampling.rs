@@ -395,6 +395,8 @@ impl Lab {
                 .active
                 .get_untracked()
                 .unwrap_or(BackendKind::Flex);
+            let first_on_gpu = kind == BackendKind::Wgpu && !self.gpu_warm.get_value();
+            self.gpu_compiling.set(first_on_gpu);
             let mut outcome = match kind {
                 // Work on a lost device never finishes: stop waiting when the loss is reported.
                 BackendKind::Wgpu => crate::gpu_watch::unless_lost(job(self, kind))
@@ -402,6 +404,10 @@ impl Lab {
                     .unwrap_or_else(|reason| Err(format!("the device was lost: {reason}"))),
                 BackendKind::Flex => job(self, kind).await,
             };
+            if kind == BackendKind::Wgpu {
+                self.gpu_warm.set_value(true);
+                self.gpu_compiling.set(false);
+            }
             if let (Err(reason), BackendKind::Wgpu) = (&outcome, kind) {
                 self.compute.notice.set(Some(format!(
                     "WebGPU failed while sampling ({reason}); the lab switched to the CPU."
