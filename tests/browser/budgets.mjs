@@ -72,7 +72,8 @@ try {
       const redraw = {};
       const plans = {
         "t-exp": Array.from({ length: 20 }, (_, i) => 300 + 25 * i),
-        "n": Array.from({ length: 20 }, (_, i) => 2 + (i % 10) * 3),
+        // N from 2 to 32 and back up, ending at 32: the KL plan then runs at N = 32.
+        "n": Array.from({ length: 20 }, (_, i) => 32 - ((19 - i) % 11) * 3),
         "kl": Array.from({ length: 20 }, (_, i) => (0.2 + 0.15 * i).toFixed(2)),
       };
       const spans = async () => JSON.parse(await page.evaluate(() => window.__infalignTimings()));

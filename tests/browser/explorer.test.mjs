@@ -271,3 +271,48 @@ for (const [n, kl] of [[28, 4], [32, 4], [64, 1]]) {
     }
   });
 }
+
+// The optimal solves (up to a second each at large N) run in a Web Worker: none of them is timed
+// on the page's thread, and the page answers a move of N while the worker is still solving.
+test("explorer: the optimal solves run in a worker, off the page's thread", async () => {
+  const { browser, page, errors } = await openLab(`${server.url}?n=6&kl=1.5`, { webgpu: false });
+  try {
+    await explorerReady(page);
+    assert.equal(await page.locator("#solving-here").count(), 0, "the worker runs the solves");
+    // N = 29 at 3 nats: the envelope and optima that took single main-thread tasks of 0.7-1.1 s.
+    await page.locator("#kl").fill("3");
+    await move(page, "#n", 29, "#n-value");
+    // While N = 29's solves are under way, the page still answers the controls.
+    const pending = await page.locator("#envelope-pending").count();
+    await move(page, "#t-exp", 400, "#t-exp-value");
+    await page.waitForFunction(() => !document.querySelector("#envelope-pending"), null, { timeout: 120_000 });
+    const spans = JSON.parse(await page.evaluate(() => window.__infalignTimings()));
+    for (const name of ["solves", "optima", "envelope"]) {
+      assert.ok(!(name in spans), `the page's thread ran "${name}": ${JSON.stringify(spans[name])}`);
+    }
+    assert.ok(pending === 1, "N = 29's envelope was still being solved while t moved");
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+// Where no worker can start, the page solves on its own thread, in short slices, and says so.
+test("explorer without a Web Worker solves on the page and says so", async () => {
+  const { browser, page, errors } = await openLab(`${server.url}?n=5`, {
+    webgpu: false,
+    init: () => {
+      delete globalThis.Worker;
+    },
+  });
+  try {
+    await explorerReady(page);
+    assert.match(await page.locator("#solving-here").textContent(), /run on the page itself \(the theory worker could not start/);
+    const spans = JSON.parse(await page.evaluate(() => window.__infalignTimings()));
+    assert.ok(spans.solves?.count > 0, "the page's own desk solved");
+    assert.equal((await rows(page))["optimal-bon"].kl.toFixed(3), "1.000");
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});

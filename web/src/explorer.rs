@@ -5,29 +5,29 @@
 //!
 //! The closed-form policies are recomputed on every change, each memo only when its own inputs
 //! change (moving the KL budget recomputes no curve, moving exp's t no other policy's row), and
-//! their curves are cached per N and t. The solved optimal transforms take longer, so they are
-//! solved after the redraw has been painted (next animation frame, then zero-delay timers; for the
-//! latest setting only) and cached: the optimal envelope per N, solved a few budgets per task so
-//! that the page keeps answering input while it runs (dragging N over ten values does not queue
-//! ten seconds of solving), and the optimum at the current setting, warm-started from that
-//! envelope, until the setting changes.
+//! their curves are cached per N and t. The solved optimal transforms take longer (up to a second
+//! a solve at large N), so they run in a Web Worker (`solves`, `infalign_view::solves`): the page
+//! sends each new setting and draws the optima and N's envelopes as they come, the latest setting
+//! only; the worker keeps every envelope it solved, and warm-starts the optima from them.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use infalign_core::theory::{self, BestT, EnvelopeSolver, OptimalSolution};
+use infalign_core::theory::{self, BestT};
 use infalign_core::{ExpFamily, Procedure};
 use infalign_view::chart::{render_svg, WinRateCurves};
 use infalign_view::explorer::{
-    density_chart, envelope_budgets, envelope_points, optimal_near, plain_error, policy_curves,
-    row, shapes_chart, short, tilted, win_rate_chart, Optima, Policy, Regularisation, Row,
-    Settings, BETA_RANGE, ENVELOPE_POINTS, KL_RANGE, N_MAX, T_RANGE,
+    density_chart, plain_error, policy_curves, row, shapes_chart, short, tilted, win_rate_chart,
+    Optima, Policy, Regularisation, Row, Settings, BETA_RANGE, KL_RANGE, N_MAX, T_RANGE,
 };
 use leptos::prelude::*;
 
 use crate::math;
 use crate::svg::SvgFigure;
-use crate::timing::{self, timed};
+use infalign_view::solves::{Reply, Request};
+
+use crate::solves::Solver;
+use crate::timing::timed;
 use crate::url::{self, current_query};
 
 /// The settings keys this view owns in the URL query.
@@ -72,17 +72,18 @@ struct Solved {
     key: (u32, Regularisation),
     result: Result<(Optima, Vec<Row>), String>,
 }
-/// The optimal envelopes (BoN, WoN) for one N: the solutions at [`envelope_budgets`] up to the
-/// largest budget the solver reached, and a note for an envelope that stops short.
+
+/// N's optimal envelopes as the solver sent them: `(KL, win rate)` points (empty where none
+/// could be solved) and what to say about them.
 #[derive(Debug, Clone, Default)]
 struct Envelopes {
-    bon: Vec<OptimalSolution>,
-    won: Vec<OptimalSolution>,
+    bon: Vec<(f64, f64)>,
+    won: Vec<(f64, f64)>,
     notes: Vec<String>,
 }
 
 impl Envelopes {
-    fn of(&self, procedure: Procedure) -> &[OptimalSolution] {
+    fn of(&self, procedure: Procedure) -> &[(f64, f64)] {
         match procedure {
             Procedure::BestOfN => &self.bon,
             Procedure::WorstOfN => &self.won,
@@ -90,133 +91,8 @@ impl Envelopes {
     }
 }
 
-/// One envelope's solve: going on, or ended (every budget, or the first it could not reach,
-/// with why).
-enum Track {
-    Solving(Box<EnvelopeSolver>),
-    Ended(Vec<OptimalSolution>, Option<String>),
-}
-
-impl Track {
-    /// One more budget; `true` once ended.
-    fn step(&mut self, procedure: Procedure, n: u32) -> bool {
-        let Track::Solving(solver) = self else {
-            return true;
-        };
-        let outcome = solver.step();
-        if let Ok(false) = outcome {
-            return false;
-        }
-        let Track::Solving(solver) = std::mem::replace(self, Track::Ended(Vec::new(), None)) else {
-            return true;
-        };
-        let solutions = solver.into_solutions();
-        let note = outcome.err().map(|error| {
-            let reached = solutions.last().map_or(0.0, |s| s.kl);
-            let name = infalign_view::procedure_label(procedure, n);
-            format!(
-                "The optimal {name} envelope is drawn up to {} nats; beyond, {}",
-                short(reached),
-                plain_error(&error)
-            )
-        });
-        *self = Track::Ended(solutions, note);
-        true
-    }
-
-    fn into_parts(self) -> (Vec<OptimalSolution>, Option<String>) {
-        match self {
-            Track::Solving(solver) => (solver.into_solutions(), None),
-            Track::Ended(solutions, note) => (solutions, note),
-        }
-    }
-}
-
-/// Envelopes being solved (BoN, WoN), kept across N moves: returning to an N resumes its solve.
-type PartialEnvelopes = HashMap<u32, (Track, Track)>;
-
-/// How long one task of envelope solving may run before it yields to the page (a budget's solve
-/// takes a few milliseconds, so a task overruns this by at most one of them).
-const SLICE_MS: f64 = 6.0;
-
 /// Curves kept per (policy, N, t) before the cache starts over.
 const CURVE_CACHE: usize = 512;
-
-/// Solves the envelopes of `n` for up to [`SLICE_MS`], then yields (a zero-delay timer) and goes
-/// on, until they are done (stored in `envelopes`) or the explorer has moved to another N (the
-/// partial solve is kept in `partial`).
-fn solve_envelopes(
-    n: u32,
-    settings: RwSignal<Settings>,
-    envelopes: RwSignal<HashMap<u32, Envelopes>>,
-    partial: StoredValue<PartialEnvelopes, LocalStorage>,
-) {
-    if envelopes.with_untracked(|e| e.contains_key(&n)) || settings.with_untracked(|s| s.n) != n {
-        return; // done, or the explorer has moved on (a partial solve stays in `partial`)
-    }
-    let Some(existing) = partial.try_update_value(|p| p.remove(&n)) else {
-        return; // the explorer is gone
-    };
-    let budgets = envelope_budgets(KL_RANGE.1, ENVELOPE_POINTS);
-    let tracks = existing.map(Ok).unwrap_or_else(|| {
-        Ok::<_, infalign_core::Error>((
-            Track::Solving(Box::new(EnvelopeSolver::new(
-                Procedure::BestOfN,
-                n,
-                &budgets,
-            )?)),
-            Track::Solving(Box::new(EnvelopeSolver::new(
-                Procedure::WorstOfN,
-                n,
-                &budgets,
-            )?)),
-        ))
-    });
-    let start = timing::now();
-    let outcome = tracks.map(|(mut bon, mut won)| {
-        timed("envelope", || {
-            while timing::now() - start < SLICE_MS {
-                // BoN first, then WoN (an ended track's step is a no-op that says so).
-                if bon.step(Procedure::BestOfN, n) && won.step(Procedure::WorstOfN, n) {
-                    let (bon, bon_note) = bon.into_parts();
-                    let (won, won_note) = won.into_parts();
-                    return Some(Envelopes {
-                        bon,
-                        won,
-                        notes: bon_note.into_iter().chain(won_note).collect(),
-                    });
-                }
-            }
-            partial.update_value(|p| {
-                p.insert(n, (bon, won));
-            });
-            None
-        })
-    });
-    match outcome {
-        Ok(None) => {
-            if settings.with_untracked(|s| s.n) == n {
-                set_timeout(
-                    move || solve_envelopes(n, settings, envelopes, partial),
-                    Duration::ZERO,
-                );
-            }
-        }
-        Ok(Some(both)) => envelopes.update(|e| {
-            e.insert(n, both);
-        }),
-        // Bad budgets or N: nothing to draw, and the reason in the page.
-        Err(error) => envelopes.update(|e| {
-            e.insert(
-                n,
-                Envelopes {
-                    notes: vec![format!("No optimal envelope: {}", plain_error(&error))],
-                    ..Envelopes::default()
-                },
-            );
-        }),
-    }
-}
 
 #[component]
 pub fn Explorer() -> impl IntoView {
@@ -284,55 +160,36 @@ pub fn Explorer() -> impl IntoView {
             .collect();
 
     // The solved optima, one step behind the controls: until the optimum for a new setting is in,
-    // the last one stays on screen (its rows marked stale) rather than blinking out.
+    // the last one stays on screen (its rows marked stale) rather than blinking out. They and
+    // N's envelopes are solved off the page's thread (`solves`), for the latest setting only.
     let solved: RwSignal<Option<Solved>> = RwSignal::new(None);
     let envelopes: RwSignal<HashMap<u32, Envelopes>> = RwSignal::new(HashMap::new());
-    let key = move || settings.with_untracked(|s| (s.n, s.regularisation));
-    // The optimum of one procedure at `wanted`, warm-started from N's envelope when it is in.
-    let solve_one = move |procedure: Procedure, (n, regularisation): (u32, Regularisation)| {
-        let known = envelopes.with_untracked(|e| {
-            e.get(&n)
-                .map_or_else(Vec::new, |envelope| envelope.of(procedure).to_vec())
-        });
-        timed("optima", || {
-            optimal_near(procedure, n, regularisation, &known)
-        })
-    };
-    Effect::new(move |_| {
-        let wanted = settings.with(|s| (s.n, s.regularisation));
-        if solved.with_untracked(|o| o.as_ref().map(|o| o.key)) == Some(wanted) {
-            return;
-        }
-        // BoN after this paint, WoN in the task after it: two shorter tasks than one.
-        after_paint(move || {
-            if key() != wanted {
-                return; // superseded by a later setting
+    let solving_here: RwSignal<Option<String>> = RwSignal::new(None);
+    let solver = Solver::start(
+        move |reply| match reply {
+            Reply::Optima {
+                n,
+                regularisation,
+                result,
+            } => solved.set(Some(Solved {
+                key: (n, regularisation),
+                result: result.map(|solved| *solved),
+            })),
+            Reply::Envelopes { n, bon, won, notes } => envelopes.update(|e| {
+                e.insert(n, Envelopes { bon, won, notes });
+            }),
+            // Handled by the solver itself (it re-sends the latest request).
+            Reply::Ready => {}
+            Reply::Unreadable(error) => {
+                web_sys::console::error_1(&format!("theory worker: {error}").into())
             }
-            let bon = solve_one(Procedure::BestOfN, wanted);
-            set_timeout(
-                move || {
-                    if key() != wanted {
-                        return;
-                    }
-                    let at = settings.get_untracked();
-                    let result = bon
-                        .and_then(|bon| {
-                            let won = solve_one(Procedure::WorstOfN, wanted)?;
-                            let optima = Optima { bon, won };
-                            let rows = [Policy::OptimalBon, Policy::OptimalWon]
-                                .into_iter()
-                                .filter_map(|policy| row(&at, policy, Some(&optima)))
-                                .collect();
-                            Ok((optima, rows))
-                        })
-                        .map_err(|e| plain_error(&e));
-                    solved.set(Some(Solved {
-                        key: wanted,
-                        result,
-                    }));
-                },
-                Duration::ZERO,
-            );
+        },
+        move |reason| solving_here.set(Some(reason)),
+    );
+    Effect::new(move |_| {
+        solver.send(Request::Show {
+            n: n.get(),
+            regularisation: regularisation.get(),
         });
     });
     let shown_optima = Memo::new(move |_| {
@@ -351,15 +208,6 @@ pub fn Explorer() -> impl IntoView {
             }) => Some(error.clone()),
             _ => None,
         })
-    });
-    let partial: StoredValue<PartialEnvelopes, LocalStorage> =
-        StoredValue::new_local(HashMap::new());
-    Effect::new(move |_| {
-        let n = n.get();
-        if envelopes.with_untracked(|e| e.contains_key(&n)) {
-            return;
-        }
-        after_paint(move || solve_envelopes(n, settings, envelopes, partial));
     });
 
     // The closed-form rows, each recomputed only when its own inputs change.
@@ -411,9 +259,8 @@ pub fn Explorer() -> impl IntoView {
                 owned.iter().map(|(p, c)| (*p, c)).collect();
             let envelope = envelopes.with(|e| {
                 e.get(&at.n)
-                    .map(|envelope| envelope.of(procedure))
-                    .filter(|solutions| !solutions.is_empty())
-                    .map(envelope_points)
+                    .map(|envelope| envelope.of(procedure).to_vec())
+                    .filter(|points| !points.is_empty())
             });
             table_rows.with(|rows| {
                 timed("winrate-chart", || {
@@ -538,6 +385,11 @@ pub fn Explorer() -> impl IntoView {
             </div>
             {move || envelope_pending().then(|| view! {
                 <p class="muted" id="envelope-pending">"Solving the optimal envelope for this N…"</p>
+            })}
+            {move || solving_here.get().map(|reason| view! {
+                <p class="notice" id="solving-here" role="status">
+                    "The optimal solves run on the page itself ("{reason}"), so the page may pause at large N."
+                </p>
             })}
             {move || {
                 let notes = envelope_notes();

@@ -21,6 +21,7 @@ mod export;
 mod gpu_watch;
 mod lab;
 mod math;
+mod solves;
 mod svg;
 mod timing;
 mod tokens;

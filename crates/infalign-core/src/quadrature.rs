@@ -18,6 +18,8 @@
 
 use std::sync::OnceLock;
 
+use crate::error::{Error, Result};
+
 /// x^n by binary exponentiation (inlined; `f64::powi` is a library call).
 #[inline(always)]
 pub(crate) fn power(mut x: f64, mut n: u32) -> f64 {
@@ -597,6 +599,38 @@ pub(crate) struct PiecewiseNodal {
 impl PiecewiseNodal {
     pub fn panel_count(&self) -> usize {
         self.breaks.len().saturating_sub(1)
+    }
+
+    /// Checks a table read from outside (a bundle, a worker's message): panels covering [0, 1]
+    /// with increasing breaks, [`ORDER`] finite values per panel. The error names `what`.
+    pub fn check(&self, what: &'static str) -> Result<()> {
+        let bad = |reason: String| Error::InvalidTable { what, reason };
+        let panels = self.panel_count();
+        if panels == 0 {
+            return Err(bad("breaks needs at least two values".into()));
+        }
+        if self.values.len() != panels * ORDER {
+            return Err(bad(format!(
+                "values has {} entries, expected {} ({} panels x {ORDER})",
+                self.values.len(),
+                panels * ORDER,
+                panels
+            )));
+        }
+        if self.breaks[0] != 0.0 || self.breaks[panels] != 1.0 {
+            return Err(bad("breaks must start at 0 and end at 1".into()));
+        }
+        if let Some(i) = self
+            .breaks
+            .windows(2)
+            .position(|p| p[1].partial_cmp(&p[0]) != Some(std::cmp::Ordering::Greater))
+        {
+            return Err(bad(format!("breaks are not increasing at index {}", i + 1)));
+        }
+        if let Some(i) = self.values.iter().position(|v| !v.is_finite()) {
+            return Err(bad(format!("values[{i}] is not finite")));
+        }
+        Ok(())
     }
 
     /// The interpolant at `u` (clamped to [breaks[0], breaks[last]]).

@@ -171,31 +171,7 @@ impl OptimalTransform {
         if !(lambda.is_finite() && lambda >= 0.0) {
             return Err(bad(format!("lambda = {lambda} must be finite and >= 0")));
         }
-        let panels = table.panel_count();
-        if panels == 0 {
-            return Err(bad("breaks needs at least two values".into()));
-        }
-        if table.values.len() != panels * ORDER {
-            return Err(bad(format!(
-                "values has {} entries, expected {} ({} panels x {ORDER})",
-                table.values.len(),
-                panels * ORDER,
-                panels
-            )));
-        }
-        if table.breaks[0] != 0.0 || table.breaks[panels] != 1.0 {
-            return Err(bad("breaks must start at 0 and end at 1".into()));
-        }
-        if let Some(i) = table
-            .breaks
-            .windows(2)
-            .position(|p| p[1].partial_cmp(&p[0]) != Some(std::cmp::Ordering::Greater))
-        {
-            return Err(bad(format!("breaks are not increasing at index {}", i + 1)));
-        }
-        if let Some(i) = table.values.iter().position(|v| !v.is_finite()) {
-            return Err(bad(format!("values[{i}] is not finite")));
-        }
+        table.check("optimal transform table")?;
         let top = table.eval(1.0);
         Ok(OptimalTransform {
             procedure,

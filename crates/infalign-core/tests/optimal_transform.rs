@@ -291,3 +291,39 @@ fn envelope_solved_step_by_step_or_warm_started_matches_the_whole_solve() {
         assert_eq!(above.into_solutions().remove(0), cold);
     }
 }
+
+#[test]
+fn a_solution_read_back_from_json_is_the_same_and_warm_starts_the_same() {
+    let budgets = [0.5];
+    for procedure in Procedure::ALL {
+        let solved = theory::optimal_envelope(procedure, 6, &budgets)
+            .unwrap()
+            .remove(0);
+        let json = serde_json::to_string(&solved).unwrap();
+        let back: theory::OptimalSolution = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            back, solved,
+            "{procedure}: the round trip keeps every field"
+        );
+        // The CDF table travels too: a warm start from the copy is the warm start from the
+        // original, to the bit.
+        let from = |start: &theory::OptimalSolution| {
+            let mut solver = theory::EnvelopeSolver::new(procedure, 6, &[0.6])
+                .unwrap()
+                .warm_start(start);
+            assert!(solver.step().unwrap());
+            (solver.iterations(), solver.into_solutions().remove(0))
+        };
+        assert_eq!(from(&back), from(&solved));
+
+        // A damaged table is refused with what is wrong, not read.
+        let broken = json.replacen("\"cdf_breaks\":[0.0", "\"cdf_breaks\":[0.2", 1);
+        assert_ne!(broken, json);
+        let error = serde_json::from_str::<theory::OptimalSolution>(&broken)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("CDF table"), "{error}");
+        let short = json.replacen("\"cdf_values\":[", "\"cdf_values\":[0.5,", 1);
+        assert!(serde_json::from_str::<theory::OptimalSolution>(&short).is_err());
+    }
+}

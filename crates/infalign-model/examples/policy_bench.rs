@@ -19,6 +19,7 @@ use burn::tensor::Device;
 use clap::Parser;
 use infalign_model::backend::{cpu_device, gpu_device};
 use infalign_model::policy::{generate, Policy, PolicyConfig, SamplingConfig, TokenBatch};
+use infalign_model::pretrain::language_model_gradients;
 
 use common::{median, time_with_cpu};
 
@@ -105,8 +106,16 @@ fn bench(options: &Options, device: &Device, name: &str) -> Result<(), Box<dyn s
     // Each phase's seconds; flex runs every op eagerly, so on the CPU the split is exact (on a
     // GPU only the sum is: the backward and the update are queued, not waited for).
     let mut phases: [Vec<f64>; 3] = Default::default();
+    // `phases` times the forward and the backward of one thread's pass apart; the training step
+    // itself is pretraining's (`language_model_gradients`: the batch split across the cores).
+    let split_step = options.work != "phases";
     let (seconds, cpu_s) = time_with_cpu(options.repeats, || {
         let policy = model.take().expect("the model");
+        if split_step {
+            let split = language_model_gradients(&policy, &windows).expect("the training step");
+            model = Some(optimizer.step(1e-4, policy, split.grads));
+            return;
+        }
         let start = Instant::now();
         let loss = policy.loss(&batch);
         // Reading the loss waits for the device, so the time covers the whole step.

@@ -10,7 +10,7 @@ use std::f64::consts::PI;
 
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::Device;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -18,7 +18,10 @@ use rand_chacha::ChaCha8Rng;
 use crate::data::{Dialogue, Role};
 use crate::error::{Error, Result, Settings};
 use crate::host_values;
-use crate::policy::{Policy, PolicyConfig, TokenBatch};
+use crate::policy::{
+    parts_for, split_gradients, split_rows, PartLoss, Policy, PolicyConfig, SplitGradients,
+    TokenBatch,
+};
 use crate::tokenizer::{DialogueTokenizer, END_OF_TURN};
 
 /// Settings of a pre-training run.
@@ -239,17 +242,9 @@ impl Pretrainer {
 
     /// Run one optimiser step on the batch the schedule assigns to it.
     pub fn train_step(&mut self, data: &TrainingWindows) -> Result<StepReport> {
-        let device = self.policy.device();
         let windows = data.batch(self.config.seed, self.step, self.config.batch_size);
-        let first = vec![1; windows.len()];
-        let batch = TokenBatch::new(
-            &windows,
-            &first,
-            self.config.policy.max_seq_len + 1,
-            &device,
-        )?;
-        let loss = self.policy.loss(&batch);
-        let loss_value = f64::from(host_values(loss.clone(), "training loss")?[0]);
+        let split = language_model_gradients(&self.policy, &windows)?;
+        let loss_value = split.loss;
         if !loss_value.is_finite() {
             return Err(Error::Invalid {
                 what: "training".into(),
@@ -260,17 +255,17 @@ impl Pretrainer {
             });
         }
         let learning_rate = self.config.learning_rate_at(self.step);
-        let grads = GradientsParams::from_grads(loss.backward(), &self.policy);
         // A module clone shares its tensors; the optimiser returns the updated module.
         self.policy = self
             .optimizer
-            .step(learning_rate, self.policy.clone(), grads);
+            .step(learning_rate, self.policy.clone(), split.grads);
+        let targets = target_count(&windows);
         self.step += 1;
-        self.tokens += batch.target_count() as u64;
+        self.tokens += targets as u64;
         Ok(StepReport {
             loss: loss_value,
             learning_rate,
-            tokens: batch.target_count(),
+            tokens: targets,
         })
     }
 
@@ -330,6 +325,39 @@ mod checkpoint {
             })
         }
     }
+}
+
+/// Target tokens of language-model windows (every token after the first).
+fn target_count(windows: &[Vec<u32>]) -> usize {
+    windows
+        .iter()
+        .map(|window| window.len().saturating_sub(1))
+        .sum()
+}
+
+/// The language-modelling loss of `windows` (mean next-token cross-entropy over all their
+/// targets) and its gradient, the windows split across the cores on flex
+/// ([`split_gradients`]): each part's loss is its summed cross-entropy over the whole batch's
+/// target count, so the parts' gradients add up to the whole batch's. What pretraining and the
+/// training-step benchmark run. `policy` must be on an autodiff device.
+pub fn language_model_gradients(
+    policy: &Policy,
+    windows: &[Vec<u32>],
+) -> Result<SplitGradients<()>> {
+    let max_len = policy.config().max_seq_len + 1;
+    let count = target_count(windows).max(1) as f64;
+    let parts = split_rows(windows.len(), parts_for(&policy.device(), windows.len())?)
+        .into_iter()
+        .map(|rows| &windows[rows])
+        .collect();
+    split_gradients(policy, parts, |model, part: &[Vec<u32>]| {
+        let first = vec![1; part.len()];
+        let batch = TokenBatch::new(part, &first, max_len, &model.device())?;
+        Ok(PartLoss {
+            loss: model.token_logprobs(&batch).sum().neg() / count,
+            extra: (),
+        })
+    })
 }
 
 /// Mean cross-entropy per target token of `policy` over `windows`, in batches of `batch_size`.

@@ -32,7 +32,7 @@ const GRID_POINTS: usize = 161;
 
 /// How strongly the policy is held to the reference: a KL budget that each transform spends
 /// exactly (the paper's comparison), or one beta for all of them.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Regularisation {
     /// Each transform at the lambda whose tilted policy has this KL (nats).
     KlBudget(f64),
@@ -41,7 +41,7 @@ pub enum Regularisation {
 }
 
 /// The policies the explorer draws.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Policy {
     /// Calibrated identity, Phi(u) = u.
     Identity,
@@ -334,7 +334,7 @@ pub fn optimal_near(
 }
 
 /// The two solved optima (BoN_N, WoN_N) for one N and regularisation.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Optima {
     /// For BoN_N.
     pub bon: OptimalSolution,
@@ -404,7 +404,7 @@ pub fn tilted(
 }
 
 /// One row of the explorer's table: a policy at the current setting.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     /// Which policy.
     pub policy: Policy,

@@ -10,6 +10,8 @@
 //! - [`lab`]: the sampling lab's rounds: Best-of-N / Worst-of-N picks, the running
 //!   aligned-versus-base tally with its interval, the theory's prediction, the reward histogram,
 //!   and the built-in prompts.
+//! - [`solves`]: the explorer's slow solves (optimal envelopes, optima) as a desk a Web Worker
+//!   runs, with its typed messages.
 //! - [`train`]: "train it yourself": candidate-set CTRL on one prompt's answers, two training
 //!   scores side by side, exact optima and the trained policies on one frontier.
 
@@ -19,6 +21,7 @@
 pub mod chart;
 pub mod explorer;
 pub mod lab;
+pub mod solves;
 pub mod train;
 
 use infalign_core::selection::Procedure;

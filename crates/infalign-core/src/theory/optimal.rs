@@ -23,6 +23,8 @@
 //! strictly convex, so the stationary point is the unique maximiser of W - beta KL.
 
 use super::{check_lambda, check_n, moments, resolve, solve_for_kl, Resolved};
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
 use crate::quadrature::{integrate, power, rule, OrderStatistics, Panel, PiecewiseNodal, ORDER};
 use crate::selection::Procedure;
@@ -37,7 +39,11 @@ const MAX_CONTINUATION_DEPTH: u32 = 12;
 const MAX_REGRIDS: usize = 5;
 
 /// The optimal transform at one lambda with its KL and win rate.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// It serialises whole, its CDF table included (so a solution computed elsewhere, e.g. in a
+/// worker, can warm-start a solve here); reading one back checks both tables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "OptimalSolutionRepr", into = "OptimalSolutionRepr")]
 pub struct OptimalSolution {
     /// BoN or WoN.
     pub procedure: Procedure,
@@ -62,6 +68,69 @@ pub struct OptimalSolution {
     pub saturated: bool,
     /// F* on the solver's grid, for warm starts.
     cdf: PiecewiseNodal,
+}
+
+/// [`OptimalSolution`] as written: the CDF table as its two arrays.
+#[derive(Serialize, Deserialize)]
+struct OptimalSolutionRepr {
+    procedure: Procedure,
+    n: u32,
+    lambda: f64,
+    kl: f64,
+    expected_u: f64,
+    win_rate: f64,
+    iterations: usize,
+    transform: Transform,
+    saturated: bool,
+    cdf_breaks: Vec<f64>,
+    cdf_values: Vec<f64>,
+}
+
+impl From<OptimalSolution> for OptimalSolutionRepr {
+    fn from(solution: OptimalSolution) -> Self {
+        OptimalSolutionRepr {
+            procedure: solution.procedure,
+            n: solution.n,
+            lambda: solution.lambda,
+            kl: solution.kl,
+            expected_u: solution.expected_u,
+            win_rate: solution.win_rate,
+            iterations: solution.iterations,
+            transform: solution.transform,
+            saturated: solution.saturated,
+            cdf_breaks: solution.cdf.breaks,
+            cdf_values: solution.cdf.values,
+        }
+    }
+}
+
+impl TryFrom<OptimalSolutionRepr> for OptimalSolution {
+    type Error = Error;
+    fn try_from(repr: OptimalSolutionRepr) -> Result<Self> {
+        let cdf = PiecewiseNodal {
+            breaks: repr.cdf_breaks,
+            values: repr.cdf_values,
+        };
+        cdf.check("optimal solution's CDF table")?;
+        if !matches!(repr.transform, Transform::Optimal(_)) {
+            return Err(Error::InvalidTable {
+                what: "optimal solution",
+                reason: format!("its transform is {}, not a solved optimum", repr.transform),
+            });
+        }
+        Ok(OptimalSolution {
+            procedure: repr.procedure,
+            n: repr.n,
+            lambda: repr.lambda,
+            kl: repr.kl,
+            expected_u: repr.expected_u,
+            win_rate: repr.win_rate,
+            iterations: repr.iterations,
+            transform: repr.transform,
+            saturated: repr.saturated,
+            cdf,
+        })
+    }
 }
 
 /// How close to 1 the win rate must be for an unreachable budget to count as saturated.

@@ -26,13 +26,14 @@
 #![cfg_attr(target_arch = "wasm32", allow(unused_imports, dead_code))]
 
 use std::fmt;
+use std::ops::Range;
 use std::str::FromStr;
 
 #[cfg(not(target_arch = "wasm32"))]
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
 #[cfg(not(target_arch = "wasm32"))]
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::Device;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -45,6 +46,8 @@ use infalign_core::seed::{derive_seed, Stream};
 use super::{rollout, score, sequence_logprobs, tensor_1d, Decoding};
 use crate::error::{Error, Result, Settings};
 use crate::policy::Policy;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::policy::{parts_for, split_gradients, split_rows, PartLoss, TokenBatch};
 use crate::reward::Reward;
 use crate::tokenizer::DialogueTokenizer;
 use crate::weights::{policy_from_burnpack, policy_to_burnpack, Precision};
@@ -502,30 +505,52 @@ impl CtrlTrainer {
             advantages.extend(group.iter().map(|&r| r - (total - r) / (m - 1) as f64));
         }
 
-        // 5: policy-gradient passes.
+        // 5: policy-gradient passes, the rows split across the cores on flex (each part's loss
+        // is its rows' sum over the whole batch's row count, so the parts' gradients add up to
+        // the batch's).
         let device = self.policy.device();
-        let batch = rollouts.batch(self.policy.config().max_seq_len, &device)?;
-        let advantage = tensor_1d(&advantages, &device);
-        let old = tensor_1d(&logp_old, &device);
+        let max_len = self.policy.config().max_seq_len + 1;
+        let ranges = split_rows(rows.len(), parts_for(&device, rows.len())?);
+        let clip_range = self.config.clip_range;
+        let count = rows.len() as f64;
         let (mut loss_value, mut approx_kl, mut clipped, mut later_passes) = (0.0, 0.0, 0.0, 0);
         for pass in 0..self.config.ppo_epochs {
-            let logp = self.policy.sequence_logprobs(&batch);
-            let loss = match self.config.clip_range {
-                None => (logp.clone() * advantage.clone()).mean().neg(),
-                Some(epsilon) => {
-                    let ratio = (logp.clone() - old.clone()).exp();
-                    let unclipped = ratio.clone() * advantage.clone();
-                    let clipped_ratio = ratio.clamp(1.0 - epsilon, 1.0 + epsilon);
-                    unclipped
-                        .min_pair(clipped_ratio * advantage.clone())
-                        .mean()
-                        .neg()
-                }
-            };
-            if pass > 0 || self.config.clip_range.is_some() {
-                let now = crate::host_values_async(logp.clone(), "log-probabilities").await?;
-                let log_ratios: Vec<f64> = now
+            let parts = ranges.to_vec();
+            let split = split_gradients(&self.policy, parts, |model, range: Range<usize>| {
+                let device = model.device();
+                let batch = TokenBatch::prompt_response(
+                    &rollouts.prompt_ids[range.clone()],
+                    &rollouts.response_ids[range.clone()],
+                    max_len,
+                    &device,
+                )?;
+                let advantage = tensor_1d(&advantages[range.clone()], &device);
+                let logp = model.sequence_logprobs(&batch);
+                let objective = match clip_range {
+                    None => logp.clone() * advantage,
+                    Some(epsilon) => {
+                        let old = tensor_1d(&logp_old[range], &device);
+                        let ratio = (logp.clone() - old).exp();
+                        let unclipped = ratio.clone() * advantage.clone();
+                        let clipped_ratio = ratio.clamp(1.0 - epsilon, 1.0 + epsilon);
+                        unclipped.min_pair(clipped_ratio * advantage)
+                    }
+                };
+                let extra = if pass > 0 || clip_range.is_some() {
+                    crate::host_values(logp, "log-probabilities")?
+                } else {
+                    Vec::new()
+                };
+                Ok(PartLoss {
+                    loss: objective.sum().neg() / count,
+                    extra,
+                })
+            })?;
+            if pass > 0 || clip_range.is_some() {
+                let log_ratios: Vec<f64> = split
+                    .extras
                     .iter()
+                    .flatten()
                     .zip(&logp_old)
                     .map(|(&new, old)| f64::from(new) - old)
                     .collect();
@@ -533,7 +558,7 @@ impl CtrlTrainer {
                     approx_kl += mean(&log_ratios.iter().map(|r| 0.5 * r * r).collect::<Vec<_>>());
                     later_passes += 1;
                 }
-                if let Some(epsilon) = self.config.clip_range {
+                if let Some(epsilon) = clip_range {
                     let outside = log_ratios
                         .iter()
                         .filter(|r| (r.exp() - 1.0).abs() > epsilon)
@@ -541,7 +566,7 @@ impl CtrlTrainer {
                     clipped += outside as f64 / log_ratios.len() as f64;
                 }
             }
-            loss_value = f64::from(crate::host_values_async(loss.clone(), "policy loss").await?[0]);
+            loss_value = split.loss;
             if !loss_value.is_finite() {
                 return Err(Error::Invalid {
                     what: "CTRL training".into(),
@@ -551,10 +576,9 @@ impl CtrlTrainer {
                     ),
                 });
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &self.policy);
             self.policy =
                 self.optimizer
-                    .step(self.config.learning_rate, self.policy.clone(), grads);
+                    .step(self.config.learning_rate, self.policy.clone(), split.grads);
         }
 
         // 6: the adaptive KL coefficient.

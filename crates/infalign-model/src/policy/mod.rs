@@ -10,12 +10,19 @@
 mod batch;
 mod fused;
 mod model;
+// Training runs natively only (the page samples and never trains).
+#[cfg(not(target_arch = "wasm32"))]
+mod parallel;
 mod sampling;
 
 pub use batch::TokenBatch;
 pub use fused::{gelu, target_logprobs, target_logprobs_plain};
 pub(crate) use model::{init_linear, normal_param};
 pub use model::{KvCache, Policy};
+#[cfg(not(target_arch = "wasm32"))]
+pub use parallel::{
+    parts_for, split_gradients, split_rows, PartLoss, SplitGradients, STEP_PARTS_VARIABLE,
+};
 pub use sampling::{generate, sample_token, Generation, Sampler, SamplingConfig};
 
 use crate::error::{Result, Settings};
