@@ -43,8 +43,8 @@ struct Inner {
     on_reply: Box<dyn Fn(Reply)>,
     /// The last request, re-sent to the page's own desk if the worker fails after starting.
     last: Cell<Option<Request>>,
-    /// Why the worker is not used (`None` while it is).
-    fallback: RefCell<Option<String>>,
+    /// Whether the page has been told that it solves on its own thread.
+    fell_back: Cell<bool>,
     on_fallback: Box<dyn Fn(String)>,
 }
 
@@ -64,7 +64,7 @@ impl Solver {
                 }),
                 on_reply: Box::new(on_reply),
                 last: Cell::new(None),
-                fallback: RefCell::new(None),
+                fell_back: Cell::new(false),
                 on_fallback: Box::new(on_fallback),
             }),
         };
@@ -140,8 +140,7 @@ impl Solver {
             desk: RefCell::new(Desk::new()),
             queued: Cell::new(false),
         };
-        if self.inner.fallback.borrow().is_none() {
-            *self.inner.fallback.borrow_mut() = Some(reason.clone());
+        if !self.inner.fell_back.replace(true) {
             (self.inner.on_fallback)(reason);
         }
         if let Some(request) = self.inner.last.get() {

@@ -180,7 +180,7 @@ pub struct Desk {
     envelopes: HashMap<u32, Envelopes>,
     /// Envelopes begun and left when N moved on: going back to N resumes them.
     partial: HashMap<u32, (Track, Track)>,
-    /// Envelopes already sent for the wanted N.
+    /// The N whose envelopes were sent last (the page keeps every N's it was sent).
     sent_envelopes: Option<u32>,
 }
 
@@ -193,12 +193,7 @@ impl Desk {
     /// Take a request (it replaces the one before).
     pub fn receive(&mut self, request: Request) {
         match request {
-            Request::Show { n, regularisation } => {
-                if self.wanted.map(|(wanted_n, _)| wanted_n) != Some(n) {
-                    self.sent_envelopes = None;
-                }
-                self.wanted = Some((n, regularisation));
-            }
+            Request::Show { n, regularisation } => self.wanted = Some((n, regularisation)),
         }
     }
 

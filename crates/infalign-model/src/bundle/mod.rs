@@ -276,18 +276,7 @@ impl Bundle {
         if name == BASE_POLICY {
             return self.policy(device);
         }
-        let index = self
-            .manifest
-            .variants
-            .iter()
-            .position(|v| v.name == name)
-            .ok_or_else(|| Error::Invalid {
-                what: "policy name".into(),
-                reason: format!(
-                    "the bundle has no policy {name:?}; it has {}",
-                    self.policy_names().join(", ")
-                ),
-            })?;
+        let index = self.variant_index(name)?;
         let file = &self.manifest.variants[index].weights.file;
         let weights = self
             .variant_weights
@@ -354,10 +343,16 @@ impl Bundle {
     }
 
     fn variant(&self, name: &str) -> Result<&Variant> {
+        Ok(&self.manifest.variants[self.variant_index(name)?])
+    }
+
+    /// Where the variant `name` stands among the manifest's variants; the error lists the
+    /// bundle's policies.
+    fn variant_index(&self, name: &str) -> Result<usize> {
         self.manifest
             .variants
             .iter()
-            .find(|v| v.name == name)
+            .position(|v| v.name == name)
             .ok_or_else(|| Error::Invalid {
                 what: "policy name".into(),
                 reason: format!(

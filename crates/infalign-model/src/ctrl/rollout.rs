@@ -52,11 +52,17 @@ impl Rollouts {
         self.response_ids.iter().map(Vec::len).sum()
     }
 
-    /// The rows as one teacher-forced batch (responses scored given their prompts) on `device`.
-    pub fn batch(&self, max_seq_len: usize, device: &burn::tensor::Device) -> Result<TokenBatch> {
+    /// The rows `rows` as one teacher-forced batch (responses scored given their prompts) on
+    /// `device`, for a model of context `max_seq_len`.
+    pub fn batch(
+        &self,
+        rows: std::ops::Range<usize>,
+        max_seq_len: usize,
+        device: &burn::tensor::Device,
+    ) -> Result<TokenBatch> {
         TokenBatch::prompt_response(
-            &self.prompt_ids,
-            &self.response_ids,
+            &self.prompt_ids[rows.clone()],
+            &self.response_ids[rows],
             max_seq_len + 1,
             device,
         )

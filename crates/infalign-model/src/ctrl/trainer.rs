@@ -47,7 +47,7 @@ use super::{rollout, score, sequence_logprobs, tensor_1d, Decoding};
 use crate::error::{Error, Result, Settings};
 use crate::policy::Policy;
 #[cfg(not(target_arch = "wasm32"))]
-use crate::policy::{parts_for, split_gradients, split_rows, PartLoss, TokenBatch};
+use crate::policy::{parts_for, split_gradients, split_rows, PartLoss};
 use crate::reward::Reward;
 use crate::tokenizer::DialogueTokenizer;
 use crate::weights::{policy_from_burnpack, policy_to_burnpack, Precision};
@@ -509,7 +509,7 @@ impl CtrlTrainer {
         // is its rows' sum over the whole batch's row count, so the parts' gradients add up to
         // the batch's).
         let device = self.policy.device();
-        let max_len = self.policy.config().max_seq_len + 1;
+        let max_seq_len = self.policy.config().max_seq_len;
         let ranges = split_rows(rows.len(), parts_for(&device, rows.len())?);
         let clip_range = self.config.clip_range;
         let count = rows.len() as f64;
@@ -518,12 +518,7 @@ impl CtrlTrainer {
             let parts = ranges.to_vec();
             let split = split_gradients(&self.policy, parts, |model, range: Range<usize>| {
                 let device = model.device();
-                let batch = TokenBatch::prompt_response(
-                    &rollouts.prompt_ids[range.clone()],
-                    &rollouts.response_ids[range.clone()],
-                    max_len,
-                    &device,
-                )?;
+                let batch = rollouts.batch(range.clone(), max_seq_len, &device)?;
                 let advantage = tensor_1d(&advantages[range.clone()], &device);
                 let logp = model.sequence_logprobs(&batch);
                 let objective = match clip_range {
