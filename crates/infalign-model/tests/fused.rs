@@ -1,9 +1,13 @@
 //! The fused operations against the plain ones, forward and backward, on flex with and without
 //! autodiff, over random shapes: the log-probability against `log_softmax` + `gather` (a
-//! vocabulary that is not a multiple of the kernel's lane count included), GELU against burn's.
+//! vocabulary that is not a multiple of the kernel's lane count included), GELU against burn's,
+//! the causal self-attention against burn's masked attention (left padding, a head size that is
+//! not a multiple of the lanes, a row that is all padding).
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use infalign_model::policy::{gelu, target_logprobs, target_logprobs_plain};
+use infalign_model::policy::{
+    causal_attention, causal_attention_plain, gelu, target_logprobs, target_logprobs_plain,
+};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -137,5 +141,51 @@ fn the_fused_gelu_agrees_with_burns_forward_and_backward() {
         let (plain, plain_grad) = run(burn::tensor::activation::gelu);
         assert_close(&format!("gelu {shape:?}"), &fused, &plain, 1e-5);
         assert_close(&format!("gelu' {shape:?}"), &fused_grad, &plain_grad, 1e-5);
+    }
+}
+
+#[test]
+fn the_fused_attention_agrees_with_burns_forward_and_backward() {
+    // (batch, seq, heads, head_dim, pads): a pad as long as its row (every query hidden), a
+    // head size of 5 (not a multiple of the lanes), the policy's own 128 x 4 x 32.
+    let cases: [(usize, usize, usize, usize, Vec<usize>); 5] = [
+        (1, 1, 1, 1, vec![0]),
+        (2, 9, 3, 5, vec![0, 4]),
+        (3, 17, 2, 8, vec![17, 0, 1]),
+        (4, 33, 4, 16, vec![0, 0, 32, 5]),
+        (2, 128, 4, 32, vec![0, 40]),
+    ];
+    for (seed, (batch, seq, heads, head_dim, pads)) in cases.into_iter().enumerate() {
+        let shape = [batch, seq, 3 * heads * head_dim];
+        let count: usize = shape.iter().product();
+        let out_count = batch * seq * heads * head_dim;
+        let mut rng = ChaCha8Rng::seed_from_u64(200 + seed as u64);
+        let mut unit = || (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32;
+        let inputs: Vec<f32> = (0..count).map(|_| (unit() - 0.5) * 6.0).collect();
+        let weights: Vec<f32> = (0..out_count).map(|_| unit() - 0.5).collect();
+        let out_shape = [batch, seq, heads * head_dim];
+        let what = format!("{batch} x {seq}, {heads} heads of {head_dim}, pads {pads:?}");
+        for device in [Device::flex(), Device::flex().autodiff()] {
+            let run = |op: fn(Tensor<3>, &[usize], usize) -> Tensor<3>| {
+                let x = Tensor::<3>::from_data(TensorData::new(inputs.clone(), shape), &device);
+                if !device.is_autodiff() {
+                    return (values(op(x, &pads, heads)), None);
+                }
+                let x = x.require_grad();
+                let w =
+                    Tensor::<3>::from_data(TensorData::new(weights.clone(), out_shape), &device);
+                let y = op(x.clone(), &pads, heads);
+                let grads = (y.clone() * w).sum().backward();
+                let grad = x.grad(&grads).expect("the projection has a gradient");
+                (values(y), Some(values(grad)))
+            };
+            let (fused, fused_grad) = run(causal_attention);
+            let (plain, plain_grad) = run(causal_attention_plain);
+            let what = format!("{what}, autodiff {}", device.is_autodiff());
+            assert_close(&format!("attention, {what}"), &fused, &plain, 1e-5);
+            if let (Some(fused), Some(plain)) = (fused_grad, plain_grad) {
+                assert_close(&format!("its gradient, {what}"), &fused, &plain, 1e-5);
+            }
+        }
     }
 }

@@ -16,7 +16,9 @@ mod parallel;
 mod sampling;
 
 pub use batch::TokenBatch;
-pub use fused::{gelu, target_logprobs, target_logprobs_plain};
+pub use fused::{
+    causal_attention, causal_attention_plain, gelu, target_logprobs, target_logprobs_plain,
+};
 pub(crate) use model::{init_linear, normal_param};
 pub use model::{KvCache, Policy};
 #[cfg(not(target_arch = "wasm32"))]

@@ -3,20 +3,12 @@
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::module::{embedding, linear};
-// In the browser, burn's decomposed attention (matmul, mask, softmax, matmul) on both backends:
-// WebGPU runs it anyway, and leaving the fused kernels (flex's CPU kernel, cubecl's flash
-// attention) out of the page keeps the download within its budget.
-#[cfg(not(target_arch = "wasm32"))]
-use burn::tensor::module::attention;
-#[cfg(target_arch = "wasm32")]
-use burn::tensor::module::attention_fallback as attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, IndexingUpdateOp, Int, Tensor, TensorData};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::batch::TokenBatch;
-use super::fused::{gelu, target_logprobs};
+use super::fused::{attend, causal_attention, gelu, padding_mask, split_heads, target_logprobs};
 use super::PolicyConfig;
 use crate::error::Result;
 
@@ -132,41 +124,30 @@ impl Block {
         }
     }
 
-    /// `x`: `[batch, new, d_model]`; `mask`: `[batch, heads, new, seen + new]`, true = hidden.
+    /// `x`: `[batch, new, d_model]`; `pads`: each row's left padding among all positions seen
+    /// (cached and new). Without a cache, the fused causal attention; with one, the new queries
+    /// attend to the cached keys as well, `mask` (`[batch, heads, new, seen + new]`, true =
+    /// hidden) hiding the padding.
     fn forward(
         &self,
         x: Tensor<3>,
+        pads: &[usize],
         mask: Option<Tensor<4, Bool>>,
         cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
     ) -> Tensor<3> {
-        let [batch, new, d_model] = x.dims();
-        let head_dim = d_model / self.n_heads;
-        let split_heads = |t: Tensor<3>| {
-            t.reshape([batch, new, self.n_heads, head_dim])
-                .swap_dims(1, 2)
-        };
         let qkv = self.qkv.forward(self.attn_norm.forward(x.clone()));
-        let q = split_heads(qkv.clone().narrow(2, 0, d_model));
-        let mut k = split_heads(qkv.clone().narrow(2, d_model, d_model));
-        let mut v = split_heads(qkv.narrow(2, 2 * d_model, d_model));
-        if let Some(slot) = cache {
-            if let Some((k_seen, v_seen)) = slot.take() {
-                k = Tensor::cat(vec![k_seen, k], 2);
-                v = Tensor::cat(vec![v_seen, v], 2);
+        let attended = match cache {
+            None => causal_attention(qkv, pads, self.n_heads),
+            Some(slot) => {
+                let (q, mut k, mut v) = split_heads(qkv, self.n_heads);
+                if let Some((k_seen, v_seen)) = slot.take() {
+                    k = Tensor::cat(vec![k_seen, k], 2);
+                    v = Tensor::cat(vec![v_seen, v], 2);
+                }
+                *slot = Some((k.clone(), v.clone()));
+                attend(q, k, v, mask)
             }
-            *slot = Some((k.clone(), v.clone()));
-        }
-        // Causal masking is aligned at the bottom right, so new queries see every cached key.
-        // An explicit scale keeps wgpu on burn's decomposed attention, which every WebGPU
-        // adapter runs (and which autodiff uses anyway); flex uses its fused CPU kernel.
-        let options = AttentionModuleOptions {
-            scale: Some(1.0 / (head_dim as f64).sqrt()),
-            softcap: None,
-            is_causal: true,
         };
-        let attended = attention(q, k, v, mask, None, options)
-            .swap_dims(1, 2)
-            .reshape([batch, new, d_model]);
         let x = x + self.attn_out.forward(attended);
         let hidden = gelu(self.mlp_in.forward(self.mlp_norm.forward(x.clone())));
         x + self.mlp_out.forward(hidden)
@@ -258,7 +239,11 @@ impl Policy {
         let [_, new] = tokens.dims();
         let seen = cache.as_ref().map_or(0, |cache| cache.len);
         let device = tokens.device();
-        let mask = padding_mask(pads, self.n_heads, new, seen + new, &device);
+        // Only the cached path takes a mask; without a cache each block hides the padding itself.
+        let mask = match cache {
+            Some(_) => padding_mask(pads, self.n_heads, new, seen + new, &device),
+            None => None,
+        };
         let mut x = embedding(self.token_embedding.val(), tokens)
             + embedding(self.position_embedding.val(), positions);
         if let Some(cache) = cache.as_deref_mut() {
@@ -266,7 +251,7 @@ impl Policy {
         }
         for (index, block) in self.blocks.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|cache| &mut cache.layers[index]);
-            x = block.forward(x, mask.clone(), slot);
+            x = block.forward(x, pads, mask.clone(), slot);
         }
         if let Some(cache) = cache {
             cache.len += new;
@@ -333,25 +318,4 @@ impl Policy {
         let count = batch.target_count().max(1) as f64;
         self.token_logprobs(batch).sum().neg() / count
     }
-}
-
-/// `[batch, heads, queries, keys]`, true where key `k < pads[b]` (left padding); `None` when
-/// nothing is padded.
-fn padding_mask(
-    pads: &[usize],
-    heads: usize,
-    queries: usize,
-    keys: usize,
-    device: &Device,
-) -> Option<Tensor<4, Bool>> {
-    if pads.iter().all(|&pad| pad == 0) {
-        return None;
-    }
-    let values: Vec<bool> = pads
-        .iter()
-        .flat_map(|&pad| (0..keys).map(move |k| k < pad))
-        .collect();
-    let mask =
-        Tensor::<4, Bool>::from_data(TensorData::new(values, [pads.len(), 1, 1, keys]), device);
-    Some(mask.expand([pads.len(), heads, queries, keys]))
 }

@@ -11,6 +11,7 @@ use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{backend_extension, Backend, Dispatch, Flex};
 use burn::tensor::{Int, Tensor, TensorData};
 
+use super::attention::{self, Shape};
 use super::kernel;
 
 /// Backends that compute `log p(target)` of `[rows, vocab]` logits, and the exact GELU, in one
@@ -35,6 +36,26 @@ pub trait FusedBackend: Backend {
     /// `grads * GELU'(input)`, element by element.
     fn exact_gelu_backward(input: FloatTensor<Self>, grads: FloatTensor<Self>)
         -> FloatTensor<Self>;
+
+    /// Causal self-attention over the fused projection `qkv` (`[batch, seq, 3 d]`, `heads`
+    /// heads), keys `j < pads[b]` hidden from row `b`: the output `[batch, seq, d]` and each
+    /// query's logsumexp `[batch, heads, seq]` (what the backward needs).
+    fn causal_attention(
+        qkv: FloatTensor<Self>,
+        pads: IntTensor<Self>,
+        heads: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `[batch, seq, 3 d]`: the gradient of `sum(grads * output)` with respect to `qkv`, given
+    /// the forward's output and logsumexp.
+    fn causal_attention_backward(
+        qkv: FloatTensor<Self>,
+        pads: IntTensor<Self>,
+        heads: usize,
+        output: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
+        grads: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
 }
 
 /// The values of a flex tensor as f32, row-major (borrowed when they already are).
@@ -63,6 +84,21 @@ fn rows_and_vocab(logits: &FlexTensor) -> (usize, usize) {
     match logits.layout().shape().as_slice() {
         [rows, vocab] => (*rows, *vocab),
         _ => (0, 0),
+    }
+}
+
+/// The attention's shape from `qkv`'s (`[batch, seq, 3 heads head_dim]`; the caller,
+/// [`super::causal_attention`], has checked that it divides).
+fn attention_shape(qkv: &FlexTensor, heads: usize) -> Shape {
+    let [batch, seq, width] = match qkv.layout().shape().as_slice() {
+        [batch, seq, width] => [*batch, *seq, *width],
+        _ => [0; 3],
+    };
+    Shape {
+        batch,
+        seq,
+        heads,
+        head_dim: width / 3 / heads.max(1),
     }
 }
 
@@ -108,6 +144,49 @@ impl FusedBackend for Flex {
         });
         FlexTensor::from_data(TensorData::new(out, shape))
     }
+
+    fn causal_attention(
+        qkv: FlexTensor,
+        pads: FlexTensor,
+        heads: usize,
+    ) -> (FlexTensor, FlexTensor) {
+        let shape = attention_shape(&qkv, heads);
+        let pads = indices(&pads);
+        let (out, lse) = with_f32(&qkv, |qkv| attention::causal_attention(qkv, &pads, &shape));
+        let Shape {
+            batch,
+            seq,
+            head_dim,
+            ..
+        } = shape;
+        (
+            FlexTensor::from_data(TensorData::new(out, [batch, seq, heads * head_dim])),
+            FlexTensor::from_data(TensorData::new(lse, [batch, heads, seq])),
+        )
+    }
+
+    fn causal_attention_backward(
+        qkv: FlexTensor,
+        pads: FlexTensor,
+        heads: usize,
+        output: FlexTensor,
+        lse: FlexTensor,
+        grads: FlexTensor,
+    ) -> FlexTensor {
+        let shape = attention_shape(&qkv, heads);
+        let dims = qkv.layout().shape().clone();
+        let pads = indices(&pads);
+        let out = with_f32(&qkv, |qkv| {
+            with_f32(&output, |output| {
+                with_f32(&lse, |lse| {
+                    with_f32(&grads, |grads| {
+                        attention::causal_attention_backward(qkv, &pads, &shape, output, lse, grads)
+                    })
+                })
+            })
+        });
+        FlexTensor::from_data(TensorData::new(out, dims))
+    }
 }
 
 /// The autodiff node: its state is what the backward needs (the logits, the targets, the
@@ -141,6 +220,33 @@ impl<B: FusedBackend> Backward<B, 1> for GeluNode {
         let grad = grads.consume::<B>(&ops.node);
         if let Some(parent) = parent {
             grads.register::<B>(parent.id, B::exact_gelu_backward(ops.state, grad));
+        }
+    }
+}
+
+/// Attention's node: the projection, the pads, the head count, the forward's output and
+/// logsumexp.
+#[derive(Debug)]
+struct AttentionNode;
+
+type AttentionState<B> = (
+    FloatTensor<B>,
+    IntTensor<B>,
+    usize,
+    FloatTensor<B>,
+    FloatTensor<B>,
+);
+
+impl<B: FusedBackend> Backward<B, 1> for AttentionNode {
+    type State = AttentionState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        if let Some(parent) = parent {
+            let (qkv, pads, heads, output, lse) = ops.state;
+            let grad_qkv = B::causal_attention_backward(qkv, pads, heads, output, lse, grad);
+            grads.register::<B>(parent.id, grad_qkv);
         }
     }
 }
@@ -203,6 +309,50 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
         let inner = B::exact_gelu_backward(input.into_primitive(), grads.into_primitive());
         FloatTensor::<Self>::new(inner)
     }
+
+    /// The output is tracked; the logsumexp is a constant (nothing differentiates through it).
+    fn causal_attention(
+        qkv: FloatTensor<Self>,
+        pads: IntTensor<B>,
+        heads: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        match AttentionNode
+            .prepare::<C>([qkv.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let qkv = qkv.into_primitive();
+                let (output, lse) = B::causal_attention(qkv.clone(), pads.clone(), heads);
+                let state = (qkv, pads, heads, output.clone(), lse.clone());
+                (prep.finish(state, output), FloatTensor::<Self>::new(lse))
+            }
+            OpsKind::UnTracked(prep) => {
+                let (output, lse) = B::causal_attention(qkv.into_primitive(), pads, heads);
+                (prep.finish(output), FloatTensor::<Self>::new(lse))
+            }
+        }
+    }
+
+    /// Not differentiated again: the inner backend's gradient, as a constant.
+    fn causal_attention_backward(
+        qkv: FloatTensor<Self>,
+        pads: IntTensor<B>,
+        heads: usize,
+        output: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
+        grads: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let inner = B::causal_attention_backward(
+            qkv.into_primitive(),
+            pads,
+            heads,
+            output.into_primitive(),
+            lse.into_primitive(),
+            grads.into_primitive(),
+        );
+        FloatTensor::<Self>::new(inner)
+    }
 }
 
 /// The fused log-probability of `[rows, vocab]` logits (flex, with or without autodiff).
@@ -219,4 +369,14 @@ pub(super) fn gelu<const D: usize>(input: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FusedBackend>::exact_gelu(
         input.into_dispatch(),
     ))
+}
+
+/// The fused causal self-attention of `[batch, seq, 3 d]` (flex, with or without autodiff).
+pub(super) fn causal_attention(qkv: Tensor<3>, pads: Tensor<1, Int>, heads: usize) -> Tensor<3> {
+    let (output, _lse) = <Dispatch as FusedBackend>::causal_attention(
+        qkv.into_dispatch(),
+        pads.into_dispatch(),
+        heads,
+    );
+    Tensor::from_dispatch(output)
 }

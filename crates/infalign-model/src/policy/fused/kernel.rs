@@ -27,7 +27,7 @@ const ROWS_PER_TASK: usize = 8;
 /// `e^x` for `x` in f32's range, vectorisable: `x = n ln 2 + r` with `|r| <= ln 2 / 2`, a degree-7
 /// Taylor polynomial for `e^r` (truncation below 6e-9), and `2^n` built from its exponent bits.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(super) fn exp(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split in two so that `n * LN2_HI` is exact for the n that occur.
     const LN2_HI: f32 = 0.693_145_75;
@@ -52,7 +52,7 @@ fn exp(x: f32) -> f32 {
 }
 
 #[inline(always)]
-fn row_max(row: &[f32]) -> f32 {
+pub(super) fn row_max(row: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let chunks = row.chunks_exact(LANES);
     let tail = chunks.remainder();
@@ -130,6 +130,7 @@ macro_rules! multiversion {
         }
     };
 }
+pub(super) use multiversion;
 
 multiversion!(
     forward_rows,
