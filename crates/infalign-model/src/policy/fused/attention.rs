@@ -54,7 +54,6 @@ fn round_up(value: usize, multiple: usize) -> usize {
 /// values transposed as `[channels, keys]` (`keys` = `seq` rounded up to [`KEYS`]), so that a
 /// block of a score row is a sum of contiguous rows.
 struct Head {
-    seq: usize,
     /// `head_dim` rounded up to [`CHANNELS`].
     channels: usize,
     /// `seq` rounded up to [`KEYS`].
@@ -73,7 +72,6 @@ impl Head {
         let rows = shape.seq * channels;
         let columns = channels * keys;
         Head {
-            seq: shape.seq,
             channels,
             keys,
             q: vec![0.0; rows],

@@ -69,7 +69,7 @@ pub fn causal_attention(qkv: Tensor<3>, pads: &[usize], heads: usize) -> Tensor<
     #[cfg(not(target_arch = "wasm32"))]
     {
         let [batch, _, width] = qkv.dims();
-        let divides = heads > 0 && width % (3 * heads) == 0 && pads.len() == batch;
+        let divides = heads > 0 && width > 0 && width % (3 * heads) == 0 && pads.len() == batch;
         if divides && fused_here(&qkv) {
             let pads = pads.iter().map(|&pad| pad as i64).collect::<Vec<_>>();
             let pads = Tensor::<1, Int>::from_data(TensorData::new(pads, [batch]), &qkv.device());
