@@ -147,3 +147,48 @@ test("at a phone's width (375 px) the page does not scroll sideways", async () =
     await browser.close();
   }
 });
+
+test("an accessibility snapshot: every control has a name of its own, and sliders announce values", async () => {
+  const { browser, page, errors } = await open(server.url, { webgpu: false });
+  try {
+    await page.locator("#lab[data-bundle=ready]").waitFor({ timeout: 60_000 });
+    // The accessibility tree as the browser computes it (Playwright's aria snapshot): one line
+    // per node, `- role "name"`, for the whole page (explorer, sampling lab, train it yourself).
+    const snapshot = await page.locator("body").ariaSnapshot();
+    const roles = /^\s*- (slider|textbox|combobox|spinbutton|checkbox|radio|button)\b(.*)$/;
+    const controls = snapshot.split("\n").flatMap((line) => {
+      const match = line.match(roles);
+      if (!match) return [];
+      const name = match[2].match(/^ "([^"]*)"/)?.[1] ?? "";
+      return [{ role: match[1], name, line: line.trim() }];
+    });
+    assert.ok(controls.length >= 30, `the snapshot lists the page's controls:\n${snapshot}`);
+    const nameless = controls.filter((c) => c.name.trim() === "").map((c) => c.line);
+    assert.deepEqual(nameless, [], "every control has an accessible name");
+    // No two sliders, boxes or buttons share a name (four charts' "Save as SVG" did).
+    const seen = new Map();
+    for (const { role, name, line } of controls.filter((c) => c.role !== "radio")) {
+      const key = `${role} ${name}`;
+      assert.ok(!seen.has(key), `two controls are both called ${key}: ${seen.get(key)} / ${line}`);
+      seen.set(key, line);
+    }
+    // Sliders announce the value the page shows beside them (a screen reader says
+    // aria-valuetext, or else the position), not a position that is not the value (the
+    // log-scaled t and beta sliders).
+    const sliders = await page.$$eval('input[type="range"]', (inputs) =>
+      inputs.map((input) => ({
+        id: input.id,
+        announced: input.getAttribute("aria-valuetext") || input.value,
+        shown: input.labels?.[0]?.querySelector("output")?.textContent?.trim() ?? "",
+      })),
+    );
+    assert.ok(sliders.length >= 10);
+    for (const slider of sliders) {
+      assert.ok(slider.shown !== "", `#${slider.id} shows its value beside it`);
+      assert.ok(slider.announced.includes(slider.shown), `#${slider.id} announces ${JSON.stringify(slider.announced)}, shows ${JSON.stringify(slider.shown)}`);
+    }
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});

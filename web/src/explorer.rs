@@ -378,9 +378,9 @@ pub fn Explorer() -> impl IntoView {
                 Err(text) => view! { <p id="best-t-result" class="error">{text}</p> }.into_any(),
             })}
             <div class="charts">
-                <SvgFigure class="chart" id="chart-winrate-bon" svg=bon_svg
+                <SvgFigure class="chart" id="chart-winrate-bon" name="the Best-of-N win-rate chart" svg=bon_svg
                     caption="How often the policy's Best-of-N answer beats the base policy's, against how far the policy moved (KL). Higher at the same KL is better; dots mark the table's rows." />
-                <SvgFigure class="chart" id="chart-winrate-won" svg=won_svg
+                <SvgFigure class="chart" id="chart-winrate-won" name="the Worst-of-N win-rate chart" svg=won_svg
                     caption="The same for Worst-of-N, an attacker picking the worst of N answers: a policy that lifts its worst answers wins here." />
             </div>
             {move || envelope_pending().then(|| view! {
@@ -398,12 +398,12 @@ pub fn Explorer() -> impl IntoView {
                 })
             }}
             <RowsTable settings=settings table=table optima_error=optima_error />
-            <SvgFigure class="chart wide" id="chart-shapes" svg=shapes_svg
+            <SvgFigure class="chart wide" id="chart-shapes" name="the transforms chart" svg=shapes_svg
                 caption="The transforms Φ: what each one pays for a calibrated reward u (the answer's rank among the base policy's answers), rescaled to [0, 1]. Steep near 1 rewards only the best answers (for Best-of-N); steep near 0 punishes the worst (for Worst-of-N)." />
             // One figure kept across redraws (updated in place); empty while there is nothing to show.
             <SvgFigure
                 class="chart wide"
-                id="chart-densities"
+                id="chart-densities" name="the densities chart"
                 svg=Signal::derive(move || density_svg.with(|d| match d {
                     Ok(Some(svg)) => svg.clone(),
                     _ => String::new(),

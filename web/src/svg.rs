@@ -106,6 +106,9 @@ extern "C" {
 pub fn SvgFigure(
     /// The figure's id (also the saved file's name).
     id: &'static str,
+    /// What the chart is called in words ("the Best-of-N win-rate chart"): the save button's
+    /// accessible name says which chart it saves.
+    name: &'static str,
     /// Its classes.
     class: &'static str,
     /// The SVG (an empty string shows nothing).
@@ -131,6 +134,7 @@ pub fn SvgFigure(
                 <button
                     class="link save-svg"
                     data-for=id
+                    aria-label=format!("Save {name} as SVG")
                     on:click=move |_| svg.with_untracked(|svg| crate::export::save_svg(&format!("{id}.svg"), svg))
                 >"Save as SVG"</button>
             </div>

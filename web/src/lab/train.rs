@@ -392,7 +392,7 @@ pub(super) fn TrainPanel(lab: Lab) -> impl IntoView {
                         <option value="won" selected=move || settings.with(|s| s.procedure == Procedure::WorstOfN)>"Worst-of-N (an attacker's pick)"</option>
                     </select>
                 </label>
-                {slider("train-n", "N", (1.0, f64::from(N_MAX), 1.0), |s| f64::from(s.n), |s, v| s.n = v as u32)}
+                {slider("train-n", "N (served)", (1.0, f64::from(N_MAX), 1.0), |s| f64::from(s.n), |s, v| s.n = v as u32)}
                 {score_select(0, "train-a", "First score")}
                 {score_select(1, "train-b", "Second score")}
                 {slider("train-t", "t of exp / negexp", (T_RANGE.0, T_RANGE.1, 0.5), |s| s.t, |s, v| s.t = v)}
@@ -456,9 +456,9 @@ pub(super) fn TrainPanel(lab: Lab) -> impl IntoView {
                 }.into_any(),
             }}
             <div class="charts">
-                <SvgFigure class="chart" id="train-frontier" svg=frontier_svg
+                <SvgFigure class="chart" id="train-frontier" name="the training frontier chart" svg=frontier_svg
                     caption="Each line: the best policy for that score at every KL, exact. Each dot: the trained policy after some steps, starting from the base policy at (0, 0.5); it should end on its line at the budget." />
-                <SvgFigure class="chart" id="train-probability" svg=probability_svg
+                <SvgFigure class="chart" id="train-probability" name="the candidate probability chart" svg=probability_svg
                     caption="How much more (above 1) or less (below 1) often the policy picks each candidate than the base policy does, candidates ordered by calibrated reward. Lines: the exact optimum; dots: the trained policy." />
             </div>
         </div>
