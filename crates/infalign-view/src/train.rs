@@ -416,7 +416,7 @@ pub fn frontier_chart(
         let frontier = exact_frontier(prompt, settings, index, max_kl)?;
         ys.extend(frontier.iter().map(|p| p.1));
         series.push(
-            Series::line(format!("{label}: exact optimum"), frontier, color, false)
+            Series::line(format!("{label}, exact"), frontier, color, false)
                 .with_key(format!("exact-{index}")),
         );
         let path: Vec<(f64, f64)> = runs[index]
@@ -425,7 +425,7 @@ pub fn frontier_chart(
             .collect();
         ys.extend(path.iter().map(|p| p.1));
         let mut trained = Series::markers(path, color).with_key(format!("trained-{index}"));
-        trained.label = format!("{label}: trained");
+        trained.label = format!("{label}, trained");
         trained.legend = true;
         series.push(trained);
     }
@@ -474,7 +474,7 @@ pub fn probability_chart(
         let exact = at(&side.policy);
         top = exact.iter().fold(top, |m, p| m.max(p.1));
         series.push(
-            Series::line(format!("{label}: exact optimum"), exact, color, false)
+            Series::line(format!("{label}, exact"), exact, color, false)
                 .with_key(format!("exact-{index}")),
         );
         if let Some(policy) = trained[index] {
