@@ -41,13 +41,19 @@ pub(super) async fn yield_to_browser() {
     let _ = JsFuture::from(promise).await;
 }
 
-/// The page's one channel for yielding: each post is answered by one message, in order, which
-/// resumes the oldest waiting yield.
+/// The page's one channel for yielding (with the handler that keeps it answering; none where no
+/// channel could be made): each post is answered by one message, in order, which resumes the
+/// oldest waiting yield.
 struct Yields {
-    channel: Option<web_sys::MessageChannel>,
-    waiting: Rc<std::cell::RefCell<std::collections::VecDeque<js_sys::Function>>>,
-    _on_message: Option<wasm_bindgen::closure::Closure<dyn FnMut()>>,
+    channel: Option<(
+        web_sys::MessageChannel,
+        wasm_bindgen::closure::Closure<dyn FnMut()>,
+    )>,
+    waiting: Waiting,
 }
+
+/// The resolvers of the yields waiting for their message, oldest first.
+type Waiting = Rc<std::cell::RefCell<std::collections::VecDeque<js_sys::Function>>>;
 
 thread_local! {
     static YIELDS: Yields = Yields::new();
@@ -55,34 +61,26 @@ thread_local! {
 
 impl Yields {
     fn new() -> Self {
-        let waiting = Rc::new(std::cell::RefCell::new(std::collections::VecDeque::new()));
-        let Ok(channel) = web_sys::MessageChannel::new() else {
-            return Yields {
-                channel: None,
-                waiting,
-                _on_message: None,
-            };
-        };
-        let queue = waiting.clone();
-        let on_message = wasm_bindgen::closure::Closure::<dyn FnMut()>::new(move || {
-            let next = queue.borrow_mut().pop_front();
-            if let Some(resolve) = next {
-                let _ = resolve.call0(&wasm_bindgen::JsValue::NULL);
-            }
+        let waiting: Waiting = Rc::default();
+        let channel = web_sys::MessageChannel::new().ok().map(|channel| {
+            let queue = waiting.clone();
+            let on_message = wasm_bindgen::closure::Closure::<dyn FnMut()>::new(move || {
+                let next = queue.borrow_mut().pop_front();
+                if let Some(resolve) = next {
+                    let _ = resolve.call0(&wasm_bindgen::JsValue::NULL);
+                }
+            });
+            channel
+                .port1()
+                .set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+            (channel, on_message)
         });
-        channel
-            .port1()
-            .set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        Yields {
-            channel: Some(channel),
-            waiting,
-            _on_message: Some(on_message),
-        }
+        Yields { channel, waiting }
     }
 
     /// Queue `resolve` to be called from a task of its own; false when there is no channel.
     fn post(&self, resolve: &js_sys::Function) -> bool {
-        let Some(channel) = &self.channel else {
+        let Some((channel, _)) = &self.channel else {
             return false;
         };
         self.waiting.borrow_mut().push_back(resolve.clone());

@@ -52,8 +52,11 @@ fn round_up(value: usize, multiple: usize) -> usize {
 /// One head of one batch row, gathered out of the fused projection and zero-padded: the queries
 /// (already multiplied by the scale), keys and values as `[seq, channels]` rows, the keys and
 /// values transposed as `[channels, keys]` (`keys` = `seq` rounded up to [`KEYS`]), so that a
-/// block of a score row is a sum of contiguous rows.
+/// block of a score row is a sum of contiguous rows. The forward reads `q`, `kt` and `v` only;
+/// `k` and `vt` are gathered for the backward.
 struct Head {
+    /// Whether `k` and `vt` are gathered too.
+    backward: bool,
     /// `head_dim` rounded up to [`CHANNELS`].
     channels: usize,
     /// `seq` rounded up to [`KEYS`].
@@ -66,19 +69,21 @@ struct Head {
 }
 
 impl Head {
-    fn new(shape: &Shape) -> Self {
+    fn new(shape: &Shape, backward: bool) -> Self {
         let channels = round_up(shape.head_dim, CHANNELS);
         let keys = round_up(shape.seq, KEYS);
         let rows = shape.seq * channels;
         let columns = channels * keys;
+        let for_backward = |size: usize| vec![0.0; if backward { size } else { 0 }];
         Head {
+            backward,
             channels,
             keys,
             q: vec![0.0; rows],
-            k: vec![0.0; rows],
+            k: for_backward(rows),
             kt: vec![0.0; columns],
             v: vec![0.0; rows],
-            vt: vec![0.0; columns],
+            vt: for_backward(columns),
         }
     }
 
@@ -94,11 +99,15 @@ impl Head {
             for (out, &q) in self.q[at.clone()].iter_mut().zip(q) {
                 *out = q * scale;
             }
-            self.k[at.clone()].copy_from_slice(k);
-            self.v[at].copy_from_slice(v);
-            for c in 0..dh {
-                self.kt[c * keys + i] = k[c];
-                self.vt[c * keys + i] = v[c];
+            self.v[at.clone()].copy_from_slice(v);
+            for (c, &k) in k.iter().enumerate() {
+                self.kt[c * keys + i] = k;
+            }
+            if self.backward {
+                self.k[at].copy_from_slice(k);
+                for (c, &v) in v.iter().enumerate() {
+                    self.vt[c * keys + i] = v;
+                }
             }
         }
     }
@@ -209,7 +218,7 @@ multiversion!(
     (qkv: &[f32], pad: usize, shape: &Shape, out: &mut [f32], lse: &mut [f32]) -> (),
     {
         let (seq, dh, d) = (shape.seq, shape.head_dim, shape.d_model());
-        let mut head = Head::new(shape);
+        let mut head = Head::new(shape, false);
         let mut scores = vec![0.0f32; head.keys];
         let mut o = vec![0.0f32; head.channels];
         for h in 0..shape.heads {
@@ -263,7 +272,7 @@ multiversion!(
     {
         let (seq, dh, d) = (shape.seq, shape.head_dim, shape.d_model());
         let scale = shape.scale();
-        let mut head = Head::new(shape);
+        let mut head = Head::new(shape, true);
         let (channels, keys) = (head.channels, head.keys);
         let mut g = HeadGrads {
             grad: vec![0.0; seq * channels],
