@@ -81,7 +81,7 @@ pub fn policy_from_burnpack(
     device: &Device,
     origin: &str,
 ) -> Result<Policy> {
-    let mut policy = Policy::init(config, 0, device)?;
+    let mut policy = Policy::to_load(config, device)?;
     let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes.to_vec())))
         .with_from_adapter(FloatCastAdapter::to(DType::F32))
         .validate(true);
@@ -147,7 +147,7 @@ mod safetensors_export {
         device: &Device,
         origin: &str,
     ) -> Result<Policy> {
-        let mut policy = Policy::init(config, 0, device)?;
+        let mut policy = Policy::to_load(config, device)?;
         let mut store = SafetensorsStore::from_bytes(Some(bytes))
             .with_from_adapter(PyTorchToBurnAdapter)
             .validate(true);

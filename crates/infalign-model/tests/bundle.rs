@@ -394,6 +394,16 @@ fn broken_bundles_are_clear_errors() {
     let message = load_error(&dir);
     assert!(message.contains("does not have"), "{message}");
 
+    // A manifest with more layers than the file holds: the missing tensors are an error, not
+    // the placeholder weights a policy is built with before its file is read.
+    let (dir, _) = written_bundle("more layers");
+    edit_manifest(&dir, |m| m["policy"]["n_layers"] = 3.into());
+    let message = load_error(&dir);
+    assert!(
+        message.contains("do not fit") && message.contains("blocks.2"),
+        "{message}"
+    );
+
     let (dir, _) = written_bundle("truncated");
     let weights = std::fs::read(dir.join(WEIGHTS_FILE)).unwrap();
     std::fs::write(dir.join(WEIGHTS_FILE), &weights[..weights.len() / 2]).unwrap();

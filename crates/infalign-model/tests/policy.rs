@@ -92,6 +92,34 @@ fn cached_and_uncached_generation_agree() {
     assert!(distinct.len() > 5, "{distinct:?}");
 }
 
+/// A batch that holds prompts several times (many answers to one prompt, as CTRL and the lab
+/// sample them) runs each distinct prompt once on the cached path and copies its keys and values;
+/// the tokens are those of the uncached path, which runs every row.
+#[test]
+fn repeated_prompts_sample_as_if_each_row_ran() {
+    let policy = Policy::init(&tiny_config(), 6, &cpu_device()).unwrap();
+    let [long, short, middle] = <[Vec<u32>; 3]>::try_from(prompts()).unwrap();
+    // `[0, 0, 8]` pads to the same grid row as `[8]` (the pad token is 0), but it is another
+    // prompt: rows are told apart by their pads too.
+    let batch = vec![
+        long.clone(),
+        short.clone(),
+        long.clone(),
+        vec![0, 0, 8],
+        short,
+        long,
+        middle,
+    ];
+    let sample = |use_cache| {
+        pollster::block_on(generate(&policy, &batch, None, &sampled(12, use_cache), 5)).unwrap()
+    };
+    let cached = sample(true);
+    assert_eq!(cached, sample(false));
+    // Each copy of a prompt draws its own answer.
+    assert_ne!(cached.responses[0], cached.responses[2]);
+    assert_ne!(cached.responses[1], cached.responses[4]);
+}
+
 #[test]
 fn sampling_is_reproducible_and_depends_on_the_seed() {
     let policy = Policy::init(&tiny_config(), 2, &cpu_device()).unwrap();

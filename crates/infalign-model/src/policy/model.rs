@@ -67,6 +67,20 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// The cache of a batch whose row `i` is this batch's row `rows[i]` (rows may repeat): how
+    /// a prompt pass over distinct rows serves a batch that holds some of them several times.
+    pub(crate) fn select_rows(&mut self, rows: &[usize]) {
+        let indices: Vec<i32> = rows.iter().map(|&row| row as i32).collect();
+        for (keys, values) in self.layers.iter_mut().flatten() {
+            let index = Tensor::<1, Int>::from_data(
+                TensorData::new(indices.clone(), [indices.len()]),
+                &keys.device(),
+            );
+            *keys = keys.clone().select(0, index.clone());
+            *values = values.clone().select(0, index);
+        }
+    }
 }
 
 /// Seeded N(0, std^2) values (Box-Muller on a ChaCha8 stream), the same on every platform.
@@ -95,6 +109,39 @@ pub(crate) fn normal_param<const D: usize>(
     Param::from_tensor(Tensor::from_data(data, device))
 }
 
+/// Where a new policy's weight matrices come from.
+enum Draw<'a> {
+    /// N(0, std^2), drawn from this stream ([`normal_param`]).
+    Normal(&'a mut ChaCha8Rng),
+    /// Zeros, for a policy whose weights are about to be loaded: drawing numbers that are
+    /// overwritten at once took about half of loading a policy in the browser.
+    Zeros,
+}
+
+impl Draw<'_> {
+    fn param<const D: usize>(
+        &mut self,
+        shape: [usize; D],
+        std: f64,
+        device: &Device,
+    ) -> Param<Tensor<D>> {
+        match self {
+            Draw::Normal(rng) => normal_param(rng, shape, std, device),
+            Draw::Zeros => Param::from_tensor(Tensor::zeros(shape, device)),
+        }
+    }
+
+    fn linear(&mut self, d_input: usize, d_output: usize, std: f64, device: &Device) -> Linear {
+        match self {
+            Draw::Normal(rng) => init_linear(rng, d_input, d_output, std, device),
+            Draw::Zeros => Linear {
+                weight: self.param([d_input, d_output], std, device),
+                bias: Some(Param::from_tensor(Tensor::zeros([d_output], device))),
+            },
+        }
+    }
+}
+
 pub(crate) fn init_linear(
     rng: &mut ChaCha8Rng,
     d_input: usize,
@@ -109,17 +156,17 @@ pub(crate) fn init_linear(
 }
 
 impl Block {
-    fn init(config: &PolicyConfig, rng: &mut ChaCha8Rng, device: &Device) -> Self {
+    fn init(config: &PolicyConfig, draw: &mut Draw, device: &Device) -> Self {
         let d = config.d_model;
         // GPT-2: scale the projections that write into the residual stream by 1/sqrt(2 layers).
         let residual_std = INIT_STD / (2.0 * config.n_layers as f64).sqrt();
         Block {
             attn_norm: LayerNormConfig::new(d).init(device),
-            qkv: init_linear(rng, d, 3 * d, INIT_STD, device),
-            attn_out: init_linear(rng, d, d, residual_std, device),
+            qkv: draw.linear(d, 3 * d, INIT_STD, device),
+            attn_out: draw.linear(d, d, residual_std, device),
             mlp_norm: LayerNormConfig::new(d).init(device),
-            mlp_in: init_linear(rng, d, config.d_ff, INIT_STD, device),
-            mlp_out: init_linear(rng, config.d_ff, d, residual_std, device),
+            mlp_in: draw.linear(d, config.d_ff, INIT_STD, device),
+            mlp_out: draw.linear(config.d_ff, d, residual_std, device),
             n_heads: config.n_heads,
         }
     }
@@ -158,13 +205,22 @@ impl Policy {
     /// A freshly initialised policy: weights drawn on the host from a ChaCha8 stream seeded with
     /// `seed`, so every backend and platform starts from the same numbers.
     pub fn init(config: &PolicyConfig, seed: u64, device: &Device) -> Result<Self> {
-        config.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        Self::build(config, Draw::Normal(&mut rng), device)
+    }
+
+    /// A policy of this shape with zero weights, to load weights into.
+    pub(crate) fn to_load(config: &PolicyConfig, device: &Device) -> Result<Self> {
+        Self::build(config, Draw::Zeros, device)
+    }
+
+    fn build(config: &PolicyConfig, mut draw: Draw, device: &Device) -> Result<Self> {
+        config.validate()?;
         let d = config.d_model;
-        let token_embedding = normal_param(&mut rng, [config.vocab_size, d], INIT_STD, device);
-        let position_embedding = normal_param(&mut rng, [config.max_seq_len, d], INIT_STD, device);
+        let token_embedding = draw.param([config.vocab_size, d], INIT_STD, device);
+        let position_embedding = draw.param([config.max_seq_len, d], INIT_STD, device);
         let blocks = (0..config.n_layers)
-            .map(|_| Block::init(config, &mut rng, device))
+            .map(|_| Block::init(config, &mut draw, device))
             .collect();
         Ok(Policy {
             token_embedding,

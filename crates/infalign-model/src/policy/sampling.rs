@@ -1,6 +1,8 @@
 //! Batched generation with a KV cache, and the host-side token sampler (temperature, top-k,
 //! top-p).
 
+use std::collections::HashMap;
+
 use burn::tensor::{Int, Tensor, TensorData};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -164,6 +166,25 @@ pub async fn generate(
     Ok(sampler.finish())
 }
 
+/// The distinct rows of a left-padded `[batch, columns]` token grid (a row is its pad and its
+/// tokens), in order of first appearance, and for each row the index of its copy among them.
+fn distinct_rows(grid: &[i32], pads: &[usize], columns: usize) -> (Vec<usize>, Vec<usize>) {
+    let mut first: HashMap<(usize, &[i32]), usize> = HashMap::new();
+    let mut distinct = Vec::new();
+    let of_row = pads
+        .iter()
+        .enumerate()
+        .map(|(row, &pad)| {
+            let tokens = &grid[row * columns..(row + 1) * columns];
+            *first.entry((pad, tokens)).or_insert_with(|| {
+                distinct.push(row);
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    (distinct, of_row)
+}
+
 /// [`generate`] one step at a time: each [`Sampler::step`] runs one forward pass and adds one
 /// token to every running row, so a caller can show partial responses (and yield to the
 /// browser) between steps. The tokens are exactly those of [`generate`] with the same inputs.
@@ -276,6 +297,9 @@ impl<'a> Sampler<'a> {
             Tensor::<2, Int>::from_data(TensorData::new(values, [batch, columns]), &device)
         };
         let columns = self.columns;
+        // The row of the logits each batch row samples from: its own, except on the prompt pass
+        // with a cache, which runs each distinct prompt once.
+        let mut source: Option<Vec<usize>> = None;
         let logits = if self.config.use_cache && self.steps > 0 {
             let positions: Vec<i32> = self
                 .pads
@@ -288,18 +312,49 @@ impl<'a> Sampler<'a> {
                 &self.pads,
                 Some(&mut self.cache),
             )
+        } else if self.config.use_cache {
+            // The prompt pass fills the cache. A batch that samples several answers to one
+            // prompt holds the same row many times: run each distinct row once, then give every
+            // row its copy of the keys and values.
+            let (distinct, of_row) = distinct_rows(&self.grid, &self.pads, columns);
+            let grid: Vec<i32> = distinct
+                .iter()
+                .flat_map(|&row| {
+                    self.grid[row * columns..(row + 1) * columns]
+                        .iter()
+                        .copied()
+                })
+                .collect();
+            let pads: Vec<usize> = distinct.iter().map(|&row| self.pads[row]).collect();
+            let positions: Vec<i32> = pads
+                .iter()
+                .flat_map(|&pad| (0..columns).map(move |c| c.saturating_sub(pad) as i32))
+                .collect();
+            let rows = |values: Vec<i32>| {
+                Tensor::<2, Int>::from_data(
+                    TensorData::new(values, [distinct.len(), columns]),
+                    &device,
+                )
+            };
+            let logits =
+                self.policy
+                    .forward_last(rows(grid), rows(positions), &pads, Some(&mut self.cache));
+            if distinct.len() < batch {
+                self.cache.select_rows(&of_row);
+                source = Some(of_row);
+            }
+            logits
         } else {
             let positions: Vec<i32> = self
                 .pads
                 .iter()
                 .flat_map(|&pad| (0..columns).map(move |c| c.saturating_sub(pad) as i32))
                 .collect();
-            let cache = self.config.use_cache.then_some(&mut self.cache);
             self.policy.forward_last(
                 int_tensor(self.grid.clone(), columns),
                 int_tensor(positions, columns),
                 &self.pads,
-                cache,
+                None,
             )
         };
         let [_, vocab] = logits.dims();
@@ -318,7 +373,8 @@ impl<'a> Sampler<'a> {
         });
         for row in 0..batch {
             let u = uniform(&mut self.rng);
-            let token = sample_token(&values[row * vocab..(row + 1) * vocab], &self.config, u);
+            let from = source.as_ref().map_or(row, |source| source[row]);
+            let token = sample_token(&values[from * vocab..(from + 1) * vocab], &self.config, u);
             if !self.stopped[row] {
                 if Some(token) == self.stop_token {
                     self.stopped[row] = true;
