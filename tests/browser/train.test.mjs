@@ -1,7 +1,8 @@
 // End-to-end tests of "Train it yourself": the base policy's candidates are sampled in the tab,
 // two training scores get their exact optima at a KL budget, and training both lands each on its
 // optimum, the procedure's own transform ahead: exp against identity under Best-of-4, negexp
-// against identity under Worst-of-4. Screenshots go to the artifacts folder (see harness.mjs).
+// against identity under Worst-of-4; on the CPU and on WebGPU. Screenshots go to the artifacts
+// folder (see harness.mjs).
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -15,6 +16,9 @@ after(() => server?.close());
 
 const BUNDLE_TIMEOUT_MS = 60_000;
 const SAMPLE_TIMEOUT_MS = 240_000;
+// SwiftShader runs WebGPU's kernels on the CPU and compiles each first: sampling the K = 32
+// reference answers and C = 64 candidates took 2 min 15 s here (2 cores).
+const GPU_SAMPLE_TIMEOUT_MS = 600_000;
 const TRAIN_TIMEOUT_MS = 60_000;
 
 /** The panel's table: per side, the exact, theory and trained win rates and KLs. */
@@ -43,37 +47,47 @@ async function saved(page, selector) {
   return Buffer.concat(chunks).toString("utf8");
 }
 
-/** Open the lab at `query`, sample the candidates and train both sides to the end. */
+/** Sample the candidates (the panel must be empty) and wait until they are in. */
+async function sampleCandidates(page, timeout) {
+  await page.locator("#train[data-state=empty]").waitFor();
+  await page.click("#train-sample");
+  await page.waitForFunction(
+    () => document.querySelector("#lab-error") || document.querySelector("#train[data-state=ready] #train-table"),
+    null,
+    { timeout },
+  );
+  assert.equal(await page.locator("#lab-error").count(), 0, await page.locator("#lab-error").textContent().catch(() => ""));
+}
+
+/** Train both sides of the panel's current settings to the end; returns the table's sides. */
+async function train(page) {
+  const before = await sides(page);
+  assert.equal(before.length, 2);
+  for (const side of before) {
+    assert.ok(Math.abs(side.exactKl - 0.5) < 1e-3, `the optimum spends the budget: ${JSON.stringify(side)}`);
+    assert.ok(Number.isNaN(side.trained), "nothing trained yet");
+  }
+  await page.click("#train-run");
+  await page.locator("#train[data-state=done]").waitFor({ timeout: TRAIN_TIMEOUT_MS });
+  // Both charts drew the trained policies.
+  for (const chart of ["#train-frontier", "#train-probability"]) {
+    for (const series of ["trained-0", "trained-1", "exact-0", "exact-1"]) {
+      const marks = await page.locator(`${chart} [data-series=${series}]`).count();
+      assert.ok(marks > 0, `${chart} draws ${series}`);
+    }
+  }
+  // The frontier shows one point per frame of the run, from the base policy on.
+  assert.equal(await page.locator("#train-frontier g[data-series=trained-0]").count(), 61);
+  return sides(page);
+}
+
+/** Open the lab at `query` on the CPU, sample the candidates and train both sides to the end. */
 async function trainBoth(query, name) {
   const { browser, page, errors } = await openLab(`${server.url}?${query}`, { webgpu: false });
   try {
     await page.locator("#lab[data-bundle=ready]").waitFor({ timeout: BUNDLE_TIMEOUT_MS });
-    await page.locator("#train[data-state=empty]").waitFor();
-    await page.click("#train-sample");
-    await page.waitForFunction(
-      () => document.querySelector("#lab-error") || document.querySelector("#train[data-state=ready] #train-table"),
-      null,
-      { timeout: SAMPLE_TIMEOUT_MS },
-    );
-    assert.equal(await page.locator("#lab-error").count(), 0, await page.locator("#lab-error").textContent().catch(() => ""));
-    const before = await sides(page);
-    assert.equal(before.length, 2);
-    for (const side of before) {
-      assert.ok(Math.abs(side.exactKl - 0.5) < 1e-3, `the optimum spends the budget: ${JSON.stringify(side)}`);
-      assert.ok(Number.isNaN(side.trained), "nothing trained yet");
-    }
-    await page.click("#train-run");
-    await page.locator("#train[data-state=done]").waitFor({ timeout: TRAIN_TIMEOUT_MS });
-    const after = await sides(page);
-    // Both charts drew the trained policies.
-    for (const chart of ["#train-frontier", "#train-probability"]) {
-      for (const series of ["trained-0", "trained-1", "exact-0", "exact-1"]) {
-        const marks = await page.locator(`${chart} [data-series=${series}]`).count();
-        assert.ok(marks > 0, `${chart} draws ${series}`);
-      }
-    }
-    // The frontier shows one point per frame of the run, from the base policy on.
-    assert.equal(await page.locator("#train-frontier g[data-series=trained-0]").count(), 61);
+    await sampleCandidates(page, SAMPLE_TIMEOUT_MS);
+    const after = await train(page);
     // The run saves as CSV (each side's optimum, then every drawn point) and the chart as SVG.
     const csv = await saved(page, "#train-save");
     const lines = csv.trim().split("\n");
@@ -118,4 +132,27 @@ test("trained in the tab, exp lands above identity under Best-of-4", async () =>
 test("trained in the tab, negexp lands above identity under Worst-of-4", async () => {
   const result = await trainBoth("k=32&tr_c=64&tr_proc=won&tr_n=4&tr_a=identity&tr_b=negexp&tr_kl=0.5", "train-won");
   assertLanded(result, "negexp");
+});
+
+// On WebGPU (SwiftShader in CI, a software adapter, so asked for with backend=webgpu): the same
+// two comparisons on one candidate set, sampled on the GPU once (the panel keeps the candidates
+// while only the procedure and the scores change).
+test("on WebGPU, exp lands above identity under Best-of-4 and negexp above identity under Worst-of-4", async () => {
+  const query = "backend=webgpu&k=32&tr_c=64&tr_proc=bon&tr_n=4&tr_a=identity&tr_b=exp&tr_kl=0.5";
+  const { browser, page, errors } = await openLab(`${server.url}?${query}`, { webgpu: true });
+  try {
+    assert.equal(await page.locator("#backend").getAttribute("data-backend"), "webgpu");
+    await page.locator("#lab[data-bundle=ready]").waitFor({ timeout: BUNDLE_TIMEOUT_MS });
+    await sampleCandidates(page, GPU_SAMPLE_TIMEOUT_MS);
+    assertLanded(await train(page), "exp");
+    await page.selectOption("#train-procedure", "won");
+    await page.selectOption("#train-b", "negexp");
+    await page.locator("#train[data-state=ready]").waitFor();
+    assert.equal(await page.locator("#train-table tbody tr").nth(1).getAttribute("data-score"), "negexp");
+    assertLanded(await train(page), "negexp");
+    await screenshot(page, "train-webgpu");
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
 });
