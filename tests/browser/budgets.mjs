@@ -2,8 +2,9 @@
 // table (and writes JSON when given a path): gzip transfer size of the wasm + JS, time from
 // navigation to an interactive explorer and to the loaded default bundle, the explorer's redraw
 // time per control, and the sampling lab's first Best-of-8 (click to eight scored answers with
-// their picks; then to their calibrated rewards, K = 32 base answers sampled first). A
-// measurement, not a test: nothing here passes or fails.
+// their picks; then to their calibrated rewards, K = 32 base answers sampled first), the "train it
+// yourself" panel's sampling and training, and the main-thread tasks of 50 ms or more in each of
+// these. A measurement, not a test: nothing here passes or fails.
 //
 //   cargo xtask build-web            # the served (web-release) build
 //   node tests/browser/budgets.mjs [out.json]
@@ -48,11 +49,16 @@ try {
         }
         if (window.__explorerDrawn && window.__bundleReady) observer.disconnect();
       }).observe(document, { childList: true, subtree: true });
-      // Tasks that kept the main thread busy for 50 ms or more (input waits behind them).
+      // Tasks that kept the main thread busy for 50 ms or more (input waits behind them), with
+      // when they started.
       window.__longTasks = [];
+      window.__longTaskStarts = [];
       new PerformanceObserver((list) => {
-        for (const entry of list.getEntries()) window.__longTasks.push(entry.duration);
-      }).observe({ type: "longtask" });
+        for (const entry of list.getEntries()) {
+          window.__longTasks.push(entry.duration);
+          window.__longTaskStarts.push(entry.startTime);
+        }
+      }).observe({ type: "longtask", buffered: true });
     };
     const { browser, page, errors } = await openLab(server.url, { webgpu: false, init });
     try {
@@ -66,6 +72,9 @@ try {
       // The bundle loads after the first paint; redraws are measured once it is in.
       await page.locator("#lab[data-bundle=ready]").waitFor({ timeout: 60_000 });
       const bundleReady = await page.evaluate(() => window.__bundleReady);
+      // Long tasks from navigation until the bundle was in: the page should answer input while it
+      // starts and loads its bundle.
+      const loading = await page.evaluate((until) => window.__longTasks.filter((_, i) => window.__longTaskStarts[i] < until), bundleReady);
 
       // 3. Redraws: set a control, dispatch `input`, let the reactive updates run (a zero-delay
       // timer runs after them and before the next frame's solves), then force layout.
@@ -118,6 +127,7 @@ try {
       }
       // 4. The first Best-of-8: default settings (N = 8, K = 32), a fresh page (the policy loads
       // on the click).
+      const longBeforeRound = await page.evaluate(() => window.__longTasks.length);
       const round = await page.evaluate(async () => {
         const answers = () => document.querySelector("#answers")?.dataset.state;
         const t0 = performance.now();
@@ -135,7 +145,33 @@ try {
           error: document.querySelector("#lab-error")?.textContent ?? null,
         };
       });
-      results.runs.push({ drawn_ms: drawn, bundle_ready_ms: bundleReady, ...interactive, redraw, round, errors });
+      round.long_tasks_ms = await page.evaluate((from) => window.__longTasks.slice(from), longBeforeRound);
+      // 5. Train it yourself, default settings (C = 64 candidates of the base policy and the K = 32
+      // reference answers sampled, then both sides trained): the long tasks of each phase.
+      const train = await page.evaluate(async () => {
+        const state = () => document.querySelector("#train")?.dataset.state;
+        const wait = async (wanted) => {
+          while (state() !== wanted && !document.querySelector("#lab-error")) await new Promise((r) => setTimeout(r, 10));
+        };
+        const from = window.__longTasks.length;
+        let t0 = performance.now();
+        document.querySelector("#train-sample").click();
+        await wait("ready");
+        const sample_ms = performance.now() - t0;
+        const sampling = window.__longTasks.slice(from);
+        const from2 = window.__longTasks.length;
+        t0 = performance.now();
+        document.querySelector("#train-run").click();
+        await wait("done");
+        return {
+          sample_ms,
+          train_ms: performance.now() - t0,
+          sampling_long_tasks_ms: sampling,
+          training_long_tasks_ms: window.__longTasks.slice(from2),
+          error: document.querySelector("#lab-error")?.textContent ?? null,
+        };
+      });
+      results.runs.push({ drawn_ms: drawn, bundle_ready_ms: bundleReady, loading_long_tasks_ms: loading, ...interactive, redraw, round, train, errors });
     } finally {
       await browser.close();
     }
@@ -154,6 +190,14 @@ const firsts = results.runs.map((r) => r.round.scored_ms ?? r.round.in_app_ms);
 const calibrated = results.runs.map((r) => r.round.calibrated_ms);
 console.log(`first Best-of-8 (click to 8 scored answers and picks): median ${median(firsts).toFixed(0)} ms of ${firsts.map((d) => d.toFixed(0)).join(", ")}; calibrated (K = 32 sampled first): median ${median(calibrated).toFixed(0)} ms`);
 for (const r of results.runs) if (r.round.error || r.round.answers !== 8) console.log(`round problem: ${JSON.stringify(r.round)}`);
+const tasks = (list) => (list.length ? `${list.length} (${list.map((d) => d.toFixed(0)).join(", ")} ms)` : "none");
+console.log(`main-thread tasks of 50 ms or more, per run: loading ${results.runs.map((r) => tasks(r.loading_long_tasks_ms)).join("; ")}`);
+console.log(`  first Best-of-8 ${results.runs.map((r) => tasks(r.round.long_tasks_ms)).join("; ")}`);
+console.log(`  train it yourself, sampling the candidates ${results.runs.map((r) => tasks(r.train.sampling_long_tasks_ms)).join("; ")}`);
+console.log(`  train it yourself, training ${results.runs.map((r) => tasks(r.train.training_long_tasks_ms)).join("; ")}`);
+const trainSample = results.runs.map((r) => r.train.sample_ms);
+console.log(`train it yourself: candidates sampled in median ${median(trainSample).toFixed(0)} ms, trained in ${median(results.runs.map((r) => r.train.train_ms)).toFixed(0)} ms`);
+for (const r of results.runs) if (r.train.error) console.log(`train problem: ${r.train.error}`);
 for (const control of Object.keys(results.runs[0].redraw)) {
   const medians = results.runs.map((r) => r.redraw[control].median_ms);
   const p90 = results.runs.map((r) => r.redraw[control].p90_ms);

@@ -101,6 +101,8 @@ test("on the CPU a policy answers N times, streamed, with rewards, picks and a h
     assert.match(await page.locator("#bundle-status").textContent(), /5 policies/);
     const answers = await sampleRound(page);
     assertAnswers(answers, 4);
+    // On the CPU the answers were sampled in the sampling worker, off the page's thread.
+    assert.equal(await page.locator("#lab").getAttribute("data-sampled-in"), "worker");
     // Only what the base policy needs was fetched: the aligned variants wait until used.
     const fetched = await page.evaluate(() => performance.getEntriesByType("resource").map((e) => e.name));
     assert.ok(fetched.some((url) => url.endsWith("/model.bpk")), "the base policy was fetched");
@@ -122,6 +124,43 @@ test("on the CPU a policy answers N times, streamed, with rewards, picks and a h
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
+  }
+});
+
+/** Makes the sampling worker fail to start (installed before the page runs); other workers start. */
+function refuseSamplingWorker() {
+  const Original = window.Worker;
+  window.Worker = class extends Original {
+    constructor(url, options) {
+      if (options?.name === "infalign-sampling") throw new Error("workers are off here");
+      super(url, options);
+    }
+  };
+}
+
+test("where the sampling worker cannot start, the page samples the same answers itself and says so", async () => {
+  const query = `${server.url}?lab_n=4&k=8&prompt=2`;
+  const worker = await openLab(query, { webgpu: false });
+  const page = await openLab(query, { webgpu: false, init: refuseSamplingWorker });
+  try {
+    await bundleReady(worker.page);
+    await bundleReady(page.page);
+    const inWorker = await sampleRound(worker.page);
+    const onPage = await sampleRound(page.page);
+    assert.equal(await worker.page.locator("#lab").getAttribute("data-sampled-in"), "worker");
+    assert.equal(await page.page.locator("#lab").getAttribute("data-sampled-in"), "page");
+    // One module, one seed: the same answers, rewards and reference table either way.
+    assert.deepEqual(onPage, inWorker);
+    assert.equal(
+      await page.page.locator("#reference-table").getAttribute("data-rewards"),
+      await worker.page.locator("#reference-table").getAttribute("data-rewards"),
+    );
+    assert.match(await page.page.locator("#backend-notice").textContent(), /sampling worker could not start \(.*workers are off here.*\).*page's own thread/);
+    assert.equal(await worker.page.locator("#backend-notice").count(), 0);
+    assert.deepEqual([...worker.errors, ...page.errors], []);
+  } finally {
+    await worker.browser.close();
+    await page.browser.close();
   }
 });
 
@@ -159,6 +198,9 @@ test("rounds against the base fill the tally with an interval and the theory bes
     assert.equal(await page.locator("#lab-reward").inputValue(), "linear");
     // The policy's name is glossed from the bundle's record of its training.
     assert.match(await page.locator("#policy-gloss").textContent(), /^Trained with CTRL on \S*negexp:[\d.]+ of the calibrated \S+ reward, KL held near 1 nats\.$/);
+    // Every request from here on, the sampling worker's included.
+    const requested = [];
+    page.context().on("request", (request) => requested.push(request.url()));
     await page.click("#play-rounds");
     await page.waitForFunction(
       () => document.querySelector("#lab-error") || document.querySelector("#tally")?.dataset.rounds === "10",
@@ -166,11 +208,10 @@ test("rounds against the base fill the tally with an interval and the theory bes
       { timeout: CPU_ROUND_TIMEOUT_MS * 2 },
     );
     assert.equal(await page.locator("#lab-error").count(), 0);
-    // The variant in play was fetched when first used, and no other.
-    const variants = await page.evaluate(() =>
-      [...new Set(performance.getEntriesByType("resource").map((e) => e.name))].filter((url) => /\/policy-[^/]*\.bpk$/.test(url)),
-    );
-    assert.deepEqual(variants.map((url) => url.split("/").pop()), ["policy-ctrl-negexp-won4.bpk"]);
+    // The variant in play was fetched when first used (by the sampling worker), once, and no
+    // other; the bundle's other files were not fetched again.
+    assert.deepEqual(requested.map((url) => url.split("/").pop()), ["policy-ctrl-negexp-won4.bpk"]);
+    assert.equal(await page.locator("#lab").getAttribute("data-sampled-in"), "worker");
     for (const procedure of ["bon", "won"]) {
       const row = page.locator(`#tally tr[data-procedure=${procedure}]`);
       const rate = Number(await row.locator(".measured").getAttribute("data-rate"));
@@ -287,6 +328,17 @@ test("a malformed bundle shows a banner and the lab keeps sampling", async () =>
     // The lab still samples with the default bundle.
     assert.match(await page.locator("#bundle-status").textContent(), /default-model/);
     assertAnswers(await sampleRound(page), 2);
+    // The whole bundle, sound, from files: the lab uses it, and the sampling worker samples it
+    // from the files the page read (it has no folder to fetch from).
+    const sound = [{ name: "manifest.json", mimeType: "application/json", buffer: manifest }];
+    for (const part of parts) {
+      sound.push({ name: part.file, mimeType: "application/octet-stream", buffer: await readFile(join(folder, part.file)) });
+    }
+    await page.click("#bundle-banner button");
+    await page.setInputFiles("#bundle-files", sound);
+    await page.waitForFunction(() => /chosen files/.test(document.querySelector("#bundle-status")?.textContent ?? ""));
+    assertAnswers(await sampleRound(page), 2);
+    assert.equal(await page.locator("#lab").getAttribute("data-sampled-in"), "worker");
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
@@ -354,10 +406,13 @@ test("on WebGPU the lab samples the CPU's answers, and the switch moves it to th
     await bundleReady(gpu.page);
     await bundleReady(cpu.page);
     const onGpu = await sampleRound(gpu.page, GPU_ROUND_TIMEOUT_MS);
+    // WebGPU samples from the page (the GPU does the work); the CPU in the worker.
+    assert.equal(await gpu.page.locator("#lab").getAttribute("data-sampled-in"), "page");
     // The first WebGPU job said it was compiling the kernels, and the notice went when it ended.
     assert.equal(await gpu.page.evaluate(() => window.__compilingShown), true);
     assert.equal(await gpu.page.locator("#gpu-compiling").count(), 0);
     const onCpu = await sampleRound(cpu.page);
+    assert.equal(await cpu.page.locator("#lab").getAttribute("data-sampled-in"), "worker");
     assertAnswers(onGpu, 2);
     // Same seed, same tokens, unless a draw lands within float rounding of a token boundary
     // (then that answer diverges from there on): at least one of the two must match exactly.

@@ -13,11 +13,12 @@ use std::sync::Mutex;
 
 use infalign_model::bundle::{Bundle, Manifest, MANIFEST_FILE};
 use infalign_model::reward::VaderReward;
-use infalign_model::{Reward, RewardSpec};
+use infalign_model::{Device, Policy, Reward, RewardSpec};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
+use crate::timing::timed;
 use crate::tokens::fetch_bytes;
 
 /// Where the default bundle is served, relative to the page.
@@ -74,6 +75,29 @@ impl LoadedBundle {
             fetched.insert(name.to_string(), bytes.clone());
         }
         Ok(bytes)
+    }
+
+    /// The policy `name` on `device`; an aligned variant of a fetched bundle is fetched first
+    /// (`fetching` is told its name then, and `None` once it is in).
+    pub async fn policy(
+        &self,
+        name: &str,
+        device: &Device,
+        fetching: impl Fn(Option<&str>),
+    ) -> Result<Policy, String> {
+        let loaded = if name == infalign_model::bundle::BASE_POLICY || self.bundle.holds_variants()
+        {
+            timed("load policy", || self.bundle.named_policy(name, device))
+        } else {
+            fetching(Some(name));
+            let bytes = self.variant_bytes(name).await;
+            fetching(None);
+            let bytes = bytes?;
+            timed("load policy", || {
+                self.bundle.variant_from_bytes(name, &bytes, device)
+            })
+        };
+        loaded.map_err(|error| error.to_string())
     }
 
     /// What the policy `name` is, in a line for someone who has not met the project's names
@@ -265,8 +289,12 @@ pub fn base_url(given: &str) -> String {
 }
 
 /// Fetch and validate the bundle at `url` (a directory or its manifest), reporting
-/// `(bytes fetched, bytes expected)` after each file.
-pub async fn fetch_bundle(url: &str, progress: impl Fn(u64, u64)) -> Result<LoadedBundle, String> {
+/// `(bytes fetched, bytes expected)` after each file; with the files fetched (all but the
+/// aligned variants' weights, fetched when first used).
+pub async fn fetch_bundle(
+    url: &str,
+    progress: impl Fn(u64, u64),
+) -> Result<(LoadedBundle, Files), String> {
     if let Some(file) = not_a_folder(url) {
         return Err(format!(
             "{url} names a file ({file}); a bundle link points at the folder that holds \
@@ -318,9 +346,20 @@ pub async fn fetch_bundle(url: &str, progress: impl Fn(u64, u64)) -> Result<Load
             files.insert(file, bytes);
         }
     }
-    let bundle = Bundle::from_parts_deferring_variants(&base, |name| Ok(files.get(name).cloned()))
-        .map_err(|error| error.to_string())?;
-    Ok(loaded(&base, bundle, Some(base.clone())))
+    let loaded = fetched(&base, &base, &files)?;
+    Ok((loaded, files))
+}
+
+/// The bundle fetched from the folder `base` as far as `files` go (the aligned variants' weights
+/// are fetched from there when first used), called `origin`.
+pub fn fetched(origin: &str, base: &str, files: &Files) -> Result<LoadedBundle, String> {
+    let bundle = timed("read bundle", || {
+        Bundle::from_parts_deferring_variants(origin, |name| Ok(files.get(name).cloned()))
+    })
+    .map_err(|error| error.to_string())?;
+    Ok(timed("bundle ready", || {
+        loaded(origin, bundle, Some(base.to_string()))
+    }))
 }
 
 #[wasm_bindgen]

@@ -68,9 +68,12 @@ pub struct Adapter {
     /// Its name when it is a software one (it runs shaders on the CPU, far slower than the lab's
     /// own CPU path).
     pub software: Option<String>,
-    /// Whether it offers subgroups. burn 0.22's GPU kernels need them: cubecl's matrix-vector
-    /// kernels emit `subgroupAdd` whatever the device offers, and a shader that fails to compile
-    /// there is a panic that kills the page.
+    /// Whether it offers subgroups. burn 0.22's GPU matmuls need them: its autotune (cubek-matmul
+    /// 0.3) benchmarks routines that call `plane_sum` (WGSL `subgroupAdd`: the gemm "dot"
+    /// variant, the plane-vector gemv) without checking the device's plane operations (its
+    /// `PlaneOpsUnavailable` error is never returned; cubek-reduce does check them), and on wasm
+    /// cubecl-wgpu builds the pipeline of a shader that failed to compile outside any error
+    /// scope, so the device's uncaptured-error handler panics and the page dies.
     pub subgroups: bool,
 }
 

@@ -6,7 +6,8 @@
 //!   (flex) otherwise, shown as a badge (with a visible notice when it had to fall back) with a
 //!   manual switch and the measured tokens per second, checked by a small tensor computation.
 //! - The sampling lab ([`lab`]): policies of a bundle answer prompts N times in the tab, with raw
-//!   and calibrated rewards, Best-of-N / Worst-of-N picks and a running tally against the base.
+//!   and calibrated rewards, Best-of-N / Worst-of-N picks and a running tally against the base;
+//!   on the CPU it samples in a Web Worker running this same module ([`engine`]).
 //! - The default model's tokenizer.
 
 use infalign_model::backend::{resolve_backend, BackendKind, BackendPreference};
@@ -16,6 +17,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 mod bundle;
+mod engine;
 mod explorer;
 mod export;
 mod gpu_watch;
@@ -28,6 +30,12 @@ mod tokens;
 mod url;
 
 use lab::Compute;
+
+/// Serve the page as its sampling engine: what the module does when it is started in a Web
+/// Worker (see `engine`).
+pub fn serve_engine() {
+    engine::serve();
+}
 
 /// Where the page stands with its compute backend.
 #[derive(Debug, Clone)]

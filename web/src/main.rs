@@ -1,5 +1,5 @@
 //! Entry point of the browser lab: run the static constructors once, install the panic hook and
-//! mount the app.
+//! mount the app (or, in the sampling worker, serve the page).
 
 // Static constructors (burn's cubecl kernels register themselves through `inventory`, which uses
 // `.init_array` on wasm). When a module never calls `__wasm_call_ctors` itself, wasm-ld links it
@@ -20,5 +20,11 @@ fn main() {
         __wasm_call_ctors();
     }
     console_error_panic_hook::set_once();
+    // Started a second time in a Web Worker, as the lab's sampling engine: serve the page there
+    // and mount nothing.
+    if web_sys::window().is_none() {
+        infalign_web::serve_engine();
+        return;
+    }
     leptos::mount::mount_to_body(infalign_web::App);
 }

@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 thread_local! {
     static TOTALS: RefCell<BTreeMap<&'static str, Span>> = const { RefCell::new(BTreeMap::new()) };
@@ -19,11 +20,13 @@ struct Span {
     max_ms: f64,
 }
 
-/// Milliseconds since navigation (0 where the page has no `performance`).
+/// Milliseconds since navigation, or since the worker started in a worker (0 where there is no
+/// `performance`).
 pub fn now() -> f64 {
-    web_sys::window()
-        .and_then(|w| w.performance())
-        .map(|p| p.now())
+    js_sys::Reflect::get(&js_sys::global(), &"performance".into())
+        .ok()
+        .and_then(|performance| performance.dyn_into::<web_sys::Performance>().ok())
+        .map(|performance| performance.now())
         .unwrap_or(0.0)
 }
 

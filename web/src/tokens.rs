@@ -13,9 +13,17 @@ const TOKENIZER_URL: &str = "default-model/tokenizer.json";
 /// The text shown before the user types anything.
 const SAMPLE_TEXT: &str = "Hi! Do you like hiking in the mountains?";
 
-/// Fetch `url` (relative to the page) as bytes; the error says what went wrong, never panics.
+/// Fetch `url` (relative to the page; in a worker, absolute) as bytes; the error says what went
+/// wrong, never panics.
 pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
-    let window = web_sys::window().ok_or("no window")?;
+    let global = js_sys::global();
+    let fetch = if let Some(window) = global.dyn_ref::<web_sys::Window>() {
+        window.fetch_with_str(url)
+    } else if let Some(worker) = global.dyn_ref::<web_sys::WorkerGlobalScope>() {
+        worker.fetch_with_str(url)
+    } else {
+        return Err(format!("fetching {url}: this context cannot fetch"));
+    };
     let describe = |error: wasm_bindgen::JsValue| {
         error
             .as_string()
@@ -29,7 +37,7 @@ pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
     // A fetch that rejects got no response to read: the server is down or unreachable, or it is
     // on another origin and does not allow this page to read it (CORS); the browser tells the
     // page no more than "Failed to fetch".
-    let response: web_sys::Response = JsFuture::from(window.fetch_with_str(url))
+    let response: web_sys::Response = JsFuture::from(fetch)
         .await
         .map_err(|error| {
             format!(
@@ -81,9 +89,11 @@ pub fn TokenizerCard() -> impl IntoView {
     let (text, set_text) = signal(SAMPLE_TEXT.to_string());
     spawn_local(async move {
         let loaded = match fetch_bytes(TOKENIZER_URL).await {
-            Ok(bytes) => DialogueTokenizer::from_bytes(&bytes, TOKENIZER_URL)
-                .map(|tokenizer| TokenizerState::Ready(Box::new(tokenizer)))
-                .unwrap_or_else(|error| TokenizerState::Failed(error.to_string())),
+            Ok(bytes) => crate::timing::timed("parse tokenizer", || {
+                DialogueTokenizer::from_bytes(&bytes, TOKENIZER_URL)
+            })
+            .map(|tokenizer| TokenizerState::Ready(Box::new(tokenizer)))
+            .unwrap_or_else(|error| TokenizerState::Failed(error.to_string())),
             Err(error) => TokenizerState::Failed(error),
         };
         set_state.set(loaded);

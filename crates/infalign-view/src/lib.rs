@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod chart;
+pub mod engine;
 pub mod explorer;
 pub mod lab;
 pub mod solves;

@@ -5,7 +5,7 @@
 //! interval and the theory's prediction beside it.
 
 mod compare;
-mod sampling;
+pub(crate) mod sampling;
 mod settings;
 mod train;
 mod view;
@@ -25,6 +25,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::bundle::{self, LoadedBundle};
+use crate::engine::Engine;
 use crate::explorer::after_paint;
 use crate::url::query_value;
 
@@ -183,8 +184,13 @@ struct Lab {
     /// Sampling seeds: each round draws new answers, reproducibly from page load.
     seed: StoredValue<u64>,
     policies: StoredValue<HashMap<(String, BackendKind), Rc<Policy>>, LocalStorage>,
+    /// The sampling worker (none where it could not start): on the CPU it samples, so that the
+    /// page never waits on a token.
+    engine: StoredValue<Option<Engine>, LocalStorage>,
     /// Reference reward tables by (bundle, message, reward, K).
     references: StoredValue<HashMap<ReferenceKey, Rc<ReferenceTable>>, LocalStorage>,
+    /// Where the last job sampled: "worker" or "page" (`data-sampled-in` of the lab).
+    sampled_in: RwSignal<Option<&'static str>>,
 }
 
 /// What a cached reference table is for: (bundle, message, reward, K).
@@ -216,7 +222,18 @@ pub fn SamplingLab(compute: Compute) -> impl IntoView {
         seed: StoredValue::new(1),
         policies: StoredValue::new_local(HashMap::new()),
         references: StoredValue::new_local(HashMap::new()),
+        engine: StoredValue::new_local(None),
+        sampled_in: RwSignal::new(None),
     };
+    // The sampling worker starts with the lab: it is this module again, already compiled.
+    let notice = compute.notice;
+    match Engine::start(move |trouble| notice.set(Some(trouble))) {
+        Ok(engine) => lab.engine.set_value(Some(engine)),
+        Err(reason) => compute.notice.set(Some(format!(
+            "The sampling worker could not start ({reason}): the lab samples on the page's own \
+             thread, which may pause the page."
+        ))),
+    }
 
     // The bundle loads after the first paint, so the explorer never waits for it.
     let source = query_value("bundle").unwrap_or_else(|| bundle::DEFAULT_BUNDLE.to_string());
@@ -226,7 +243,7 @@ pub fn SamplingLab(compute: Compute) -> impl IntoView {
                 lab.bundle.set(BundleState::Loading { done, total });
             };
             match bundle::fetch_bundle(&source, progress).await {
-                Ok(loaded) => lab.install(loaded),
+                Ok((loaded, files)) => lab.install(loaded, &files),
                 Err(reason) if source == bundle::DEFAULT_BUNDLE => {
                     lab.bundle.set(BundleState::Failed(reason))
                 }
@@ -237,7 +254,7 @@ pub fn SamplingLab(compute: Compute) -> impl IntoView {
                          bundle instead."
                     )));
                     match bundle::fetch_bundle(bundle::DEFAULT_BUNDLE, progress).await {
-                        Ok(loaded) => lab.install(loaded),
+                        Ok((loaded, files)) => lab.install(loaded, &files),
                         Err(reason) => lab.bundle.set(BundleState::Failed(reason)),
                     }
                 }
@@ -288,6 +305,7 @@ pub fn SamplingLab(compute: Compute) -> impl IntoView {
             class="card"
             id="lab"
             data-bundle=bundle_key
+            data-sampled-in=move || lab.sampled_in.get()
             on:dragover=move |event: leptos::ev::DragEvent| event.prevent_default()
             on:drop=on_drop
         >

@@ -2,13 +2,16 @@
 //! base policy, the theory's prediction; the bundle it runs.
 
 use crate::bundle::{self, LoadedBundle};
-use crate::timing::{now, timed};
+use crate::engine::{absolute, Engine};
+use crate::timing::now;
 use infalign_core::{Procedure, ReferenceTable, WinRates};
 use infalign_model::backend::BackendKind;
 use infalign_model::bundle::BASE_POLICY;
+use infalign_model::candidates::candidate_rewards;
 use infalign_model::ctrl::rollout::ReferenceProgress;
 use infalign_model::ctrl::{reference_table, RolloutStream, TrainingReward};
 use infalign_model::Policy;
+use infalign_view::engine::{self as protocol, Done, Job};
 use infalign_view::lab::{predicted_win_rates, Tally};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -26,7 +29,7 @@ use super::*;
 /// at least 4 ms once timeouts are nested five deep, as they are when a sampler yields after
 /// every token, so a streamed Best-of-8 of 48 tokens waited about 0.2 s for nothing. Without a
 /// channel (none could be made), the timeout.
-pub(super) async fn yield_to_browser() {
+pub(crate) async fn yield_to_browser() {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
         if YIELDS.with(|yields| yields.post(&resolve)) {
             return;
@@ -107,17 +110,28 @@ pub(super) fn report_to(
     }
 }
 
+/// What a job in the sampling worker reports as it goes: where it stands, in `progress`.
+fn show_progress(
+    progress: RwSignal<Option<(usize, usize)>>,
+) -> impl Fn(protocol::Update) + 'static {
+    move |update| {
+        if let protocol::Update::Progress { finished, of } = update {
+            progress.set(Some((finished, of)));
+        }
+    }
+}
+
 /// The answers and how long sampling them took.
-pub(super) struct Sampled {
-    texts: Vec<String>,
-    tokens: usize,
-    millis: f64,
+pub(crate) struct Sampled {
+    pub(crate) texts: Vec<String>,
+    pub(crate) tokens: usize,
+    pub(crate) millis: f64,
 }
 
 /// Sample `n` answers to `message` from `policy` (the one streaming rollout, with the decoding
 /// the bundle's variants were calibrated with), calling `on_step` with the partial texts after
 /// every token when given, and yielding to the browser between tokens.
-pub(super) async fn sample_answers(
+pub(crate) async fn sample_answers(
     bundle: &LoadedBundle,
     policy: &Policy,
     message: &str,
@@ -176,21 +190,130 @@ impl Lab {
             .compute
             .device(kind)
             .ok_or_else(|| format!("no {} device", kind.name()))?;
-        let loaded = if name == BASE_POLICY || bundle.bundle.holds_variants() {
-            timed("load policy", || bundle.bundle.named_policy(name, &device))
-        } else {
-            self.fetching.set(Some(name.to_string()));
-            let bytes = bundle.variant_bytes(name).await;
-            self.fetching.set(None);
-            let bytes = bytes?;
-            timed("load policy", || {
-                bundle.bundle.variant_from_bytes(name, &bytes, &device)
-            })
-        };
-        let policy = Rc::new(loaded.map_err(|error| error.to_string())?);
+        let fetching = self.fetching;
+        let policy = Rc::new(
+            bundle
+                .policy(name, &device, |name| fetching.set(name.map(str::to_string)))
+                .await?,
+        );
         self.policies
             .update_value(|cache| drop(cache.insert(key, policy.clone())));
         Ok(policy)
+    }
+
+    /// The sampling worker, when it runs this bundle's jobs on `kind` (it samples on the CPU).
+    fn engine_for(&self, kind: BackendKind, bundle: &LoadedBundle) -> Option<Engine> {
+        if kind != BackendKind::Flex {
+            return None;
+        }
+        self.engine
+            .get_value()
+            .filter(|engine| engine.serves(&bundle.origin))
+    }
+
+    /// `job` in the sampling worker when it runs this bundle's jobs on `kind`: `None` when it
+    /// does not, or could not (it stopped, or could not read the bundle; the page then runs the
+    /// job itself).
+    async fn in_worker(
+        &self,
+        kind: BackendKind,
+        bundle: &LoadedBundle,
+        job: Job,
+        on_update: impl Fn(protocol::Update) + 'static,
+    ) -> Option<Result<Done, String>> {
+        let outcome = match self.engine_for(kind, bundle) {
+            Some(engine) => match engine.run(&bundle.origin, job, on_update).await {
+                Err(_) if !engine.serves(&bundle.origin) => None,
+                outcome => Some(outcome),
+            },
+            None => None,
+        };
+        self.sampled_in
+            .set(Some(if outcome.is_some() { "worker" } else { "page" }));
+        outcome
+    }
+
+    /// `n` answers of the policy `name` to `message` (seed `seed`), on `kind`; `on_step` gets
+    /// the partial texts after every token. On the CPU they are sampled in the worker.
+    pub(super) async fn answers(
+        &self,
+        bundle: &LoadedBundle,
+        kind: BackendKind,
+        name: &str,
+        message: &str,
+        (n, seed): (usize, u64),
+        on_step: Option<Rc<dyn Fn(Vec<String>)>>,
+    ) -> Result<Sampled, String> {
+        let start = now();
+        let job = Job::Answers {
+            policy: name.to_string(),
+            message: message.to_string(),
+            n,
+            seed,
+            stream: on_step.is_some(),
+        };
+        let stream = on_step.clone();
+        let on_update = move |update| {
+            if let (protocol::Update::Texts(texts), Some(on_step)) = (update, &stream) {
+                on_step(texts);
+            }
+        };
+        match self.in_worker(kind, bundle, job, on_update).await {
+            Some(Ok(Done::Answers { texts, tokens })) => Ok(Sampled {
+                texts,
+                tokens,
+                millis: now() - start,
+            }),
+            Some(Ok(other)) => Err(format!("the sampling worker answered {other:?}")),
+            Some(Err(reason)) => Err(reason),
+            None => {
+                let policy = self.policy(bundle, name, kind).await?;
+                sample_answers(bundle, &policy, message, n, seed, on_step.as_deref()).await
+            }
+        }
+    }
+
+    /// The rewards of the base policy's `c` candidate answers to `message` under `reward`,
+    /// with where sampling stands in `progress`. On the CPU they are sampled in the worker.
+    pub(super) async fn candidates(
+        &self,
+        bundle: &LoadedBundle,
+        kind: BackendKind,
+        message: &str,
+        reward: &str,
+        c: usize,
+        progress: RwSignal<Option<(usize, usize)>>,
+    ) -> Result<Vec<f64>, String> {
+        let job = Job::Candidates {
+            message: message.to_string(),
+            reward: reward.to_string(),
+            c,
+        };
+        match self
+            .in_worker(kind, bundle, job, show_progress(progress))
+            .await
+        {
+            Some(Ok(Done::Rewards(rewards))) => return Ok(rewards),
+            Some(Ok(other)) => return Err(format!("the sampling worker answered {other:?}")),
+            Some(Err(reason)) => return Err(reason),
+            None => {}
+        }
+        let base = self.policy(bundle, BASE_POLICY, kind).await?;
+        let choice = bundle
+            .reward(reward)
+            .ok_or_else(|| format!("the bundle has no reward {reward:?}"))?;
+        candidate_rewards(
+            &base,
+            &bundle.bundle.tokenizer,
+            message,
+            choice.reward.as_ref(),
+            c,
+            &bundle.bundle.reference_decoding(),
+            bundle.bundle.calibration_seed(),
+            report_to(progress),
+        )
+        .await
+        .map_err(|error| error.to_string())
     }
 
     pub(super) fn record_speed(&self, sampled: &Sampled) {
@@ -233,23 +356,38 @@ impl Lab {
         if let Some(table) = self.references.with_value(|cache| cache.get(&key).cloned()) {
             return Ok(table);
         }
-        let base = self.policy(bundle, BASE_POLICY, kind).await?;
-        let choice = bundle
-            .reward(reward)
-            .ok_or_else(|| format!("the bundle has no reward {reward:?}"))?;
         self.reference_progress.set(Some((0, k)));
-        let table = reference_table(
-            &base,
-            &bundle.bundle.tokenizer,
-            message,
-            choice.reward.as_ref(),
+        let job = Job::Reference {
+            message: message.to_string(),
+            reward: reward.to_string(),
             k,
-            &bundle.bundle.reference_decoding(),
-            bundle.bundle.calibration_seed(),
-            report_to(self.reference_progress),
-        )
-        .await
-        .map_err(|error| error.to_string())?;
+        };
+        let progress = show_progress(self.reference_progress);
+        let table = match self.in_worker(kind, bundle, job, progress).await {
+            Some(Ok(Done::Rewards(rewards))) => {
+                ReferenceTable::new(rewards).map_err(|error| error.to_string())
+            }
+            Some(Ok(other)) => return Err(format!("the sampling worker answered {other:?}")),
+            Some(Err(reason)) => return Err(reason),
+            None => {
+                let base = self.policy(bundle, BASE_POLICY, kind).await?;
+                let choice = bundle
+                    .reward(reward)
+                    .ok_or_else(|| format!("the bundle has no reward {reward:?}"))?;
+                reference_table(
+                    &base,
+                    &bundle.bundle.tokenizer,
+                    message,
+                    choice.reward.as_ref(),
+                    k,
+                    &bundle.bundle.reference_decoding(),
+                    bundle.bundle.calibration_seed(),
+                    report_to(self.reference_progress),
+                )
+                .await
+                .map_err(|error| error.to_string())
+            }
+        }?;
         let table = Rc::new(table);
         self.references
             .update_value(|cache| drop(cache.insert(key, table.clone())));
@@ -266,7 +404,6 @@ impl Lab {
         if message.trim().is_empty() {
             return Err("write a prompt first".into());
         }
-        let policy = self.policy(&bundle, &settings.policy, kind).await?;
         self.answers.set(vec![
             Answer {
                 text: String::new(),
@@ -289,15 +426,16 @@ impl Lab {
                     .collect(),
             )
         };
-        let sampled = sample_answers(
-            &bundle,
-            &policy,
-            &message,
-            settings.n,
-            self.next_seed(),
-            Some(&on_step),
-        )
-        .await?;
+        let sampled = self
+            .answers(
+                &bundle,
+                kind,
+                &settings.policy,
+                &message,
+                (settings.n, self.next_seed()),
+                Some(Rc::new(on_step)),
+            )
+            .await?;
         self.record_speed(&sampled);
         let raw = Self::score(&bundle, &reward, &message, &sampled.texts)?;
         self.answers.set(
@@ -351,8 +489,6 @@ impl Lab {
         if message.trim().is_empty() {
             return Err("write a prompt first".into());
         }
-        let aligned = self.policy(&bundle, &settings.policy, kind).await?;
-        let base = self.policy(&bundle, BASE_POLICY, kind).await?;
         let table = self
             .reference(&bundle, kind, &message, &reward, settings.k)
             .await?;
@@ -365,16 +501,21 @@ impl Lab {
             let seed = self.next_seed();
             let mut sides = Vec::with_capacity(2);
             let mut texts = Vec::with_capacity(2);
-            for (side, policy) in [&aligned, &base].into_iter().enumerate() {
-                let sampled = sample_answers(
-                    &bundle,
-                    policy,
-                    &message,
-                    settings.n,
-                    seed.wrapping_mul(2).wrapping_add(side as u64),
-                    None,
-                )
-                .await?;
+            for (side, policy) in [settings.policy.as_str(), BASE_POLICY]
+                .into_iter()
+                .enumerate()
+            {
+                let side_seed = seed.wrapping_mul(2).wrapping_add(side as u64);
+                let sampled = self
+                    .answers(
+                        &bundle,
+                        kind,
+                        policy,
+                        &message,
+                        (settings.n, side_seed),
+                        None,
+                    )
+                    .await?;
                 self.record_speed(&sampled);
                 let raw = Self::score(&bundle, &reward, &message, &sampled.texts)?;
                 sides.push(
@@ -488,7 +629,15 @@ impl Lab {
     }
 
     /// Use `loaded` from now on (keeping the settings that still make sense).
-    pub(super) fn install(&self, loaded: LoadedBundle) {
+    /// Use `loaded`, read from `files` (the sampling worker is sent them).
+    pub(super) fn install(&self, loaded: LoadedBundle, files: &bundle::Files) {
+        if let Some(engine) = self.engine.get_value() {
+            engine.open(
+                &loaded.origin,
+                loaded.source.as_deref().map(absolute),
+                files,
+            );
+        }
         self.policies.update_value(HashMap::clear);
         self.tally.set(Tally::new());
         self.answers.set(Vec::new());
@@ -526,7 +675,7 @@ impl Lab {
     pub(super) fn load_files(self, event: wasm_bindgen::JsValue, origin: &'static str) {
         spawn_local(async move {
             let result = match bundle::read_event_files(&event).await {
-                Ok(files) => bundle::assemble(origin, &files),
+                Ok(files) => bundle::assemble(origin, &files).map(|loaded| (loaded, files)),
                 Err(reason) => Err(reason),
             };
             self.replace_with(result);
@@ -535,11 +684,11 @@ impl Lab {
 
     /// Load a bundle the user gave (files or a URL): on success it replaces the current one,
     /// on failure the banner says why and the current one stays.
-    pub(super) fn replace_with(&self, result: Result<LoadedBundle, String>) {
+    pub(super) fn replace_with(&self, result: Result<(LoadedBundle, bundle::Files), String>) {
         match result {
-            Ok(loaded) => {
+            Ok((loaded, files)) => {
                 self.banner.set(None);
-                self.install(loaded);
+                self.install(loaded, &files);
             }
             Err(reason) => {
                 let keeping = if self.loaded().is_some() {

@@ -9,8 +9,6 @@ use std::sync::Arc;
 use infalign_core::candidates::CandidatePrompt;
 use infalign_core::seed::{derive_seed, Stream};
 use infalign_core::Procedure;
-use infalign_model::bundle::BASE_POLICY;
-use infalign_model::candidates::candidate_rewards;
 use infalign_view::chart::render_svg;
 use infalign_view::explorer::short;
 use infalign_view::train::{
@@ -20,7 +18,7 @@ use infalign_view::train::{
 };
 use leptos::prelude::*;
 
-use super::sampling::{report_to, yield_to_browser};
+use super::sampling::yield_to_browser;
 use super::*;
 use crate::svg::SvgFigure;
 use crate::url::{current_query, write_query};
@@ -117,23 +115,10 @@ impl Panel {
         let table = lab
             .reference(&bundle, kind, &message, &reward, settings.k)
             .await?;
-        let base = lab.policy(&bundle, BASE_POLICY, kind).await?;
-        let choice = bundle
-            .reward(&reward)
-            .ok_or_else(|| format!("the bundle has no reward {reward:?}"))?;
         self.progress.set(Some((0, c)));
-        let raw = candidate_rewards(
-            &base,
-            &bundle.bundle.tokenizer,
-            &message,
-            choice.reward.as_ref(),
-            c,
-            &bundle.bundle.reference_decoding(),
-            bundle.bundle.calibration_seed(),
-            report_to(self.progress),
-        )
-        .await
-        .map_err(|error| error.to_string());
+        let raw = lab
+            .candidates(&bundle, kind, &message, &reward, c, self.progress)
+            .await;
         self.progress.set(None);
         let prompt = CandidatePrompt::new(raw?, (*table).clone()).map_err(|e| e.to_string())?;
         self.reset();
