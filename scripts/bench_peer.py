@@ -130,12 +130,20 @@ def generate(policy, prompts, stop, max_new_tokens, generator):
     pads = [width - len(p) for p in prompts]
     grid = torch.tensor([[0] * pad + p for p, pad in zip(prompts, pads)], device=device)
     pads_t = torch.tensor(pads, device=device)
-    positions = (torch.arange(width, device=device)[None, :] - pads_t[:, None]).clamp(min=0)
     lengths = torch.tensor([len(p) for p in prompts], device=device)
     caches = [[] for _ in policy.blocks]
     with torch.inference_mode():
-        mask = attention_mask(pads, width, width, device)
-        logits = policy(grid, caches=caches, positions=positions, mask=mask)[:, -1]
+        # As infalign's Sampler: the prompt pass runs each distinct (pad, prompt) row once and
+        # copies its keys and values to the rows that repeat it.
+        rows = torch.cat([pads_t[:, None], grid], dim=1)
+        distinct, of_row = torch.unique(rows, dim=0, return_inverse=True)
+        distinct_pads = distinct[:, 0]
+        positions = (torch.arange(width, device=device)[None, :] - distinct_pads[:, None]).clamp(min=0)
+        mask = attention_mask(distinct_pads.tolist(), width, width, device)
+        logits = policy(distinct[:, 1:], caches=caches, positions=positions, mask=mask)
+        logits = logits[:, -1][of_row]
+        for cache in caches:
+            cache[:] = [cache[0][of_row], cache[1][of_row]]
         replies = [[] for _ in prompts]
         stopped = [False] * len(prompts)
         for step in range(max_new_tokens):

@@ -96,8 +96,17 @@ class Policy(nn.Module):
 @torch.inference_mode()
 def sample(policy, prompts, new_tokens, use_cache, generator):
     tokens = prompts
-    caches = [[] for _ in policy.blocks] if use_cache else None
-    logits = policy(tokens, 0, caches)[:, -1]
+    if use_cache:
+        # As infalign's Sampler: the prompt pass runs each distinct prompt once and copies its
+        # keys and values to the rows that repeat it.
+        caches = [[] for _ in policy.blocks]
+        distinct, of_row = torch.unique(prompts, dim=0, return_inverse=True)
+        logits = policy(distinct, 0, caches)[:, -1][of_row]
+        for cache in caches:
+            cache[:] = [cache[0][of_row], cache[1][of_row]]
+    else:
+        caches = None
+        logits = policy(tokens)[:, -1]
     for step in range(new_tokens):
         probabilities = torch.softmax(logits, dim=-1)
         chosen = torch.multinomial(probabilities, 1, generator=generator)
