@@ -18,6 +18,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
+use crate::lab::sampling::yield_to_browser;
 use crate::timing::timed;
 use crate::tokens::fetch_bytes;
 
@@ -180,12 +181,17 @@ impl LoadedBundle {
     }
 }
 
-/// Build the rewards the bundle's manifest names (their model files are its parts).
-fn build_rewards(bundle: &Bundle) -> (Vec<RewardChoice>, Vec<String>) {
+/// A reward built from the manifest: its key, its label and the reward, or why it is missing.
+type BuiltReward = Result<(&'static str, &'static str, Box<dyn Reward + Send + Sync>), String>;
+
+/// Build the rewards the bundle's manifest names (their model files are its parts), each in a
+/// task of its own (a lexicon or a classifier to read: tens of milliseconds each).
+async fn build_rewards(bundle: &Bundle) -> (Vec<RewardChoice>, Vec<String>) {
     let mut rewards: Vec<RewardChoice> = Vec::new();
     let mut missing = Vec::new();
     for spec in bundle.manifest.reward_specs() {
-        let built: Result<(&'static str, &'static str, Box<dyn Reward + Send + Sync>), String> =
+        yield_to_browser().await;
+        let built = timed("build reward", || -> BuiltReward {
             match &spec {
                 RewardSpec::Vader => Ok((
                     "vader",
@@ -205,7 +211,8 @@ fn build_rewards(bundle: &Bundle) -> (Vec<RewardChoice>, Vec<String>) {
                 RewardSpec::Learned { .. } => Err(format!(
                     "{spec}: learned rewards are not available in the browser yet"
                 )),
-            };
+            }
+        });
         match built {
             Ok((key, _, _)) if rewards.iter().any(|r| r.key == key) => {}
             Ok((key, label, reward)) => rewards.push(RewardChoice {
@@ -230,15 +237,15 @@ fn build_rewards(bundle: &Bundle) -> (Vec<RewardChoice>, Vec<String>) {
 }
 
 /// Validate the bundle in `files`; `origin` names it in errors.
-pub fn assemble(origin: &str, files: &Files) -> Result<LoadedBundle, String> {
+pub async fn assemble(origin: &str, files: &Files) -> Result<LoadedBundle, String> {
     let bundle = Bundle::from_parts(origin, |name| Ok(files.get(name).cloned()))
         .map_err(|error| error.to_string())?;
-    Ok(loaded(origin, bundle, None))
+    Ok(loaded(origin, bundle, None).await)
 }
 
 /// A validated bundle with its rewards built; `source` as [`LoadedBundle::source`].
-fn loaded(origin: &str, bundle: Bundle, source: Option<String>) -> LoadedBundle {
-    let (rewards, missing_rewards) = build_rewards(&bundle);
+async fn loaded(origin: &str, bundle: Bundle, source: Option<String>) -> LoadedBundle {
+    let (rewards, missing_rewards) = build_rewards(&bundle).await;
     LoadedBundle {
         origin: origin.to_string(),
         bundle,
@@ -346,20 +353,19 @@ pub async fn fetch_bundle(
             files.insert(file, bytes);
         }
     }
-    let loaded = fetched(&base, &base, &files)?;
+    let loaded = fetched(&base, &base, &files).await?;
     Ok((loaded, files))
 }
 
 /// The bundle fetched from the folder `base` as far as `files` go (the aligned variants' weights
-/// are fetched from there when first used), called `origin`.
-pub fn fetched(origin: &str, base: &str, files: &Files) -> Result<LoadedBundle, String> {
+/// are fetched from there when first used), called `origin`. Reading it and building each of
+/// its rewards are tasks of their own, with paints between.
+pub async fn fetched(origin: &str, base: &str, files: &Files) -> Result<LoadedBundle, String> {
     let bundle = timed("read bundle", || {
         Bundle::from_parts_deferring_variants(origin, |name| Ok(files.get(name).cloned()))
     })
     .map_err(|error| error.to_string())?;
-    Ok(timed("bundle ready", || {
-        loaded(origin, bundle, Some(base.to_string()))
-    }))
+    Ok(loaded(origin, bundle, Some(base.to_string())).await)
 }
 
 #[wasm_bindgen]

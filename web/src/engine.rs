@@ -389,8 +389,8 @@ impl Server {
             match request {
                 Request::Open { origin, url } => {
                     let read = match url {
-                        Some(url) => bundle::fetched(&origin, &url, &files),
-                        None => bundle::assemble(&origin, &files),
+                        Some(url) => bundle::fetched(&origin, &url, &files).await,
+                        None => bundle::assemble(&origin, &files).await,
                     };
                     self.policies.borrow_mut().clear();
                     let result = read.map(|loaded| {

@@ -103,6 +103,7 @@ pub fn App() -> impl IntoView {
     timing::install();
     let (state, set_state) = signal_local(BackendState::Starting);
     let compute = Compute::new();
+    let tokenizer = RwSignal::new_local(tokens::SharedTokenizer::Waiting);
     // `?backend=cpu` starts on the CPU even where WebGPU is available; `?backend=webgpu` on
     // WebGPU even where the adapter is a software one.
     let wanted = url::query_value("backend").map(|b| b.to_ascii_lowercase());
@@ -232,9 +233,9 @@ pub fn App() -> impl IntoView {
                 <div id="backend-notice" class="notice" role="status">{notice}</div>
             })}
             <explorer::Explorer />
-            <lab::SamplingLab compute=compute />
+            <lab::SamplingLab compute=compute tokenizer=tokenizer />
             <SmokeCard state=state />
-            <tokens::TokenizerCard />
+            <tokens::TokenizerCard shared=tokenizer />
         </main>
     }
 }

@@ -27,6 +27,8 @@ use leptos::task::spawn_local;
 use crate::bundle::{self, LoadedBundle};
 use crate::engine::Engine;
 use crate::explorer::after_paint;
+use crate::timing::timed;
+use crate::tokens::SharedTokenizer;
 use crate::url::query_value;
 
 /// The query keys this view owns.
@@ -198,7 +200,11 @@ type ReferenceKey = (String, String, String, usize);
 
 /// The sampling lab.
 #[component]
-pub fn SamplingLab(compute: Compute) -> impl IntoView {
+pub fn SamplingLab(
+    compute: Compute,
+    /// Given the default bundle's tokenizer once it is read (the tokenizer card shows it).
+    tokenizer: RwSignal<SharedTokenizer, LocalStorage>,
+) -> impl IntoView {
     let (initial, problems) = LabSettings::from_url();
     let lab = Lab {
         compute,
@@ -259,6 +265,18 @@ pub fn SamplingLab(compute: Compute) -> impl IntoView {
                     }
                 }
             }
+            let default = lab
+                .loaded()
+                .filter(|loaded| loaded.origin == bundle::DEFAULT_BUNDLE)
+                .map(|loaded| {
+                    timed("share tokenizer", || {
+                        Box::new(loaded.bundle.tokenizer.clone())
+                    })
+                });
+            tokenizer.set(match default {
+                Some(shared) => SharedTokenizer::Ready(shared),
+                None => SharedTokenizer::FetchIt,
+            });
         });
     });
 

@@ -675,7 +675,9 @@ impl Lab {
     pub(super) fn load_files(self, event: wasm_bindgen::JsValue, origin: &'static str) {
         spawn_local(async move {
             let result = match bundle::read_event_files(&event).await {
-                Ok(files) => bundle::assemble(origin, &files).map(|loaded| (loaded, files)),
+                Ok(files) => bundle::assemble(origin, &files)
+                    .await
+                    .map(|loaded| (loaded, files)),
                 Err(reason) => Err(reason),
             };
             self.replace_with(result);
