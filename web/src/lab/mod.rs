@@ -231,19 +231,20 @@ pub fn SamplingLab(
         engine: StoredValue::new_local(None),
         sampled_in: RwSignal::new(None),
     };
-    // The sampling worker starts with the lab: it is this module again, already compiled.
-    let notice = compute.notice;
-    match Engine::start(move |trouble| notice.set(Some(trouble))) {
-        Ok(engine) => lab.engine.set_value(Some(engine)),
-        Err(reason) => compute.notice.set(Some(format!(
-            "The sampling worker could not start ({reason}): the lab samples on the page's own \
-             thread, which may pause the page."
-        ))),
-    }
 
     // The bundle loads after the first paint, so the explorer never waits for it.
     let source = query_value("bundle").unwrap_or_else(|| bundle::DEFAULT_BUNDLE.to_string());
     after_paint(move || {
+        // The sampling worker starts with the bundle (it is this module again, already
+        // compiled): after the first paint, so that it does not compete with drawing the page.
+        let notice = compute.notice;
+        match Engine::start(move |trouble| notice.set(Some(trouble))) {
+            Ok(engine) => lab.engine.set_value(Some(engine)),
+            Err(reason) => compute.notice.set(Some(format!(
+                "The sampling worker could not start ({reason}): the lab samples on the page's \
+                 own thread, which may pause the page."
+            ))),
+        }
         spawn_local(async move {
             let progress = move |done, total| {
                 lab.bundle.set(BundleState::Loading { done, total });
