@@ -27,6 +27,7 @@ use web_sys::{DedicatedWorkerGlobalScope, ErrorEvent, MessageEvent, Worker};
 
 use crate::bundle::{self, Files, LoadedBundle};
 use crate::lab::sampling::{sample_answers, yield_to_browser};
+use crate::tokens::describe;
 
 #[wasm_bindgen(inline_js = r#"
 // The URL of the page's own JavaScript glue. wasm-bindgen names a module's pair `<name>.js` and
@@ -62,18 +63,6 @@ export function start_engine_worker(module) {
 extern "C" {
     #[wasm_bindgen(catch)]
     fn start_engine_worker(module: &JsValue) -> Result<Worker, JsValue>;
-}
-
-/// A JavaScript error in words.
-fn describe(error: &JsValue) -> String {
-    error
-        .as_string()
-        .or_else(|| {
-            error
-                .dyn_ref::<js_sys::Error>()
-                .map(|error| String::from(error.message()))
-        })
-        .unwrap_or_else(|| "unknown error".into())
 }
 
 /// A message on the wire: the request's text, and with a bundle's files an array of the text
@@ -127,8 +116,7 @@ impl Engine {
     /// Start the worker; `on_trouble` is told (in the page's words) when it stops or cannot
     /// read a bundle.
     pub fn start(on_trouble: impl Fn(String) + 'static) -> Result<Engine, String> {
-        let worker =
-            start_engine_worker(&wasm_bindgen::module()).map_err(|error| describe(&error))?;
+        let worker = start_engine_worker(&wasm_bindgen::module()).map_err(describe)?;
         let engine = Engine {
             inner: Rc::new(Inner {
                 worker,
@@ -314,6 +302,49 @@ pub fn absolute(url: &str) -> String {
         .unwrap_or_else(|| url.to_string())
 }
 
+/// Which of the base policy's answer sets to sample.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum BaseSet {
+    /// The `k` reference answers of a reference table.
+    Reference { k: usize },
+    /// The `c` candidates of "train it yourself".
+    Candidates { c: usize },
+}
+
+/// The rewards under `reward` of the base policy's answer set `set` for `message` (a reference
+/// table's come sorted), sampled with the bundle's decoding and calibration seed: what
+/// [`Job::Reference`] and [`Job::Candidates`] compute, in the worker or on the page.
+pub(crate) async fn base_rewards(
+    bundle: &LoadedBundle,
+    base: &Policy,
+    message: &str,
+    reward: &str,
+    set: BaseSet,
+    progress: impl AsyncFnMut(ReferenceProgress),
+) -> Result<Vec<f64>, String> {
+    let choice = bundle
+        .reward(reward)
+        .ok_or_else(|| format!("the bundle has no reward {reward:?}"))?;
+    let tokenizer = &bundle.bundle.tokenizer;
+    let decoding = bundle.bundle.reference_decoding();
+    let seed = bundle.bundle.calibration_seed();
+    let reward = choice.reward.as_ref();
+    match set {
+        BaseSet::Reference { k } => reference_table(
+            base, tokenizer, message, reward, k, &decoding, seed, progress,
+        )
+        .await
+        .map(|table| table.rewards().to_vec()),
+        BaseSet::Candidates { c } => {
+            candidate_rewards(
+                base, tokenizer, message, reward, c, &decoding, seed, progress,
+            )
+            .await
+        }
+    }
+    .map_err(|error| error.to_string())
+}
+
 /// The worker's side: read requests, run them one at a time in order, post the replies.
 struct Server {
     scope: DedicatedWorkerGlobalScope,
@@ -443,7 +474,6 @@ impl Server {
             });
             yield_to_browser().await;
         };
-        let text = |error: infalign_model::Error| error.to_string();
         match job {
             Job::Answers {
                 policy,
@@ -468,41 +498,15 @@ impl Server {
             }
             Job::Reference { message, reward, k } => {
                 let base = self.policy(&bundle, BASE_POLICY).await?;
-                let choice = bundle
-                    .reward(&reward)
-                    .ok_or_else(|| format!("the bundle has no reward {reward:?}"))?;
-                let table = reference_table(
-                    &base,
-                    &bundle.bundle.tokenizer,
-                    &message,
-                    choice.reward.as_ref(),
-                    k,
-                    &bundle.bundle.reference_decoding(),
-                    bundle.bundle.calibration_seed(),
-                    progress,
-                )
-                .await
-                .map_err(text)?;
-                Ok(Done::Rewards(table.rewards().to_vec()))
+                let set = BaseSet::Reference { k };
+                let rewards = base_rewards(&bundle, &base, &message, &reward, set, progress);
+                Ok(Done::Rewards(rewards.await?))
             }
             Job::Candidates { message, reward, c } => {
                 let base = self.policy(&bundle, BASE_POLICY).await?;
-                let choice = bundle
-                    .reward(&reward)
-                    .ok_or_else(|| format!("the bundle has no reward {reward:?}"))?;
-                let rewards = candidate_rewards(
-                    &base,
-                    &bundle.bundle.tokenizer,
-                    &message,
-                    choice.reward.as_ref(),
-                    c,
-                    &bundle.bundle.reference_decoding(),
-                    bundle.bundle.calibration_seed(),
-                    progress,
-                )
-                .await
-                .map_err(text)?;
-                Ok(Done::Rewards(rewards))
+                let set = BaseSet::Candidates { c };
+                let rewards = base_rewards(&bundle, &base, &message, &reward, set, progress);
+                Ok(Done::Rewards(rewards.await?))
             }
         }
     }

@@ -13,6 +13,18 @@ const TOKENIZER_URL: &str = "default-model/tokenizer.json";
 /// The text shown before the user types anything.
 const SAMPLE_TEXT: &str = "Hi! Do you like hiking in the mountains?";
 
+/// A JavaScript error (a thrown value, a rejection) in words.
+pub(crate) fn describe(error: wasm_bindgen::JsValue) -> String {
+    error
+        .as_string()
+        .or_else(|| {
+            error
+                .dyn_ref::<js_sys::Error>()
+                .map(|error| String::from(error.message()))
+        })
+        .unwrap_or_else(|| format!("{error:?}"))
+}
+
 /// Fetch `url` (relative to the page; in a worker, absolute) as bytes; the error says what went
 /// wrong, never panics.
 pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
@@ -23,16 +35,6 @@ pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
         worker.fetch_with_str(url)
     } else {
         return Err(format!("fetching {url}: this context cannot fetch"));
-    };
-    let describe = |error: wasm_bindgen::JsValue| {
-        error
-            .as_string()
-            .or_else(|| {
-                error
-                    .dyn_ref::<js_sys::Error>()
-                    .map(|error| String::from(error.message()))
-            })
-            .unwrap_or_else(|| format!("{error:?}"))
     };
     // A fetch that rejects got no response to read: the server is down or unreachable, or it is
     // on another origin and does not allow this page to read it (CORS); the browser tells the

@@ -2,14 +2,13 @@
 //! base policy, the theory's prediction; the bundle it runs.
 
 use crate::bundle::{self, LoadedBundle};
-use crate::engine::{absolute, Engine};
+use crate::engine::{absolute, base_rewards, BaseSet, Engine};
 use crate::timing::now;
 use infalign_core::{Procedure, ReferenceTable, WinRates};
 use infalign_model::backend::BackendKind;
 use infalign_model::bundle::BASE_POLICY;
-use infalign_model::candidates::candidate_rewards;
 use infalign_model::ctrl::rollout::ReferenceProgress;
-use infalign_model::ctrl::{reference_table, RolloutStream, TrainingReward};
+use infalign_model::ctrl::{RolloutStream, TrainingReward};
 use infalign_model::Policy;
 use infalign_view::engine::{self as protocol, Done, Job};
 use infalign_view::lab::{predicted_win_rates, Tally};
@@ -273,47 +272,43 @@ impl Lab {
         }
     }
 
-    /// The rewards of the base policy's `c` candidate answers to `message` under `reward`,
-    /// with where sampling stands in `progress`. On the CPU they are sampled in the worker.
-    pub(super) async fn candidates(
+    /// The rewards of the base policy's answer set `set` for `message` under `reward` (see
+    /// [`base_rewards`]), with where sampling stands in `progress`. On the CPU they are sampled
+    /// in the worker.
+    pub(super) async fn base_rewards(
         &self,
         bundle: &LoadedBundle,
         kind: BackendKind,
-        message: &str,
-        reward: &str,
-        c: usize,
+        (message, reward): (&str, &str),
+        set: BaseSet,
         progress: RwSignal<Option<(usize, usize)>>,
     ) -> Result<Vec<f64>, String> {
-        let job = Job::Candidates {
-            message: message.to_string(),
-            reward: reward.to_string(),
-            c,
+        let (message, reward) = (message.to_string(), reward.to_string());
+        let job = match set {
+            BaseSet::Reference { k } => Job::Reference {
+                message: message.clone(),
+                reward: reward.clone(),
+                k,
+            },
+            BaseSet::Candidates { c } => Job::Candidates {
+                message: message.clone(),
+                reward: reward.clone(),
+                c,
+            },
         };
         match self
             .in_worker(kind, bundle, job, show_progress(progress))
             .await
         {
-            Some(Ok(Done::Rewards(rewards))) => return Ok(rewards),
-            Some(Ok(other)) => return Err(format!("the sampling worker answered {other:?}")),
-            Some(Err(reason)) => return Err(reason),
-            None => {}
+            Some(Ok(Done::Rewards(rewards))) => Ok(rewards),
+            Some(Ok(other)) => Err(format!("the sampling worker answered {other:?}")),
+            Some(Err(reason)) => Err(reason),
+            None => {
+                let base = self.policy(bundle, BASE_POLICY, kind).await?;
+                let progress = report_to(progress);
+                base_rewards(bundle, &base, &message, &reward, set, progress).await
+            }
         }
-        let base = self.policy(bundle, BASE_POLICY, kind).await?;
-        let choice = bundle
-            .reward(reward)
-            .ok_or_else(|| format!("the bundle has no reward {reward:?}"))?;
-        candidate_rewards(
-            &base,
-            &bundle.bundle.tokenizer,
-            message,
-            choice.reward.as_ref(),
-            c,
-            &bundle.bundle.reference_decoding(),
-            bundle.bundle.calibration_seed(),
-            report_to(progress),
-        )
-        .await
-        .map_err(|error| error.to_string())
     }
 
     pub(super) fn record_speed(&self, sampled: &Sampled) {
@@ -357,37 +352,17 @@ impl Lab {
             return Ok(table);
         }
         self.reference_progress.set(Some((0, k)));
-        let job = Job::Reference {
-            message: message.to_string(),
-            reward: reward.to_string(),
-            k,
-        };
-        let progress = show_progress(self.reference_progress);
-        let table = match self.in_worker(kind, bundle, job, progress).await {
-            Some(Ok(Done::Rewards(rewards))) => {
-                ReferenceTable::new(rewards).map_err(|error| error.to_string())
-            }
-            Some(Ok(other)) => return Err(format!("the sampling worker answered {other:?}")),
-            Some(Err(reason)) => return Err(reason),
-            None => {
-                let base = self.policy(bundle, BASE_POLICY, kind).await?;
-                let choice = bundle
-                    .reward(reward)
-                    .ok_or_else(|| format!("the bundle has no reward {reward:?}"))?;
-                reference_table(
-                    &base,
-                    &bundle.bundle.tokenizer,
-                    message,
-                    choice.reward.as_ref(),
-                    k,
-                    &bundle.bundle.reference_decoding(),
-                    bundle.bundle.calibration_seed(),
-                    report_to(self.reference_progress),
-                )
-                .await
-                .map_err(|error| error.to_string())
-            }
-        }?;
+        let set = BaseSet::Reference { k };
+        let rewards = self
+            .base_rewards(
+                bundle,
+                kind,
+                (message, reward),
+                set,
+                self.reference_progress,
+            )
+            .await?;
+        let table = ReferenceTable::new(rewards).map_err(|error| error.to_string())?;
         let table = Rc::new(table);
         self.references
             .update_value(|cache| drop(cache.insert(key, table.clone())));

@@ -20,6 +20,7 @@ use leptos::prelude::*;
 
 use super::sampling::yield_to_browser;
 use super::*;
+use crate::engine::BaseSet;
 use crate::svg::SvgFigure;
 use crate::url::{current_query, write_query};
 
@@ -116,8 +117,9 @@ impl Panel {
             .reference(&bundle, kind, &message, &reward, settings.k)
             .await?;
         self.progress.set(Some((0, c)));
+        let set = BaseSet::Candidates { c };
         let raw = lab
-            .candidates(&bundle, kind, &message, &reward, c, self.progress)
+            .base_rewards(&bundle, kind, (&message, &reward), set, self.progress)
             .await;
         self.progress.set(None);
         let prompt = CandidatePrompt::new(raw?, (*table).clone()).map_err(|e| e.to_string())?;
