@@ -88,6 +88,22 @@ async function trainBoth(query, name) {
     await page.locator("#lab[data-bundle=ready]").waitFor({ timeout: BUNDLE_TIMEOUT_MS });
     await sampleCandidates(page, SAMPLE_TIMEOUT_MS);
     const after = await train(page);
+    // Sampled and trained in the sampling worker, off the page's thread.
+    assert.equal(await page.locator("#lab").getAttribute("data-sampled-in"), "worker");
+    assert.equal(await page.locator("#train").getAttribute("data-trained-in"), "worker");
+    // Stopped at once, a second run stops short of its end and draws nothing after the stop.
+    await page.click("#train-run");
+    await page.click("#train-stop");
+    await page.locator("#train:not([data-state=training])").waitFor({ timeout: TRAIN_TIMEOUT_MS });
+    const stopped = await page.locator("#train-frontier g[data-series=trained-0]").count();
+    assert.ok(stopped < 61, `the stopped run drew ${stopped} points`);
+    await page.waitForTimeout(500);
+    assert.equal(await page.locator("#train-frontier g[data-series=trained-0]").count(), stopped);
+    // After a reset, a full run again lands where the first did.
+    await page.click("#train-reset");
+    await page.locator("#train[data-state=ready]").waitFor();
+    const again = await train(page);
+    assert.deepEqual(again, after);
     // The run saves as CSV (each side's optimum, then every drawn point) and the chart as SVG.
     const csv = await saved(page, "#train-save");
     const lines = csv.trim().split("\n");

@@ -20,6 +20,7 @@ use infalign_model::ctrl::rollout::ReferenceProgress;
 use infalign_model::Policy;
 use infalign_view::engine::{job_bundle, Done, Job, Reply, Request, Update};
 use infalign_view::solves::{decode, encode};
+use infalign_view::train::TrainPair;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -107,7 +108,8 @@ struct Inner {
 
 /// A job the page awaits.
 struct Pending {
-    on_update: Box<dyn Fn(Update)>,
+    /// Told each update; false asks the worker to stop the job.
+    on_update: Box<dyn Fn(Update) -> bool>,
     settle: js_sys::Function,
     outcome: Rc<RefCell<Option<Result<Done, String>>>>,
 }
@@ -178,12 +180,18 @@ impl Engine {
         self.post(envelope(&request, Some(files)));
     }
 
-    /// Run `job` on the bundle `origin`; `on_update` hears how far it has come.
+    /// Whether the worker is still there.
+    pub fn alive(&self) -> bool {
+        self.inner.alive.get()
+    }
+
+    /// Run `job` on the bundle `origin`; `on_update` hears how far it has come, and answers
+    /// false to have the worker stop it (a training run stops at its next frame).
     pub async fn run(
         &self,
         origin: &str,
         job: Job,
-        on_update: impl Fn(Update) + 'static,
+        on_update: impl Fn(Update) -> bool + 'static,
     ) -> Result<Done, String> {
         if !self.inner.alive.get() {
             return Err("the sampling worker has stopped".into());
@@ -244,8 +252,12 @@ impl Engine {
                 ));
             }
             Reply::Update { id, update } => {
-                if let Some(job) = self.inner.jobs.borrow().get(&id) {
-                    (job.on_update)(update);
+                let go_on = match self.inner.jobs.borrow().get(&id) {
+                    Some(job) => (job.on_update)(update),
+                    None => true,
+                };
+                if !go_on {
+                    self.post(envelope(&Request::Cancel { id }, None));
                 }
             }
             Reply::Done { id, result } => {
@@ -353,6 +365,8 @@ struct Server {
     policies: RefCell<HashMap<String, Rc<Policy>>>,
     inbox: RefCell<VecDeque<(Request, Files)>>,
     busy: Cell<bool>,
+    /// Jobs the page asked to stop.
+    cancelled: RefCell<HashSet<u64>>,
 }
 
 /// Serve the page from this worker (called by `main` where there is no window).
@@ -364,6 +378,7 @@ pub fn serve() {
         policies: RefCell::new(HashMap::new()),
         inbox: RefCell::new(VecDeque::new()),
         busy: Cell::new(false),
+        cancelled: RefCell::new(HashSet::new()),
     });
     let on_message = Closure::<dyn Fn(MessageEvent)>::new(move |event: MessageEvent| {
         let data = event.data();
@@ -377,6 +392,10 @@ pub fn serve() {
             )
         };
         match decode::<Request>(&text) {
+            // Read at once (jobs run one at a time): a running job sees it between two frames.
+            Ok(Request::Cancel { id }) => {
+                server.cancelled.borrow_mut().insert(id);
+            }
             Ok(request) => {
                 server.inbox.borrow_mut().push_back((request, files));
                 if !server.busy.replace(true) {
@@ -434,8 +453,10 @@ impl Server {
                 }
                 Request::Job { id, origin, job } => {
                     let result = self.job(id, &origin, job).await;
+                    self.cancelled.borrow_mut().remove(&id);
                     self.post(&Reply::Done { id, result });
                 }
+                Request::Cancel { .. } => {}
             }
         }
         self.busy.set(false);
@@ -463,6 +484,33 @@ impl Server {
     }
 
     async fn job(&self, id: u64, origin: &str, job: Job) -> Result<Done, String> {
+        if let Job::Train {
+            prompt,
+            settings,
+            betas,
+        } = job
+        {
+            // Training needs no bundle: the candidates' rewards come with the job.
+            let text = |error: infalign_core::Error| error.to_string();
+            let mut pair = TrainPair::new(&prompt, &settings, betas).map_err(text)?;
+            loop {
+                let done = pair.frame().map_err(text)?;
+                self.post(&Reply::Update {
+                    id,
+                    update: Update::Trained {
+                        paths: pair.paths(),
+                        policies: pair.policies(),
+                    },
+                });
+                if done {
+                    return Ok(Done::Trained);
+                }
+                yield_to_browser().await;
+                if self.cancelled.borrow().contains(&id) {
+                    return Ok(Done::Trained);
+                }
+            }
+        }
         let bundle = self.bundle(origin)?;
         let progress = async |step: ReferenceProgress| {
             self.post(&Reply::Update {
@@ -508,6 +556,7 @@ impl Server {
                 let rewards = base_rewards(&bundle, &base, &message, &reward, set, progress);
                 Ok(Done::Rewards(rewards.await?))
             }
+            Job::Train { .. } => Err("a training job reached the sampling jobs".into()),
         }
     }
 }

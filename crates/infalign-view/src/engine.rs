@@ -13,7 +13,10 @@
 //! Messages cross as JSON text ([`crate::solves::encode`], [`crate::solves::decode`]); the
 //! bundle's files cross as bytes beside the text of [`Request::Open`].
 
+use infalign_core::candidates::CandidatePrompt;
 use serde::{Deserialize, Serialize};
+
+use crate::train::{TrainPoint, TrainSettings};
 
 /// From the page to the engine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +30,11 @@ pub enum Request {
         origin: String,
         /// The folder it was fetched from.
         url: Option<String>,
+    },
+    /// Stop job `id` at its next frame (a training run; other jobs run to their end).
+    Cancel {
+        /// The job.
+        id: u64,
     },
     /// Run `job` on the bundle `origin`, answering with [`Reply::Done`] for `id`.
     Job {
@@ -66,6 +74,17 @@ pub enum Job {
         /// How many answers.
         k: usize,
     },
+    /// "Train it yourself": both sides of `settings` on `prompt`'s candidates at `betas`
+    /// ([`crate::train::TrainPair`]), with the paths and policies after every frame
+    /// ([`Update::Trained`]).
+    Train {
+        /// The candidates and their reference table.
+        prompt: Box<CandidatePrompt>,
+        /// The panel's settings.
+        settings: TrainSettings,
+        /// Each side's exact optimum's beta.
+        betas: [f64; 2],
+    },
     /// The rewards of the base policy's `c` candidate answers to `message` under `reward`.
     Candidates {
         /// The prompt.
@@ -82,6 +101,13 @@ pub enum Job {
 pub enum Update {
     /// The answers so far (a streamed [`Job::Answers`]).
     Texts(Vec<String>),
+    /// Both sides' training paths so far and their policies now.
+    Trained {
+        /// Each side's points from the base policy on.
+        paths: [Vec<TrainPoint>; 2],
+        /// Each side's probabilities over the candidates.
+        policies: [Vec<f64>; 2],
+    },
     /// `finished` of `of` answers are complete.
     Progress {
         /// Answers complete.
@@ -103,6 +129,8 @@ pub enum Done {
     },
     /// The rewards of [`Job::Reference`] or [`Job::Candidates`].
     Rewards(Vec<f64>),
+    /// [`Job::Train`] ran to its end, or to where it was cancelled.
+    Trained,
 }
 
 /// From the engine to the page.
@@ -164,6 +192,7 @@ pub fn job_bundle<'a, T>(wanted: &str, held: Option<(&str, &'a T)>) -> Result<&'
 mod tests {
     use super::*;
     use crate::solves::{decode, encode};
+    use infalign_core::ReferenceTable;
 
     fn requests() -> Vec<Request> {
         vec![
@@ -193,6 +222,23 @@ mod tests {
                     message: "m".into(),
                     reward: "vader".into(),
                     k: 32,
+                },
+            },
+            Request::Cancel { id: 10 },
+            Request::Job {
+                id: 11,
+                origin: "default-model".into(),
+                job: Job::Train {
+                    prompt: Box::new(
+                        CandidatePrompt::new(
+                            vec![0.1, 0.7, 0.7, 0.2],
+                            ReferenceTable::new((0..8).map(|i| i as f64 / 8.0).collect::<Vec<_>>())
+                                .unwrap(),
+                        )
+                        .unwrap(),
+                    ),
+                    settings: TrainSettings::default(),
+                    betas: [0.25, 1.0 / 3.0],
                 },
             },
             Request::Job {
@@ -250,6 +296,17 @@ mod tests {
                 id: 9,
                 result: Err("the bundle has no reward \"x\"".into()),
             },
+            Reply::Update {
+                id: 11,
+                update: Update::Trained {
+                    paths: [Vec::new(), Vec::new()],
+                    policies: [vec![0.25; 4], vec![0.1, 0.2, 0.3, 0.4]],
+                },
+            },
+            Reply::Done {
+                id: 11,
+                result: Ok(Done::Trained),
+            },
             Reply::Unreadable("unreadable message".into()),
         ]
     }
@@ -278,6 +335,8 @@ mod tests {
                 Some(7),
                 Some(8),
                 Some(9),
+                Some(11),
+                Some(11),
                 None
             ]
         );

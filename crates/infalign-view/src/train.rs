@@ -15,9 +15,12 @@ use infalign_core::candidates::{
     CandidateTrainConfig, CandidateTrainer, Optimizer, Scoring,
 };
 use infalign_core::error::invalid;
+use infalign_core::seed::{derive_seed, Stream};
 use infalign_core::selection::Procedure;
 use infalign_core::theory::{self, WinRates};
 use infalign_core::{Result, Transform};
+
+use serde::{Deserialize, Serialize};
 
 use crate::chart::{Chart, Series, COLORS, KL_AXIS};
 use crate::explorer::check_range;
@@ -47,7 +50,7 @@ pub const QUERY_KEYS: [&str; 10] = [
 ];
 
 /// A side's training score, as the panel names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Score {
     /// The raw reward, uncalibrated.
     Raw,
@@ -111,7 +114,7 @@ impl Score {
 }
 
 /// Everything the panel's controls set.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TrainSettings {
     /// The procedure the policy will be served with.
     pub procedure: Procedure,
@@ -285,7 +288,7 @@ pub fn exact_sides(prompt: &CandidatePrompt, settings: &TrainSettings) -> Result
 }
 
 /// One point of a training run: after `step` steps, the trained policy's exact evaluation.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TrainPoint {
     /// Steps done.
     pub step: u64,
@@ -374,6 +377,52 @@ impl TrainRun {
     /// Steps in the whole run.
     pub fn total_steps(&self) -> u64 {
         self.trainer.total_steps()
+    }
+}
+
+/// Frames a training run is drawn in: each advances both sides by a frame's share of the steps.
+pub const FRAMES: u64 = 60;
+
+/// Both sides of the panel trained together, frame by frame (how the page, or the worker that
+/// trains for it, runs them): each side at its exact optimum's beta, seeded alike.
+pub struct TrainPair {
+    runs: [TrainRun; 2],
+    chunk: u64,
+}
+
+impl TrainPair {
+    /// Both sides of `settings` on `prompt`'s candidates at `betas`.
+    pub fn new(
+        prompt: &CandidatePrompt,
+        settings: &TrainSettings,
+        betas: [f64; 2],
+    ) -> Result<Self> {
+        let seed = derive_seed(0, Stream::CandidateTraining, 0);
+        Ok(TrainPair {
+            runs: [
+                TrainRun::new(prompt, settings, 0, betas[0], seed)?,
+                TrainRun::new(prompt, settings, 1, betas[1], seed)?,
+            ],
+            chunk: settings.steps.div_ceil(FRAMES).max(1),
+        })
+    }
+
+    /// One frame: both sides a frame's share of the steps further. True once both are done.
+    pub fn frame(&mut self) -> Result<bool> {
+        for run in &mut self.runs {
+            run.advance(self.chunk)?;
+        }
+        Ok(self.runs.iter().all(TrainRun::finished))
+    }
+
+    /// Each side's points so far, from the base policy on.
+    pub fn paths(&self) -> [Vec<TrainPoint>; 2] {
+        [self.runs[0].path.clone(), self.runs[1].path.clone()]
+    }
+
+    /// Each side's policy over the candidates now.
+    pub fn policies(&self) -> [Vec<f64>; 2] {
+        [self.runs[0].policy(), self.runs[1].policy()]
     }
 }
 
@@ -652,6 +701,33 @@ mod tests {
                 finals.push(trained);
             }
             assert!(finals[1] > finals[0], "{procedure:?}: {finals:?}");
+        }
+    }
+
+    /// The pair the page (or its worker) trains frame by frame is the two runs of the panel's
+    /// seed, advanced a frame's share of the steps at a time: one point per frame from the base.
+    #[test]
+    fn a_pair_trains_both_sides_in_frames() {
+        let prompt = prompt(32, 16);
+        let settings = TrainSettings::default();
+        let sides = exact_sides(&prompt, &settings).unwrap();
+        let betas = [sides[0].beta, sides[1].beta];
+        let mut pair = TrainPair::new(&prompt, &settings, betas).unwrap();
+        let mut frames = 0;
+        while !pair.frame().unwrap() {
+            frames += 1;
+        }
+        assert_eq!(frames + 1, FRAMES);
+        let seed = derive_seed(0, Stream::CandidateTraining, 0);
+        let chunk = settings.steps.div_ceil(FRAMES);
+        for (index, path) in pair.paths().iter().enumerate() {
+            assert_eq!(path.len() as u64, FRAMES + 1);
+            let mut run = TrainRun::new(&prompt, &settings, index, betas[index], seed).unwrap();
+            while !run.finished() {
+                run.advance(chunk).unwrap();
+            }
+            assert_eq!(path, &run.path);
+            assert_eq!(pair.policies()[index], run.policy());
         }
     }
 

@@ -112,11 +112,12 @@ pub(super) fn report_to(
 /// What a job in the sampling worker reports as it goes: where it stands, in `progress`.
 fn show_progress(
     progress: RwSignal<Option<(usize, usize)>>,
-) -> impl Fn(protocol::Update) + 'static {
+) -> impl Fn(protocol::Update) -> bool + 'static {
     move |update| {
         if let protocol::Update::Progress { finished, of } = update {
             progress.set(Some((finished, of)));
         }
+        true
     }
 }
 
@@ -201,7 +202,7 @@ impl Lab {
     }
 
     /// The sampling worker, when it runs this bundle's jobs on `kind` (it samples on the CPU).
-    fn engine_for(&self, kind: BackendKind, bundle: &LoadedBundle) -> Option<Engine> {
+    pub(super) fn engine_for(&self, kind: BackendKind, bundle: &LoadedBundle) -> Option<Engine> {
         if kind != BackendKind::Flex {
             return None;
         }
@@ -218,7 +219,7 @@ impl Lab {
         kind: BackendKind,
         bundle: &LoadedBundle,
         job: Job,
-        on_update: impl Fn(protocol::Update) + 'static,
+        on_update: impl Fn(protocol::Update) -> bool + 'static,
     ) -> Option<Result<Done, String>> {
         let outcome = match self.engine_for(kind, bundle) {
             Some(engine) => match engine.run(&bundle.origin, job, on_update).await {
@@ -256,6 +257,7 @@ impl Lab {
             if let (protocol::Update::Texts(texts), Some(on_step)) = (update, &stream) {
                 on_step(texts);
             }
+            true
         };
         match self.in_worker(kind, bundle, job, on_update).await {
             Some(Ok(Done::Answers { texts, tokens })) => Ok(Sampled {

@@ -4,16 +4,19 @@
 //! live on each, its policy walking onto the exact frontier
 //! ([`infalign_view::train`] holds the model; this is its page).
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use infalign_core::candidates::CandidatePrompt;
-use infalign_core::seed::{derive_seed, Stream};
 use infalign_core::Procedure;
 use infalign_view::chart::render_svg;
+use infalign_view::engine::{self as protocol, Job};
 use infalign_view::explorer::short;
 use infalign_view::train::{
-    exact_sides, frontier_chart, probability_chart, runs_csv, verdict, ExactSide, Score,
-    TrainPoint, TrainRun, TrainSettings, C_RANGE, KL_RANGE, LR_RANGE, M_RANGE, N_MAX, QUERY_KEYS,
+    exact_sides, frontier_chart, probability_chart, runs_csv, verdict, ExactSide, Score, TrainPair,
+    TrainPoint, TrainSettings, C_RANGE, KL_RANGE, LR_RANGE, M_RANGE, N_MAX, QUERY_KEYS,
     STEPS_RANGE, T_RANGE,
 };
 use leptos::prelude::*;
@@ -24,11 +27,24 @@ use crate::engine::BaseSet;
 use crate::svg::SvgFigure;
 use crate::url::{current_query, write_query};
 
-/// Animation frames a training run is drawn in (each advances both sides by steps / frames).
-const FRAMES: u64 = 60;
-
 /// What a candidate set was sampled for: (bundle, message, reward, K, C).
 type CandidateKey = (String, String, String, usize, usize);
+
+/// Resolves at the page's next animation frame (at once where there is none).
+async fn next_animation_frame() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let asked = web_sys::window()
+            .map(|window| window.request_animation_frame(&resolve).is_ok())
+            .unwrap_or(false);
+        if !asked {
+            let _ = resolve.call0(&wasm_bindgen::JsValue::NULL);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+/// A frame of training: both sides' paths so far and their policies.
+type TrainedFrame = ([Vec<TrainPoint>; 2], [Vec<f64>; 2]);
 
 /// Where a run stands (`data-state` of the panel).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +80,8 @@ struct Panel {
     trained: RwSignal<[Option<Vec<f64>>; 2]>,
     state: RwSignal<RunState>,
     stop: StoredValue<bool>,
+    /// Where the last run trained: "worker" or "page" (`data-trained-in` of the panel).
+    trained_in: RwSignal<Option<&'static str>>,
 }
 
 impl Panel {
@@ -129,29 +147,76 @@ impl Panel {
         Ok(())
     }
 
-    /// Train both sides, drawing every few steps.
+    /// Show a frame of training (unless the run was stopped or reset since).
+    fn draw(&self, (paths, policies): TrainedFrame) {
+        if self.stop.get_value() {
+            return;
+        }
+        let [first, second] = policies;
+        self.paths.set(paths);
+        self.trained.set([Some(first), Some(second)]);
+    }
+
+    /// Train both sides, drawing every frame: in the sampling worker when it runs (training
+    /// needs no backend: the worker trains whichever the lab samples on), else here between
+    /// paints.
     async fn train(
         &self,
+        lab: Lab,
         prompt: Arc<CandidatePrompt>,
         sides: [ExactSide; 2],
     ) -> Result<(), String> {
         let settings = self.settings.get_untracked();
-        let text = |error: infalign_core::Error| error.to_string();
-        let seed = derive_seed(0, Stream::CandidateTraining, 0);
-        let mut runs = [
-            TrainRun::new(&prompt, &settings, 0, sides[0].beta, seed).map_err(text)?,
-            TrainRun::new(&prompt, &settings, 1, sides[1].beta, seed).map_err(text)?,
-        ];
+        let betas = [sides[0].beta, sides[1].beta];
         self.stop.set_value(false);
-        let chunk = settings.steps.div_ceil(FRAMES).max(1);
-        loop {
-            for run in &mut runs {
-                run.advance(chunk).map_err(text)?;
+        let bundle = lab.loaded();
+        let engine = bundle
+            .as_ref()
+            .and_then(|bundle| lab.engine_for(BackendKind::Flex, bundle));
+        if let (Some(engine), Some(bundle)) = (engine, bundle) {
+            self.trained_in.set(Some("worker"));
+            let panel = *self;
+            let job = Job::Train {
+                prompt: Box::new((*prompt).clone()),
+                settings,
+                betas,
+            };
+            // The worker trains the whole run in a few tens of milliseconds: keep its frames and
+            // play them one an animation frame, so that the student sees the policies move.
+            let frames: Rc<RefCell<VecDeque<TrainedFrame>>> = Rc::default();
+            let received = frames.clone();
+            let on_update = move |update| {
+                // Stopped, or reset by a change of settings: stop the worker.
+                if panel.stop.get_value() {
+                    return false;
+                }
+                if let protocol::Update::Trained { paths, policies } = update {
+                    received.borrow_mut().push_back((paths, policies));
+                }
+                true
+            };
+            let outcome = engine.run(&bundle.origin, job, on_update).await;
+            loop {
+                let frame = frames.borrow_mut().pop_front();
+                let Some(frame) = frame else { break };
+                if self.stop.get_value() {
+                    break;
+                }
+                self.draw(frame);
+                next_animation_frame().await;
             }
-            self.paths.set([runs[0].path.clone(), runs[1].path.clone()]);
-            self.trained
-                .set([Some(runs[0].policy()), Some(runs[1].policy())]);
-            if runs.iter().all(TrainRun::finished) {
+            match outcome {
+                Err(_) if !engine.alive() => {}
+                outcome => return outcome.map(drop),
+            }
+        }
+        self.trained_in.set(Some("page"));
+        let text = |error: infalign_core::Error| error.to_string();
+        let mut pair = TrainPair::new(&prompt, &settings, betas).map_err(text)?;
+        loop {
+            let done = pair.frame().map_err(text)?;
+            self.draw((pair.paths(), pair.policies()));
+            if done {
                 return Ok(());
             }
             yield_to_browser().await;
@@ -184,6 +249,7 @@ pub(super) fn TrainPanel(lab: Lab) -> impl IntoView {
         trained: RwSignal::new([None, None]),
         state: RwSignal::new(RunState::Empty),
         stop: StoredValue::new(false),
+        trained_in: RwSignal::new(None),
     };
     let settings = panel.settings;
 
@@ -263,7 +329,7 @@ pub(super) fn TrainPanel(lab: Lab) -> impl IntoView {
         };
         panel.state.set(RunState::Training);
         spawn_local(async move {
-            if let Err(reason) = panel.train(prompt, sides).await {
+            if let Err(reason) = panel.train(lab, prompt, sides).await {
                 lab.error.set(Some(reason));
             }
             // A reset while training leaves nothing trained to show.
@@ -355,7 +421,7 @@ pub(super) fn TrainPanel(lab: Lab) -> impl IntoView {
     };
 
     view! {
-        <div id="train" class="train-panel" data-state=move || state().key()>
+        <div id="train" class="train-panel" data-state=move || state().key() data-trained-in=move || panel.trained_in.get()>
             <h3>"Train it yourself"</h3>
             <p class="muted">
                 "The base policy answers the lab's prompt C times: these answers are the "
