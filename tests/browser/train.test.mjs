@@ -172,3 +172,36 @@ test("on WebGPU, exp lands above identity under Best-of-4 and negexp above ident
     await browser.close();
   }
 });
+
+// Where the sampling worker cannot start, the page samples the candidates and trains both sides
+// itself: the same candidates, the same runs, to the last digit.
+test("without the sampling worker the page trains the same runs itself", async () => {
+  const query = `${server.url}?k=8&tr_c=16&tr_proc=bon&tr_n=4&tr_a=identity&tr_b=exp&tr_kl=0.5`;
+  const refuse = () => {
+    const Original = window.Worker;
+    window.Worker = class extends Original {
+      constructor(url, options) {
+        if (options?.name === "infalign-sampling") throw new Error("workers are off here");
+        super(url, options);
+      }
+    };
+  };
+  const worker = await openLab(query, { webgpu: false });
+  const page = await openLab(query, { webgpu: false, init: refuse });
+  try {
+    const results = [];
+    for (const side of [worker, page]) {
+      await side.page.locator("#lab[data-bundle=ready]").waitFor({ timeout: BUNDLE_TIMEOUT_MS });
+      await sampleCandidates(side.page, SAMPLE_TIMEOUT_MS);
+      results.push(await train(side.page));
+    }
+    assert.equal(await worker.page.locator("#train").getAttribute("data-trained-in"), "worker");
+    assert.equal(await page.page.locator("#train").getAttribute("data-trained-in"), "page");
+    assert.equal(await page.page.locator("#lab").getAttribute("data-sampled-in"), "page");
+    assert.deepEqual(results[1], results[0]);
+    assert.deepEqual([...worker.errors, ...page.errors], []);
+  } finally {
+    await worker.browser.close();
+    await page.browser.close();
+  }
+});
