@@ -108,3 +108,17 @@ export async function screenshot(page, name) {
   await mkdir(artifacts, { recursive: true });
   await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
 }
+
+/**
+ * An `init` for `openLab`: the lab's sampling worker fails to start (its constructor throws, as
+ * where workers are blocked); other workers start.
+ */
+export function refuseSamplingWorker() {
+  const Original = window.Worker;
+  window.Worker = class extends Original {
+    constructor(url, options) {
+      if (options?.name === "infalign-sampling") throw new Error("workers are off here");
+      super(url, options);
+    }
+  };
+}

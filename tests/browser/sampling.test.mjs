@@ -9,7 +9,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { dist, here, openLab, screenshot, serveDist } from "./harness.mjs";
+import { dist, here, openLab, refuseSamplingWorker, screenshot, serveDist } from "./harness.mjs";
 
 // The table `infalign calibrate` and `infalign sample --reference-k` draw for this prompt, reward,
 // K and seed (crates/infalign-model/tests/default_model.rs writes and checks it).
@@ -126,17 +126,6 @@ test("on the CPU a policy answers N times, streamed, with rewards, picks and a h
     await browser.close();
   }
 });
-
-/** Makes the sampling worker fail to start (installed before the page runs); other workers start. */
-function refuseSamplingWorker() {
-  const Original = window.Worker;
-  window.Worker = class extends Original {
-    constructor(url, options) {
-      if (options?.name === "infalign-sampling") throw new Error("workers are off here");
-      super(url, options);
-    }
-  };
-}
 
 test("where the sampling worker cannot start, the page samples the same answers itself and says so", async () => {
   const query = `${server.url}?lab_n=4&k=8&prompt=2`;

@@ -6,7 +6,7 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { artifacts, openLab, screenshot, serveDist } from "./harness.mjs";
+import { artifacts, openLab, refuseSamplingWorker, screenshot, serveDist } from "./harness.mjs";
 
 let server;
 before(async () => {
@@ -177,17 +177,8 @@ test("on WebGPU, exp lands above identity under Best-of-4 and negexp above ident
 // itself: the same candidates, the same runs, to the last digit.
 test("without the sampling worker the page trains the same runs itself", async () => {
   const query = `${server.url}?k=8&tr_c=16&tr_proc=bon&tr_n=4&tr_a=identity&tr_b=exp&tr_kl=0.5`;
-  const refuse = () => {
-    const Original = window.Worker;
-    window.Worker = class extends Original {
-      constructor(url, options) {
-        if (options?.name === "infalign-sampling") throw new Error("workers are off here");
-        super(url, options);
-      }
-    };
-  };
   const worker = await openLab(query, { webgpu: false });
-  const page = await openLab(query, { webgpu: false, init: refuse });
+  const page = await openLab(query, { webgpu: false, init: refuseSamplingWorker });
   try {
     const results = [];
     for (const side of [worker, page]) {

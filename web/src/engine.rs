@@ -12,15 +12,16 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 
+use infalign_core::candidates::CandidatePrompt;
 use infalign_model::backend::cpu_device;
 use infalign_model::bundle::BASE_POLICY;
 use infalign_model::candidates::candidate_rewards;
 use infalign_model::ctrl::reference_table;
 use infalign_model::ctrl::rollout::ReferenceProgress;
 use infalign_model::Policy;
-use infalign_view::engine::{job_bundle, Done, Job, Reply, Request, Update};
+use infalign_view::engine::{job_bundle, BaseSet, Done, Job, Reply, Request, Update};
 use infalign_view::solves::{decode, encode};
-use infalign_view::train::TrainPair;
+use infalign_view::train::{TrainPair, TrainSettings};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -314,18 +315,9 @@ pub fn absolute(url: &str) -> String {
         .unwrap_or_else(|| url.to_string())
 }
 
-/// Which of the base policy's answer sets to sample.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum BaseSet {
-    /// The `k` reference answers of a reference table.
-    Reference { k: usize },
-    /// The `c` candidates of "train it yourself".
-    Candidates { c: usize },
-}
-
 /// The rewards under `reward` of the base policy's answer set `set` for `message` (a reference
 /// table's come sorted), sampled with the bundle's decoding and calibration seed: what
-/// [`Job::Reference`] and [`Job::Candidates`] compute, in the worker or on the page.
+/// [`Job::BaseRewards`] computes, in the worker or on the page.
 pub(crate) async fn base_rewards(
     bundle: &LoadedBundle,
     base: &Policy,
@@ -484,34 +476,6 @@ impl Server {
     }
 
     async fn job(&self, id: u64, origin: &str, job: Job) -> Result<Done, String> {
-        if let Job::Train {
-            prompt,
-            settings,
-            betas,
-        } = job
-        {
-            // Training needs no bundle: the candidates' rewards come with the job.
-            let text = |error: infalign_core::Error| error.to_string();
-            let mut pair = TrainPair::new(&prompt, &settings, betas).map_err(text)?;
-            loop {
-                let done = pair.frame().map_err(text)?;
-                self.post(&Reply::Update {
-                    id,
-                    update: Update::Trained {
-                        paths: pair.paths(),
-                        policies: pair.policies(),
-                    },
-                });
-                if done {
-                    return Ok(Done::Trained);
-                }
-                yield_to_browser().await;
-                if self.cancelled.borrow().contains(&id) {
-                    return Ok(Done::Trained);
-                }
-            }
-        }
-        let bundle = self.bundle(origin)?;
         let progress = async |step: ReferenceProgress| {
             self.post(&Reply::Update {
                 id,
@@ -530,6 +494,7 @@ impl Server {
                 seed,
                 stream,
             } => {
+                let bundle = self.bundle(origin)?;
                 let policy = self.policy(&bundle, &policy).await?;
                 let on_step = |texts: Vec<String>| {
                     self.post(&Reply::Update {
@@ -544,19 +509,51 @@ impl Server {
                     tokens: sampled.tokens,
                 })
             }
-            Job::Reference { message, reward, k } => {
+            Job::BaseRewards {
+                message,
+                reward,
+                set,
+            } => {
+                let bundle = self.bundle(origin)?;
                 let base = self.policy(&bundle, BASE_POLICY).await?;
-                let set = BaseSet::Reference { k };
                 let rewards = base_rewards(&bundle, &base, &message, &reward, set, progress);
                 Ok(Done::Rewards(rewards.await?))
             }
-            Job::Candidates { message, reward, c } => {
-                let base = self.policy(&bundle, BASE_POLICY).await?;
-                let set = BaseSet::Candidates { c };
-                let rewards = base_rewards(&bundle, &base, &message, &reward, set, progress);
-                Ok(Done::Rewards(rewards.await?))
+            // Training needs no bundle: the candidates' rewards come with the job.
+            Job::Train {
+                prompt,
+                settings,
+                betas,
+            } => self.train(id, &prompt, &settings, betas).await,
+        }
+    }
+
+    /// Train both sides, posting every frame, until the end or a cancel.
+    async fn train(
+        &self,
+        id: u64,
+        prompt: &CandidatePrompt,
+        settings: &TrainSettings,
+        betas: [f64; 2],
+    ) -> Result<Done, String> {
+        let text = |error: infalign_core::Error| error.to_string();
+        let mut pair = TrainPair::new(prompt, settings, betas).map_err(text)?;
+        loop {
+            let done = pair.frame().map_err(text)?;
+            self.post(&Reply::Update {
+                id,
+                update: Update::Trained {
+                    paths: pair.paths(),
+                    policies: pair.policies(),
+                },
+            });
+            if done {
+                return Ok(Done::Trained);
             }
-            Job::Train { .. } => Err("a training job reached the sampling jobs".into()),
+            yield_to_browser().await;
+            if self.cancelled.borrow().contains(&id) {
+                return Ok(Done::Trained);
+            }
         }
     }
 }

@@ -64,13 +64,6 @@ pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
-#[derive(Clone)]
-enum TokenizerState {
-    Loading,
-    Ready(Box<DialogueTokenizer>),
-    Failed(String),
-}
-
 /// One row of the token table: id and the text it stands for.
 fn pieces(tokenizer: &DialogueTokenizer, text: &str) -> Result<Vec<(u32, String)>, String> {
     let ids = tokenizer.encode(text).map_err(|error| error.to_string())?;
@@ -84,34 +77,27 @@ fn pieces(tokenizer: &DialogueTokenizer, text: &str) -> Result<Vec<(u32, String)
         .collect()
 }
 
-/// The default model's tokenizer as the sampling lab read it with the default bundle: the card
-/// takes that one rather than reading the same file a second time (about 50 ms of the page's
-/// thread).
+/// The default model's tokenizer, where the card stands with it. The sampling lab gives it the
+/// one it read with the default bundle, so that the card does not read the same file a second
+/// time (about 50 ms of the page's thread); with another bundle, the card reads it itself.
 #[derive(Clone)]
 pub enum SharedTokenizer {
     /// The lab's bundle is not in yet.
     Waiting,
-    /// The lab read the default bundle: its tokenizer.
-    Ready(Box<DialogueTokenizer>),
     /// The lab runs another bundle (or none): the card reads the default model's tokenizer.
     FetchIt,
+    /// The tokenizer.
+    Ready(Box<DialogueTokenizer>),
+    /// Why it could not be read.
+    Failed(String),
 }
 
 /// Type text, see its tokens.
 #[component]
 pub fn TokenizerCard(shared: RwSignal<SharedTokenizer, LocalStorage>) -> impl IntoView {
-    let (state, set_state) = signal(TokenizerState::Loading);
     let (text, set_text) = signal(SAMPLE_TEXT.to_string());
     Effect::new(move |_| {
-        let fetch = shared.with(|shared| match shared {
-            SharedTokenizer::Waiting => false,
-            SharedTokenizer::Ready(tokenizer) => {
-                set_state.set(TokenizerState::Ready(tokenizer.clone()));
-                false
-            }
-            SharedTokenizer::FetchIt => true,
-        });
-        if !fetch {
+        if !shared.with(|shared| matches!(shared, SharedTokenizer::FetchIt)) {
             return;
         }
         spawn_local(async move {
@@ -119,22 +105,24 @@ pub fn TokenizerCard(shared: RwSignal<SharedTokenizer, LocalStorage>) -> impl In
                 Ok(bytes) => crate::timing::timed("parse tokenizer", || {
                     DialogueTokenizer::from_bytes(&bytes, TOKENIZER_URL)
                 })
-                .map(|tokenizer| TokenizerState::Ready(Box::new(tokenizer)))
-                .unwrap_or_else(|error| TokenizerState::Failed(error.to_string())),
-                Err(error) => TokenizerState::Failed(error),
+                .map(|tokenizer| SharedTokenizer::Ready(Box::new(tokenizer)))
+                .unwrap_or_else(|error| SharedTokenizer::Failed(error.to_string())),
+                Err(error) => SharedTokenizer::Failed(error),
             };
-            set_state.set(loaded);
+            shared.set(loaded);
         });
     });
 
     // `Ok(None)` while the tokenizer loads; an error when it failed to load or to encode.
     let tokens = move || {
-        state.with(|state| match state {
-            TokenizerState::Loading => Ok(None),
-            TokenizerState::Failed(reason) => {
+        shared.with(|shared| match shared {
+            SharedTokenizer::Waiting | SharedTokenizer::FetchIt => Ok(None),
+            SharedTokenizer::Failed(reason) => {
                 Err(format!("The tokenizer could not be loaded: {reason}"))
             }
-            TokenizerState::Ready(tokenizer) => text.with(|text| pieces(tokenizer, text)).map(Some),
+            SharedTokenizer::Ready(tokenizer) => {
+                text.with(|text| pieces(tokenizer, text)).map(Some)
+            }
         })
     };
 

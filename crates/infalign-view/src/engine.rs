@@ -64,15 +64,15 @@ pub enum Job {
         /// Whether to send the partial texts.
         stream: bool,
     },
-    /// The rewards of the base policy's `k` reference answers to `message` under `reward`
-    /// (the bundle's calibration seed), sorted: a reference table.
-    Reference {
+    /// The rewards under `reward` of the base policy's answers to `message` in `set`, sampled
+    /// with the bundle's decoding and calibration seed (a reference table's come sorted).
+    BaseRewards {
         /// The prompt.
         message: String,
         /// The reward's key in the bundle.
         reward: String,
-        /// How many answers.
-        k: usize,
+        /// Which answers.
+        set: BaseSet,
     },
     /// "Train it yourself": both sides of `settings` on `prompt`'s candidates at `betas`
     /// ([`crate::train::TrainPair`]), with the paths and policies after every frame
@@ -85,12 +85,18 @@ pub enum Job {
         /// Each side's exact optimum's beta.
         betas: [f64; 2],
     },
-    /// The rewards of the base policy's `c` candidate answers to `message` under `reward`.
+}
+
+/// Which of the base policy's answer sets a [`Job::BaseRewards`] samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BaseSet {
+    /// The `k` reference answers of a reference table.
+    Reference {
+        /// How many answers.
+        k: usize,
+    },
+    /// The `c` candidates of "train it yourself".
     Candidates {
-        /// The prompt.
-        message: String,
-        /// The reward's key in the bundle.
-        reward: String,
         /// How many answers.
         c: usize,
     },
@@ -127,7 +133,7 @@ pub enum Done {
         /// Tokens sampled (for the page's tokens per second).
         tokens: usize,
     },
-    /// The rewards of [`Job::Reference`] or [`Job::Candidates`].
+    /// The rewards of [`Job::BaseRewards`].
     Rewards(Vec<f64>),
     /// [`Job::Train`] ran to its end, or to where it was cancelled.
     Trained,
@@ -218,10 +224,10 @@ mod tests {
             Request::Job {
                 id: 8,
                 origin: "default-model".into(),
-                job: Job::Reference {
+                job: Job::BaseRewards {
                     message: "m".into(),
                     reward: "vader".into(),
-                    k: 32,
+                    set: BaseSet::Reference { k: 32 },
                 },
             },
             Request::Cancel { id: 10 },
@@ -244,10 +250,10 @@ mod tests {
             Request::Job {
                 id: 9,
                 origin: "default-model".into(),
-                job: Job::Candidates {
+                job: Job::BaseRewards {
                     message: "m".into(),
                     reward: "vader".into(),
-                    c: 64,
+                    set: BaseSet::Candidates { c: 64 },
                 },
             },
         ]

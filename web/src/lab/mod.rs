@@ -27,7 +27,6 @@ use leptos::task::spawn_local;
 use crate::bundle::{self, LoadedBundle};
 use crate::engine::Engine;
 use crate::explorer::after_paint;
-use crate::timing::timed;
 use crate::tokens::SharedTokenizer;
 use crate::url::query_value;
 
@@ -269,11 +268,7 @@ pub fn SamplingLab(
             let default = lab
                 .loaded()
                 .filter(|loaded| loaded.origin == bundle::DEFAULT_BUNDLE)
-                .map(|loaded| {
-                    timed("share tokenizer", || {
-                        Box::new(loaded.bundle.tokenizer.clone())
-                    })
-                });
+                .map(|loaded| Box::new(loaded.bundle.tokenizer.clone()));
             tokenizer.set(match default {
                 Some(shared) => SharedTokenizer::Ready(shared),
                 None => SharedTokenizer::FetchIt,

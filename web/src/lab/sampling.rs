@@ -2,7 +2,7 @@
 //! base policy, the theory's prediction; the bundle it runs.
 
 use crate::bundle::{self, LoadedBundle};
-use crate::engine::{absolute, base_rewards, BaseSet, Engine};
+use crate::engine::{absolute, base_rewards, Engine};
 use crate::timing::now;
 use infalign_core::{Procedure, ReferenceTable, WinRates};
 use infalign_model::backend::BackendKind;
@@ -10,7 +10,7 @@ use infalign_model::bundle::BASE_POLICY;
 use infalign_model::ctrl::rollout::ReferenceProgress;
 use infalign_model::ctrl::{RolloutStream, TrainingReward};
 use infalign_model::Policy;
-use infalign_view::engine::{self as protocol, Done, Job};
+use infalign_view::engine::{self as protocol, BaseSet, Done, Job};
 use infalign_view::lab::{predicted_win_rates, Tally};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -285,18 +285,10 @@ impl Lab {
         set: BaseSet,
         progress: RwSignal<Option<(usize, usize)>>,
     ) -> Result<Vec<f64>, String> {
-        let (message, reward) = (message.to_string(), reward.to_string());
-        let job = match set {
-            BaseSet::Reference { k } => Job::Reference {
-                message: message.clone(),
-                reward: reward.clone(),
-                k,
-            },
-            BaseSet::Candidates { c } => Job::Candidates {
-                message: message.clone(),
-                reward: reward.clone(),
-                c,
-            },
+        let job = Job::BaseRewards {
+            message: message.to_string(),
+            reward: reward.to_string(),
+            set,
         };
         match self
             .in_worker(kind, bundle, job, show_progress(progress))
@@ -308,7 +300,7 @@ impl Lab {
             None => {
                 let base = self.policy(bundle, BASE_POLICY, kind).await?;
                 let progress = report_to(progress);
-                base_rewards(bundle, &base, &message, &reward, set, progress).await
+                base_rewards(bundle, &base, message, reward, set, progress).await
             }
         }
     }
@@ -605,8 +597,8 @@ impl Lab {
         });
     }
 
-    /// Use `loaded` from now on (keeping the settings that still make sense).
-    /// Use `loaded`, read from `files` (the sampling worker is sent them).
+    /// Use `loaded`, read from `files`, from now on (keeping the settings that still make
+    /// sense); the sampling worker is sent the files too.
     pub(super) fn install(&self, loaded: LoadedBundle, files: &bundle::Files) {
         if let Some(engine) = self.engine.get_value() {
             engine.open(

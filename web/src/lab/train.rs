@@ -12,7 +12,7 @@ use std::sync::Arc;
 use infalign_core::candidates::CandidatePrompt;
 use infalign_core::Procedure;
 use infalign_view::chart::render_svg;
-use infalign_view::engine::{self as protocol, Job};
+use infalign_view::engine::{self as protocol, BaseSet, Job};
 use infalign_view::explorer::short;
 use infalign_view::train::{
     exact_sides, frontier_chart, probability_chart, runs_csv, verdict, ExactSide, Score, TrainPair,
@@ -23,7 +23,6 @@ use leptos::prelude::*;
 
 use super::sampling::yield_to_browser;
 use super::*;
-use crate::engine::BaseSet;
 use crate::svg::SvgFigure;
 use crate::url::{current_query, write_query};
 
@@ -147,11 +146,8 @@ impl Panel {
         Ok(())
     }
 
-    /// Show a frame of training (unless the run was stopped or reset since).
+    /// Show a frame of training (the callers check first that the run was not stopped or reset).
     fn draw(&self, (paths, policies): TrainedFrame) {
-        if self.stop.get_value() {
-            return;
-        }
         let [first, second] = policies;
         self.paths.set(paths);
         self.trained.set([Some(first), Some(second)]);

@@ -166,6 +166,14 @@ pub async fn generate(
     Ok(sampler.finish())
 }
 
+/// The positions of a left-padded `[rows, columns]` grid with these pads: 0 over a row's pad,
+/// then counting from 0 at its first token.
+fn grid_positions(pads: &[usize], columns: usize) -> Vec<i32> {
+    pads.iter()
+        .flat_map(|&pad| (0..columns).map(move |c| c.saturating_sub(pad) as i32))
+        .collect()
+}
+
 /// The distinct rows of a left-padded `[batch, columns]` token grid (a row is its pad and its
 /// tokens), in order of first appearance, and for each row the index of its copy among them.
 fn distinct_rows(grid: &[i32], pads: &[usize], columns: usize) -> (Vec<usize>, Vec<usize>) {
@@ -293,8 +301,8 @@ impl<'a> Sampler<'a> {
         }
         let device = self.policy.device();
         let batch = self.responses.len();
-        let int_tensor = |values: Vec<i32>, columns: usize| {
-            Tensor::<2, Int>::from_data(TensorData::new(values, [batch, columns]), &device)
+        let int_tensor = |values: Vec<i32>, rows: usize, columns: usize| {
+            Tensor::<2, Int>::from_data(TensorData::new(values, [rows, columns]), &device)
         };
         let columns = self.columns;
         // The row of the logits each batch row samples from: its own, except on the prompt pass
@@ -307,8 +315,8 @@ impl<'a> Sampler<'a> {
                 .map(|&pad| (columns - 1 - pad) as i32)
                 .collect();
             self.policy.forward_last(
-                int_tensor(self.last_tokens.clone(), 1),
-                int_tensor(positions, 1),
+                int_tensor(self.last_tokens.clone(), batch, 1),
+                int_tensor(positions, batch, 1),
                 &self.pads,
                 Some(&mut self.cache),
             )
@@ -326,33 +334,22 @@ impl<'a> Sampler<'a> {
                 })
                 .collect();
             let pads: Vec<usize> = distinct.iter().map(|&row| self.pads[row]).collect();
-            let positions: Vec<i32> = pads
-                .iter()
-                .flat_map(|&pad| (0..columns).map(move |c| c.saturating_sub(pad) as i32))
-                .collect();
-            let rows = |values: Vec<i32>| {
-                Tensor::<2, Int>::from_data(
-                    TensorData::new(values, [distinct.len(), columns]),
-                    &device,
-                )
-            };
-            let logits =
-                self.policy
-                    .forward_last(rows(grid), rows(positions), &pads, Some(&mut self.cache));
-            if distinct.len() < batch {
+            let rows = distinct.len();
+            let logits = self.policy.forward_last(
+                int_tensor(grid, rows, columns),
+                int_tensor(grid_positions(&pads, columns), rows, columns),
+                &pads,
+                Some(&mut self.cache),
+            );
+            if rows < batch {
                 self.cache.select_rows(&of_row);
                 source = Some(of_row);
             }
             logits
         } else {
-            let positions: Vec<i32> = self
-                .pads
-                .iter()
-                .flat_map(|&pad| (0..columns).map(move |c| c.saturating_sub(pad) as i32))
-                .collect();
             self.policy.forward_last(
-                int_tensor(self.grid.clone(), columns),
-                int_tensor(positions, columns),
+                int_tensor(self.grid.clone(), batch, columns),
+                int_tensor(grid_positions(&self.pads, columns), batch, columns),
                 &self.pads,
                 None,
             )
